@@ -1,0 +1,154 @@
+"""The HTTP face of the hub: the producer API and the fleet views (quart-trio).
+
+Worker transports register their own routes (`_ws.py`, `_polling.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from ._auth import Auth, Role, bearer
+from ._config import Settings
+from ._hub import Hub
+from ._model import TaskState
+from ._wire import decode_submission, encode
+
+__all__ = ["create_app", "json_response"]
+
+log = logging.getLogger("workyard.http")
+
+MAX_WAIT = 300.0
+MAX_LIST = 1000
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(encode(body), status=status, content_type="application/json")
+
+
+def require(auth: Auth, role: Role) -> None:
+    if not auth.allows(bearer(request.headers, request.args), role):
+        raise ApiError(401, f"a valid {role.value} bearer token is required")
+
+
+def number_arg(name: str, default: float, low: float, high: float) -> float:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(400, f"`{name}` must be a number, not {raw!r}") from None
+    if not (low <= value <= high) or math.isnan(value):
+        raise ApiError(400, f"`{name}` must be between {low:g} and {high:g}")
+    return value
+
+
+def create_app(hub: Hub, settings: Settings) -> QuartTrio:
+    app = QuartTrio("workyard")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body
+    app.config["BODY_TIMEOUT"] = 60
+    auth = Auth(settings)
+    app.extensions["workyard.hub"] = hub
+    app.extensions["workyard.auth"] = auth
+
+    @app.errorhandler(ApiError)
+    async def api_error(exc: ApiError) -> Response:
+        return json_response({"error": exc.message}, exc.status)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Response:
+        return json_response({"error": exc.description or exc.name}, exc.code or 500)
+
+    @app.errorhandler(Exception)
+    async def unexpected(exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return json_response({"error": f"internal error: {type(exc).__name__}"}, 500)
+
+    @app.post("/tasks")
+    async def submit() -> Response:
+        require(auth, Role.PRODUCER)
+        body = await request.get_data(cache=False)
+        try:
+            specs, batch = decode_submission(body)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        now = hub.now()
+        tasks = [spec.to_task(now) for spec in specs]
+        try:
+            ids = await hub.submit(tasks)
+        except RuntimeError as exc:
+            raise ApiError(503, str(exc)) from None
+        if batch:
+            return json_response({"ids": ids}, 201)
+        created = ids[0] == tasks[0].id
+        return json_response({"id": ids[0], "created": created}, 201 if created else 200)
+
+    @app.get("/tasks/<task_id>")
+    async def get_task(task_id: str) -> Response:
+        require(auth, Role.PRODUCER)
+        wait = number_arg("wait", 0.0, 0.0, MAX_WAIT)
+        task = await (hub.wait(task_id, wait) if wait > 0 else hub.get(task_id))
+        if task is None:
+            raise ApiError(404, f"no task {task_id!r}")
+        return json_response(task)
+
+    @app.delete("/tasks/<task_id>")
+    async def cancel_task(task_id: str) -> Response:
+        require(auth, Role.PRODUCER)
+        task = await hub.get(task_id)
+        if task is None:
+            raise ApiError(404, f"no task {task_id!r}")
+        if task.state.final:
+            return json_response(
+                {"error": f"task {task_id!r} is already {task.state.value}", "task": task}, 409)
+        return json_response(await hub.cancel(task_id))
+
+    @app.get("/tasks")
+    async def list_tasks() -> Response:
+        require(auth, Role.PRODUCER)
+        state_arg = request.args.get("state")
+        try:
+            state = TaskState(state_arg) if state_arg else None
+        except ValueError:
+            raise ApiError(400, f"`state` must be one of {', '.join(TaskState)}") from None
+        limit = int(number_arg("limit", 100, 1, MAX_LIST))
+        name = request.args.get("name")
+        live = hub.scheduler.tasks
+        if state is not None and not state.final:  # only the scheduler knows who runs what
+            found = sorted((t for t in live.values() if t.state is state
+                            and (name is None or t.name == name)), key=lambda t: -t.seq)[:limit]
+        else:
+            found = [live.get(t.id, t) for t in
+                     await hub.store.find(name=name, state=state, limit=limit)]
+        return json_response({"tasks": found})
+
+    @app.get("/workers")
+    async def workers() -> Response:
+        require(auth, Role.ANY)
+        return json_response({"workers": hub.workers()})
+
+    @app.get("/queues")
+    async def queues() -> Response:
+        require(auth, Role.ANY)
+        return json_response({"queues": hub.queues()})
+
+    @app.get("/health")
+    async def health() -> Response:
+        return json_response({"ok": True, "workers": len(hub.scheduler.workers),
+                              "unfinished": len(hub.scheduler.tasks)})
+
+    return app
+

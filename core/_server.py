@@ -1,0 +1,109 @@
+"""Run a hub behind hypercorn's trio worker: one function, `serve`."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+from dataclasses import replace
+from functools import partial
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+from quart_trio import QuartTrio
+
+from ._app import create_app
+from ._auth import Auth
+from ._config import Settings
+from ._hub import Hub
+from ._sqlite import SQLiteStore
+from ._store import MemoryStore, Store
+from ._ws import add_websocket_routes
+
+__all__ = ["build_app", "open_listener", "serve"]
+
+log = logging.getLogger("workyard.server")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def open_listener(settings: Settings) -> socket.socket:
+    """A listening TCP socket whose unacknowledged sends time out after `ping_timeout`.
+
+    The hub pings every WebSocket worker; with TCP_USER_TIMEOUT a ping that a dead
+    peer never acknowledges breaks the connection within `ping_timeout` seconds,
+    which detaches the worker and reschedules its tasks.
+    """
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if hasattr(socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
+                        int(settings.ping_timeout * 1000))
+    sock.bind((settings.host, settings.port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def build_app(hub: Hub, settings: Settings) -> QuartTrio:
+    """The quart-trio app with every route: producers, views and worker transports."""
+    app = create_app(hub, settings)
+    add_websocket_routes(app, hub, Auth(settings))
+    try:
+        from ._polling import add_polling_routes
+    except ImportError:  # pragma: no cover - polling workers are optional
+        pass
+    else:
+        add_polling_routes(app, hub, settings)
+    return app
+
+
+def open_store(settings: Settings) -> Store:
+    if settings.db == ":memory:":
+        return MemoryStore()
+    return SQLiteStore(settings.db, synchronous=settings.synchronous)
+
+
+async def serve(
+    settings: Settings,
+    *,
+    hub: Hub | None = None,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until cancelled. `task_status.started` gets the base URL, e.g. http://127.0.0.1:8470."""
+    if not settings.auth_enabled and not _is_loopback(settings.host):
+        log.warning("no tokens configured: binding 127.0.0.1 instead of %s; set worker, "
+                    "producer or admin tokens to serve other hosts", settings.host)
+        settings = replace(settings, host="127.0.0.1")
+    if hub is None:
+        hub = Hub(open_store(settings), default_capacity=settings.default_capacity,
+                  retention=settings.retention)
+    listener = open_listener(settings)
+    port = listener.getsockname()[1]
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"http://{host}:{port}"
+
+    config = Config()
+    config.bind = [f"fd://{listener.detach()}"]  # hypercorn owns (and closes) the socket
+    config.websocket_ping_interval = settings.ping_interval
+    config.websocket_max_message_size = settings.max_frame
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.graceful_timeout = 2.0
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        app = build_app(hub, settings)
+        await nursery.start(partial(hypercorn_serve, app, config))
+        log.info("workyard serving on %s (store: %s; auth: %s)", url, settings.db,
+                 "on" if settings.auth_enabled else "off - no tokens configured, loopback only")
+        task_status.started(url)

@@ -1,0 +1,91 @@
+"""The `workyard` command: serve, worker, submit, sim."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import trio
+
+from ._config import Settings
+
+__all__ = ["main"]
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ._server import serve
+
+    settings = Settings.from_env(
+        host=args.host, port=args.port, db=args.db, synchronous=args.sync,
+        worker_tokens=args.worker_token, producer_tokens=args.producer_token,
+        admin_tokens=args.admin_token, ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout, default_capacity=args.capacity,
+        retention=args.retention, poll_liveness=args.poll_liveness,
+        log_level=args.log_level,
+    )
+    _setup_logging(settings.log_level)
+    try:
+        trio.run(partial(serve, settings))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the hub (SQLite store by default)",
+                       description="Run the hub. Flags override WORKYARD_* environment "
+                       "variables, which override the defaults.")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8470; 0 picks a free one)")
+    p.add_argument("--db", help="SQLite file (default ./workyard.db; ':memory:' keeps nothing)")
+    p.add_argument("--sync", choices=["NORMAL", "FULL"], type=str.upper,
+                   help="SQLite synchronous mode (default NORMAL: survives kill -9; "
+                   "FULL: survives power loss)")
+    p.add_argument("--worker-token", metavar="TOKENS", help="comma-separated worker tokens")
+    p.add_argument("--producer-token", metavar="TOKENS", help="comma-separated producer tokens")
+    p.add_argument("--admin-token", metavar="TOKENS", help="comma-separated admin tokens")
+    p.add_argument("--ping-interval", type=float, metavar="S",
+                   help="seconds between pings to WebSocket workers (default 20)")
+    p.add_argument("--ping-timeout", type=float, metavar="S",
+                   help="drop a worker whose ping is unacknowledged this long (default 10)")
+    p.add_argument("--capacity", type=int, metavar="N",
+                   help="default tasks in flight per worker (default 32; 0: unlimited)")
+    p.add_argument("--retention", type=float, metavar="S",
+                   help="seconds to keep final tasks (default 86400)")
+    p.add_argument("--poll-liveness", type=float, metavar="S",
+                   help="a polling worker silent this long is gone (default 60)")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING (default INFO)")
+    p.set_defaults(run=_serve)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="workyard", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    adders: list[Callable[[argparse._SubParsersAction], None]] = [_add_serve]
+    for module, name in (("workyard._cli_client", "add_commands"),
+                         ("workyard.sim._cli", "add_commands")):
+        try:
+            mod = __import__(module, fromlist=[name])
+        except ImportError:
+            continue
+        adders.append(getattr(mod, name))
+    for add in adders:
+        add(sub)
+    args = parser.parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
