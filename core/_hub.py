@@ -98,6 +98,12 @@ class Hub:
             finally:
                 self._nursery = None
 
+    def start_soon(self, fn: Any, *args: Any) -> None:
+        """Run another actor (e.g. a transport's liveness check) in the hub's nursery."""
+        if self._nursery is None:
+            raise RuntimeError("the hub is not running")
+        self._nursery.start_soon(fn, *args)
+
     def now(self) -> float:
         """Wall-clock seconds, advancing with trio's clock (virtual under MockClock)."""
         return trio.current_time() + self._offset
