@@ -1,0 +1,215 @@
+"""The WebSocket worker client: connect, declare, run handlers, reconnect.
+
+One connection at a time. While it lasts, a receive loop moves task frames into
+a local queue and `concurrency` runner tasks take jobs from it and send the
+answers back. The hub never pushes more than `capacity` tasks (which defaults
+to `concurrency`), so the local queue stays short. When the connection is lost
+the runners are cancelled and the local queue is dropped: the hub has already
+rescheduled every task this worker held, so finishing them would be wasted work.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import socket
+import uuid
+from collections.abc import Callable
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import msgspec
+import trio
+from trio_websocket import (
+    CloseReason,
+    ConnectionClosed,
+    ConnectionRejected,
+    HandshakeError,
+    WebSocketConnection,
+    open_websocket_url,
+)
+
+from ._handlers import H, Handlers, Job
+
+__all__ = ["Worker", "WorkerRejected", "ws_url"]
+
+log = logging.getLogger("workyard.client")
+
+#: close code the hub uses when it refuses a worker (bad declaration, id taken over)
+POLICY_VIOLATION = 1008
+MAX_FRAME = 16 * 1024 * 1024
+_encode = msgspec.json.Encoder().encode
+_frame = msgspec.json.Decoder(dict[str, object])
+
+
+class WorkerRejected(Exception):
+    """The hub refused this worker for a reason that reconnecting will not fix."""
+
+
+def ws_url(url: str, path: str, params: dict[str, str]) -> str:
+    """`http://host:port[/prefix]` → `ws://host:port[/prefix]/path?params` (https → wss)."""
+    parts = urlsplit(url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("ws", "wss"):
+        raise ValueError(f"the hub URL must start with http://, https://, ws:// or wss://: {url!r}")
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + path, urlencode(params), ""))
+
+
+def default_worker_id() -> str:
+    """Stable for this process, so a reconnect takes over the previous connection's place."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """A worker that takes tasks from a hub over a WebSocket.
+
+        worker = Worker("http://127.0.0.1:8470", concurrency=8)
+
+        @worker.handler("tag", cloud=["aws", "gcp"])
+        async def tag(job: Job) -> dict:
+            return {"ok": True}
+
+        await worker.run()
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        worker_id: str | None = None,
+        token: str | None = None,
+        concurrency: int = 8,
+        capacity: int | None = None,
+        handlers: Handlers | None = None,
+        backoff_min: float = 0.5,
+        backoff_max: float = 30.0,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be 1 or more")
+        if capacity is not None and capacity < 0:
+            raise ValueError("capacity must be 0 (unlimited) or more")
+        self.url = url
+        self.worker_id = worker_id or default_worker_id()
+        self.token = token
+        self.concurrency = concurrency
+        #: tasks the hub may push before we answer; 0 lets the hub push without limit
+        self.capacity = concurrency if capacity is None else capacity
+        self.handlers = handlers if handlers is not None else Handlers()
+        self.backoff_min = backoff_min
+        self.backoff_max = backoff_max
+        #: handlers running right now
+        self.running = 0
+        #: connections made so far (the first one included)
+        self.connections = 0
+        self._queue: trio.MemoryReceiveChannel[Job] | None = None
+
+    def handler(self, name: str, **filter: str | list[str]) -> Callable[[H], H]:
+        """Decorator registering an async handler for task `name` (see `Handlers.handler`)."""
+        return self.handlers.handler(name, **filter)
+
+    @property
+    def queued(self) -> int:
+        """Tasks received on the current connection and not yet started."""
+        return 0 if self._queue is None else self._queue.statistics().current_buffer_used
+
+    def backoff(self, failures: int) -> float:
+        """Seconds to wait before reconnect number `failures` (0-based): exponential, jittered."""
+        ceiling = min(self.backoff_max, self.backoff_min * 2.0 ** min(failures, 32))
+        return ceiling * random.uniform(0.5, 1.0)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Work until cancelled, reconnecting whenever the connection is lost.
+
+        `task_status.started()` fires once the first connection is open and declared.
+        Raises `WorkerRejected` if the hub refuses this worker outright. Cancelling
+        it cancels the running handlers and closes the socket; the hub sees the
+        close and reschedules their tasks at once.
+        """
+        if not self.handlers:
+            raise ValueError("register at least one handler before running the worker")
+        url = ws_url(self.url, "/work/queue",
+                     {"worker_id": self.worker_id, "capacity": str(self.capacity)})
+        headers = [(b"Authorization", f"Bearer {self.token}".encode())] if self.token else []
+        failures = 0
+        while True:
+            try:
+                async with open_websocket_url(url, extra_headers=headers,
+                                              max_message_size=MAX_FRAME) as ws:
+                    failures = 0
+                    why = await self._serve(ws, task_status)
+                    task_status = trio.TASK_STATUS_IGNORED
+            except ConnectionRejected as exc:
+                if 400 <= exc.status_code < 500 and exc.status_code not in (408, 429):
+                    raise WorkerRejected(_rejection(exc)) from None
+                why = _rejection(exc)
+            except (HandshakeError, ConnectionClosed, OSError) as exc:
+                why = f"{type(exc).__name__}: {exc.__cause__ or exc}"
+            delay = self.backoff(failures)
+            failures += 1
+            log.warning("worker %s: %s; reconnecting in %.2fs", self.worker_id, why, delay)
+            await trio.sleep(delay)
+
+    async def _serve(self, ws: WebSocketConnection, task_status: trio.TaskStatus[None]) -> str:
+        """Run one connection until it closes; returns why it closed."""
+        declaration = [s.to_json() for s in self.handlers.subscriptions]
+        await ws.send_message(_encode(declaration).decode())
+        self.connections += 1
+        log.info("worker %s connected to %s (concurrency %d, capacity %s)", self.worker_id,
+                 self.url, self.concurrency, self.capacity or "unlimited")
+        task_status.started()
+        put, take = trio.open_memory_channel[Job](math.inf)
+        self._queue = take
+        try:
+            async with trio.open_nursery() as nursery:
+                for _ in range(self.concurrency):
+                    nursery.start_soon(self._run_jobs, ws, take)
+                closed = await self._receive(ws, put)
+                nursery.cancel_scope.cancel()
+        finally:
+            self._queue = None
+        if closed.code == POLICY_VIOLATION:
+            raise WorkerRejected(f"hub closed the connection: {closed.reason}")
+        return f"connection closed ({closed.code} {closed.reason or closed.name})"
+
+    async def _receive(self, ws: WebSocketConnection,
+                       put: trio.MemorySendChannel[Job]) -> CloseReason:
+        """Move task frames into the local queue until the connection closes."""
+        while True:
+            try:
+                frame = await ws.get_message()
+            except ConnectionClosed as exc:
+                return exc.reason or CloseReason(1006, "connection lost")
+            try:
+                message = _frame.decode(frame)
+                if "error" in message:
+                    log.warning("worker %s: the hub reports an error: %s", self.worker_id,
+                                message["error"])
+                    continue
+                put.send_nowait(Job.from_frame(message))
+            except (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError,
+                    ValueError) as exc:
+                log.warning("worker %s: ignoring a malformed frame from the hub (%s): %.200r",
+                            self.worker_id, exc, frame)
+
+    async def _run_jobs(self, ws: WebSocketConnection,
+                        take: trio.MemoryReceiveChannel[Job]) -> None:
+        async for job in take:
+            self.running += 1
+            try:
+                answer = await self.handlers.run(job)
+            finally:
+                self.running -= 1
+            try:
+                await ws.send_message(_encode(answer).decode())
+            except ConnectionClosed:
+                return  # the receive loop sees the close and ends the connection
+
+
+def _rejection(exc: ConnectionRejected) -> str:
+    body = (exc.body or b"").decode(errors="replace")
+    try:
+        body = str(msgspec.json.decode(exc.body or b"")["error"])
+    except (msgspec.DecodeError, KeyError, TypeError):
+        pass
+    return f"hub refused the connection: HTTP {exc.status_code} {body}".rstrip()
