@@ -83,7 +83,7 @@ class Task(msgspec.Struct, kw_only=True):
     result: msgspec.Raw | None = None
     error: str | None = None
     attempts: list[Attempt] = []
-    #: submission order; FIFO within a priority (not part of the API)
+    #: submission order: FIFO within a priority, and the order a restarted hub requeues in
     seq: int = 0
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -25,8 +26,6 @@ def _setup_logging(level: str) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from ._server import serve
-
     settings = Settings.from_env(
         host=args.host, port=args.port, db=args.db, synchronous=args.sync,
         worker_tokens=args.worker_token, producer_tokens=args.producer_token,
@@ -36,11 +35,23 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
     )
     _setup_logging(settings.log_level)
-    try:
-        trio.run(partial(serve, settings))
-    except KeyboardInterrupt:
-        pass
+    trio.run(_serve_until_signalled, settings)
     return 0
+
+
+async def _serve_until_signalled(settings: Settings) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down cleanly: the store flushes its
+    queued writes and every worker connection closes."""
+    from ._server import serve
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(serve, settings))
+            async for signum in signals:
+                logging.getLogger("workyard.server").info(
+                    "%s received: shutting down", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
