@@ -70,7 +70,10 @@ def create_app(hub: Hub, settings: Settings) -> QuartTrio:
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
-        return json_response({"error": exc.description or exc.name}, exc.code or 500)
+        response = json_response({"error": exc.description or exc.name}, exc.code or 500)
+        if exc.code == 413:  # the rest of the body is never read: don't let the client reuse
+            response.headers["Connection"] = "close"  # the connection (hypercorn stalls it)
+        return response
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Response:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -61,12 +61,17 @@ class Hub:
         default_capacity: int = 32,
         retention: float = 24 * 3600.0,
         purge_interval: float = 600.0,
+        wall_clock: Callable[[], float] = time.time,
+        seed: int | None = None,
     ) -> None:
         self.store: Store = store if store is not None else MemoryStore()
-        self.scheduler = Scheduler(policy)
+        self.scheduler = Scheduler(policy, seed=seed)  # seed: Policy.RANDOM's choices
         self.default_capacity = default_capacity
         self.retention = retention
         self.purge_interval = purge_interval
+        #: what `now()` reads at start; the simulator passes `lambda: 0.0` so hub time
+        #: equals trio's mock time exactly and runs are reproducible
+        self._wall_clock = wall_clock
         self._links: dict[str, Link] = {}
         self._waiters: dict[str, list[_Waiter]] = {}
         #: final in the scheduler, not yet durable
@@ -80,7 +85,7 @@ class Hub:
 
     async def run(self, *, task_status: trio.TaskStatus[Hub] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the hub's actors until cancelled. Started once the store is recovered."""
-        self._offset = time.time() - trio.current_time()
+        self._offset = self._wall_clock() - trio.current_time()
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run)
             self._nursery = nursery

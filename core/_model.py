@@ -52,8 +52,6 @@ class Outcome(enum.StrEnum):
     CANCELLED = "cancelled"
     #: another attempt's answer arrived first
     SUPERSEDED = "superseded"
-    #: the hub restarted while the attempt ran; does not count against retries
-    HUB_RESTART = "hub_restart"
 
 
 #: Outcomes that count against a task's `retries`.

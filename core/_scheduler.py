@@ -107,8 +107,9 @@ class WorkerState:
     buckets: list[_Bucket] = field(default_factory=list)
 
     @property
-    def names(self) -> set[str]:
-        return {s.name for s in self.subscriptions}
+    def names(self) -> tuple[str, ...]:
+        """Task names in declaration order (not a set: drain order must not depend on hashing)."""
+        return tuple(dict.fromkeys(s.name for s in self.subscriptions))
 
     @property
     def free(self) -> bool:
@@ -233,8 +234,18 @@ class Scheduler:
         return None
 
     def next_deadline(self, name: str) -> float | None:
+        """The earliest deadline of queue `name` that can still fire.
+
+        Deadlines of attempts that already ended are dropped here, so the queue's
+        actor sleeps until a live one instead of waking once per finished task.
+        """
         q = self.queues.get(name)
-        return q.deadlines[0][0] if q is not None and q.deadlines else None
+        if q is None:
+            return None
+        heap = q.deadlines
+        while heap and not self._pending(heap[0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
 
     # -- fleet ------------------------------------------------------------------
 
@@ -437,19 +448,18 @@ class Scheduler:
             return effects
         heap = q.deadlines
         while heap and heap[0][0] <= now:
-            _, _, task_id, attempt_no = heapq.heappop(heap)
-            task = self.tasks.get(task_id)
-            if task is None:
+            entry = heapq.heappop(heap)
+            if not self._pending(entry):
                 continue
-            if attempt_no == 0:  # schedule_timeout
-                if task.state is TaskState.QUEUED and not task.attempts:
-                    q.queued -= 1
-                    self._finish(
-                        task, TaskState.FAILED, now, effects,
-                        error=f"no worker took the task within its schedule_timeout "
-                        f"of {task.schedule_timeout:g} s",
-                    )
-            elif task.state is TaskState.RUNNING and len(task.attempts) == attempt_no:
+            task = self.tasks[entry[2]]
+            if entry[3] == 0:  # schedule_timeout
+                q.queued -= 1
+                self._finish(
+                    task, TaskState.FAILED, now, effects,
+                    error=f"no worker took the task within its schedule_timeout "
+                    f"of {task.schedule_timeout:g} s",
+                )
+            else:
                 attempt = task.attempts[-1]
                 w = self.workers.get(attempt.worker)
                 if w is not None:
@@ -644,6 +654,15 @@ class Scheduler:
         task.error = error
         del self.tasks[task.id]
         effects.append(Finished(task))
+
+    def _pending(self, deadline: tuple[float, int, str, int]) -> bool:
+        """Can this deadline still fire: is its task still waiting, or running that attempt?"""
+        task = self.tasks.get(deadline[2])
+        if task is None:
+            return False
+        if deadline[3] == 0:  # schedule_timeout: only before the first dispatch
+            return task.state is TaskState.QUEUED and not task.attempts
+        return task.state is TaskState.RUNNING and len(task.attempts) == deadline[3]
 
     def _push_deadline(self, q: _Queue, when: float, task_id: str, attempt_no: int) -> None:
         heapq.heappush(q.deadlines, (when, next(self._deadline_seq), task_id, attempt_no))

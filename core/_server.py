@@ -73,6 +73,12 @@ def open_store(settings: Settings) -> Store:
     return SQLiteStore(settings.db, synchronous=settings.synchronous)
 
 
+def open_hub(settings: Settings) -> Hub:
+    """The hub `serve` runs unless it is given one (tests build it to keep a handle)."""
+    return Hub(open_store(settings), default_capacity=settings.default_capacity,
+               retention=settings.retention)
+
+
 async def serve(
     settings: Settings,
     *,
@@ -85,8 +91,7 @@ async def serve(
                     "producer or admin tokens to serve other hosts", settings.host)
         settings = replace(settings, host="127.0.0.1")
     if hub is None:
-        hub = Hub(open_store(settings), default_capacity=settings.default_capacity,
-                  retention=settings.retention)
+        hub = open_hub(settings)
     listener = open_listener(settings)
     port = listener.getsockname()[1]
     host = f"[{settings.host}]" if ":" in settings.host else settings.host

@@ -90,7 +90,12 @@ def decode_submission(body: bytes) -> tuple[list[TaskSpec], bool]:
             return [parsed], False
         if len(envelope) != 1:
             raise ValueError("a batch is {\"tasks\": [...]} with no other fields")
-        specs = _many.decode(envelope["tasks"])
+        try:
+            specs = _many.decode(envelope["tasks"])
+        except msgspec.ValidationError as exc:  # `tasks` itself is wrong: msgspec names no path
+            if " - at `$" in str(exc):
+                raise
+            raise msgspec.ValidationError(f"{exc} - at `$.tasks`") from None
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise ValueError(error_text(exc).replace("`$[", "`$.tasks[")) from None
     if not specs:
@@ -167,6 +172,11 @@ def decode_declarations(frame: str | bytes) -> list[Subscription] | Authorizatio
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise ValueError(f"expected a JSON array of task declarations: {error_text(exc)}") from None
     if isinstance(parsed, Authorization):
+        # msgspec accepts any object here (the `kind` tag is optional): without a token it
+        # is a stray object such as one declaration outside its array, not an authorization.
+        if not parsed.bearer:
+            raise ValueError('expected a JSON array of task declarations or '
+                             '{"kind": "authorization", "jwt": "Bearer <token>"}')
         return parsed
     if not parsed:
         raise ValueError("no tasks declared: the array is empty")
@@ -179,12 +189,17 @@ def subscriptions_from_query(args: Any) -> list[Subscription]:
     `args` is a multi-dict; reserved parameters (`worker_id`, `capacity`, …) are skipped.
     """
     names = [n.strip() for raw in args.getlist("task") for n in raw.split(",") if n.strip()]
-    filters = {
-        key: ",".join(args.getlist(key))
-        for key in args
-        if key != "task" and key not in RESERVED_PARAMS
-    }
+    filters = filters_from_query(args)
     return [Subscription.of(name, filters) for name in dict.fromkeys(names)]
+
+
+def filters_from_query(args: Any) -> dict[str, str]:
+    """Every parameter but `task` and the reserved ones is a filter: `{key: "v1,v2"}`.
+
+    Polling workers name their task in the path and use this alone.
+    """
+    return {key: ",".join(args.getlist(key)) for key in args
+            if key != "task" and key not in RESERVED_PARAMS}
 
 
 RESERVED_PARAMS = frozenset({"worker_id", "capacity", "max", "wait", "token", "access_token"})

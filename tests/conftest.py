@@ -1,0 +1,149 @@
+"""Shared fixtures: a real hub server on a free port, a bare hub, and a fake worker link.
+
+* `start_server(settings=None, *, hub=None)` starts `workyard.serve` (real hypercorn,
+  real socket) in the test's nursery and returns a `Served` (base URL, hub, `stop()`).
+  Settings default to port 0 and a SQLite file in `tmp_path`.
+* `server` is one such server with the defaults; `http` an httpx client for it
+  (`http_client(url)` makes one for any other server).
+* `start_hub(**hub_kwargs)` runs a `Hub` on a `MemoryStore` with no network, for
+  tests that drive time with `autojump_clock`.
+* `RecordingLink` stands in for a worker connection: it records what the hub sends.
+* `echo_worker(ws_url)` is a WebSocket worker (trio-websocket, plain JSON) that answers
+  every task with its own data; start it with `nursery.start`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+from trio_websocket import WebSocketConnection, open_websocket_url
+
+from workyard import Hub, MemoryStore, Settings, SQLiteStore, Task, serve
+from workyard._server import open_hub
+
+#: Upper bound for any wait on a real socket; a bound, never a sleep.
+NET_TIMEOUT = 10.0
+
+
+@dataclass(eq=False)
+class RecordingLink:
+    """A fake `Link`: the tasks the hub delivered, and why it was closed (if it was)."""
+
+    tasks: list[Task] = field(default_factory=list)
+    closed: str | None = None
+
+    def deliver(self, task: Task) -> None:
+        self.tasks.append(task)
+
+    def close(self, reason: str) -> None:
+        self.closed = reason
+
+    @property
+    def ids(self) -> list[str]:
+        return [t.id for t in self.tasks]
+
+
+@dataclass
+class Served:
+    """A running server: its base URL, its hub, and a way to stop it."""
+
+    url: str
+    hub: Hub
+    _scope: trio.CancelScope
+    _stopped: trio.Event
+
+    def ws(self, path: str) -> str:
+        """The ws:// URL of `path` (e.g. "/work/queue?task=a")."""
+        return "ws" + self.url.removeprefix("http") + path
+
+    async def stop(self) -> None:
+        """Cancel the server and wait until it has shut down (store flushed and closed)."""
+        self._scope.cancel()
+        await self._stopped.wait()
+
+
+async def _run_server(settings: Settings, hub: Hub, *,
+                      task_status: trio.TaskStatus[Served]) -> None:
+    stopped = trio.Event()
+    try:
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                url = await nursery.start(partial(serve, settings, hub=hub))
+                task_status.started(Served(url, hub, scope, stopped))
+    finally:
+        stopped.set()
+
+
+async def echo_worker(url: str, *,
+                      task_status: trio.TaskStatus[WebSocketConnection] = trio.TASK_STATUS_IGNORED
+                      ) -> None:
+    """Answer every task with `{"result": "done", "data": <the task's data>}` until cancelled."""
+    async with open_websocket_url(url) as ws:
+        task_status.started(ws)
+        while True:
+            frame = json.loads(await ws.get_message())
+            await ws.send_message(json.dumps(
+                {"task_id": frame["task_id"], "result": "done", "data": frame["data"]}))
+
+
+StartServer = Callable[..., Awaitable[Served]]
+
+
+@pytest.fixture
+def hub_db(tmp_path: Path) -> str:
+    return str(tmp_path / "hub.db")
+
+
+@pytest.fixture
+def start_server(nursery: trio.Nursery, hub_db: str) -> StartServer:
+    async def start(settings: Settings | None = None, *, hub: Hub | None = None) -> Served:
+        if settings is None:
+            settings = Settings(port=0, db=hub_db)
+        if hub is None:
+            hub = open_hub(settings)
+        return await nursery.start(_run_server, settings, hub)
+
+    return start
+
+
+@pytest.fixture
+async def server(start_server: StartServer) -> Served:
+    return await start_server()
+
+
+def http_client(url: str, **kwargs: Any) -> httpx.AsyncClient:
+    """An httpx client for a test server. The servers speak plain HTTP, so skip loading
+    CA certificates, which costs ~0.1 s per client."""
+    return httpx.AsyncClient(base_url=url, timeout=NET_TIMEOUT, verify=False, **kwargs)
+
+
+@pytest.fixture
+async def http(server: Served) -> AsyncIterator[httpx.AsyncClient]:
+    async with http_client(server.url) as client:
+        yield client
+
+
+@pytest.fixture
+def start_hub(nursery: trio.Nursery) -> Callable[..., Awaitable[Hub]]:
+    async def start(**kwargs: Any) -> Hub:
+        kwargs.setdefault("store", MemoryStore())
+        hub = Hub(**kwargs)
+        await nursery.start(hub.run)
+        return hub
+
+    return start
+
+
+@pytest.fixture
+async def sqlite_store(nursery: trio.Nursery, hub_db: str) -> SQLiteStore:
+    store = SQLiteStore(hub_db)
+    await nursery.start(store.run)
+    return store

@@ -1,0 +1,369 @@
+"""The pure scheduler: matching, spread, capacity, rescheduling, answers, deadlines.
+
+No I/O and no clock: every call gets `now` and the test reads the returned effects.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+
+import pytest
+
+from workyard import (
+    Dispatch,
+    Effect,
+    Finished,
+    Outcome,
+    Policy,
+    Requeued,
+    Scheduler,
+    Subscription,
+    Task,
+    TaskState,
+)
+
+_ids = itertools.count(1)
+
+
+def sub(name: str, **filters: str) -> Subscription:
+    return Subscription.of(name, filters)
+
+
+def task(name: str = "tag", **fields: object) -> Task:
+    attrs = fields.pop("attrs", {})
+    return Task(id=f"t{next(_ids)}", name=name, attrs=attrs, **fields)  # type: ignore[arg-type]
+
+
+def dispatched(effects: list[Effect]) -> list[tuple[str, str]]:
+    """(worker, task id) for every Dispatch, in order."""
+    return [(e.worker, e.task.id) for e in effects if isinstance(e, Dispatch)]
+
+
+def finished(effects: list[Effect]) -> list[Task]:
+    return [e.task for e in effects if isinstance(e, Finished)]
+
+
+def seed_fleet(s: Scheduler) -> None:
+    """Seed 000's example: worker1 cloud=aws,gcp; worker2 cloud=aws account=123."""
+    s.attach("worker1", [sub("tag", cloud="aws,gcp")], now=0.0)
+    s.attach("worker2", [sub("tag", cloud="aws", account="123")], now=0.0)
+
+
+# --- matching (seed 000) -----------------------------------------------------------
+
+
+def test_seed_example_most_specific_worker_wins() -> None:
+    s = Scheduler()
+    seed_fleet(s)
+    t = task(attrs={"cloud": "aws", "account": "123"})
+    assert dispatched(s.submit(t, now=1.0)) == [("worker2", t.id)]
+
+
+def test_seed_example_most_specific_wins_even_when_busy() -> None:
+    s = Scheduler()
+    seed_fleet(s)
+    ts = [task(attrs={"cloud": "aws", "account": "123"}) for _ in range(6)]
+    for t in ts:
+        s.submit(t, now=1.0)
+    assert len(s.workers["worker2"].outstanding) == 6
+    assert len(s.workers["worker1"].outstanding) == 0
+
+
+def test_seed_example_gcp_goes_to_the_only_matching_worker() -> None:
+    s = Scheduler()
+    seed_fleet(s)
+    t = task(attrs={"cloud": "gcp"})
+    assert dispatched(s.submit(t, now=1.0)) == [("worker1", t.id)]
+
+
+def test_extra_attrs_ignored_and_unmatched_task_waits() -> None:
+    s = Scheduler()
+    seed_fleet(s)
+    other_account = task(attrs={"cloud": "aws", "account": "999", "region": "x"})
+    assert dispatched(s.submit(other_account, now=1.0)) == [("worker1", other_account.id)]
+    azure = task(attrs={"cloud": "azure"})
+    assert s.submit(azure, now=1.0) == []
+    assert azure.state is TaskState.QUEUED
+    assert s.queues["tag"].queued == 1
+    wrong_name = task("collect", attrs={"cloud": "aws"})
+    assert s.submit(wrong_name, now=1.0) == []
+
+
+def test_empty_filter_matches_every_task_of_its_name() -> None:
+    s = Scheduler()
+    s.attach("any", [sub("tag")], now=0.0)
+    t = task(attrs={"cloud": "whatever"})
+    assert dispatched(s.submit(t, now=0.0)) == [("any", t.id)]
+
+
+# --- even spread ----------------------------------------------------------------------
+
+
+def test_twenty_tasks_on_four_equal_workers_go_five_each() -> None:
+    s = Scheduler()
+    for i in range(4):
+        s.attach(f"w{i}", [sub("tag")], now=0.0)
+    effects = [e for _ in range(20) for e in s.submit(task(), now=1.0)]
+    assert Counter(w for w, _ in dispatched(effects)) == {f"w{i}": 5 for i in range(4)}
+
+
+def light_load_counts(policy: Policy) -> Counter[str]:
+    """Each task is answered before the next is submitted: every worker is always idle."""
+    s = Scheduler(policy)
+    for i in range(4):
+        s.attach(f"w{i}", [sub("tag")], now=0.0)
+    counts: Counter[str] = Counter()
+    for n in range(20):
+        t = task()
+        [(worker, _)] = dispatched(s.submit(t, now=n))
+        counts[worker] += 1
+        effects, ignored = s.complete(worker, t.id, ok=True, now=n + 0.5)
+        assert ignored is None and finished(effects)[0].state is TaskState.DONE
+    return counts
+
+
+def test_light_load_ties_go_round_robin() -> None:
+    assert light_load_counts(Policy.EVEN) == {f"w{i}": 5 for i in range(4)}
+
+
+def test_light_load_attach_order_starves_later_workers() -> None:
+    """The anchor's tie-break: the first attached idle worker gets everything."""
+    assert light_load_counts(Policy.ATTACH_ORDER) == {"w0": 20}
+
+
+def test_load_counts_over_all_task_names() -> None:
+    s = Scheduler()
+    s.attach("both", [sub("a"), sub("b")], now=0.0)
+    s.attach("only_b", [sub("b")], now=0.0)
+    s.submit(task("a"), now=0.0)  # "both" now has one outstanding
+    b = task("b")
+    assert dispatched(s.submit(b, now=0.0)) == [("only_b", b.id)]
+
+
+# --- capacity -------------------------------------------------------------------------
+
+
+def test_worker_at_capacity_is_no_candidate_and_task_waits_for_a_slot() -> None:
+    s = Scheduler()
+    s.attach("w", [sub("tag")], now=0.0, capacity=1)
+    first, second = task(), task()
+    assert dispatched(s.submit(first, now=0.0)) == [("w", first.id)]
+    assert s.pick("tag", {}) is None
+    assert s.submit(second, now=0.0) == []
+    assert second.state is TaskState.QUEUED
+    effects, _ = s.complete("w", first.id, ok=True, now=1.0)
+    assert dispatched(effects) == [("w", second.id)]  # in the same step as the answer
+
+
+def test_less_specific_worker_never_gets_the_task_while_a_more_specific_one_is_attached() -> None:
+    s = Scheduler()
+    s.attach("general", [sub("tag", cloud="aws,gcp")], now=0.0)
+    s.attach("specific", [sub("tag", cloud="aws", account="123")], now=0.0, capacity=1)
+    attrs = {"cloud": "aws", "account": "123"}
+    first, waiting = task(attrs=attrs), task(attrs=attrs)
+    s.submit(first, now=0.0)
+    assert s.submit(waiting, now=0.0) == []
+    assert [w.id for w in s.candidates("tag", attrs)] == ["specific"]
+    assert waiting.state is TaskState.QUEUED and not s.workers["general"].outstanding
+    # Once the specific worker is gone, the general one is a candidate again.
+    effects = s.detach("specific", now=1.0)
+    assert sorted(dispatched(effects)) == sorted([("general", first.id), ("general", waiting.id)])
+
+
+# --- backlog --------------------------------------------------------------------------
+
+
+def test_backlog_is_dispatched_by_the_attach_itself() -> None:
+    s = Scheduler()
+    low, high, low2 = task(priority=0), task(priority=5), task(priority=0)
+    for t in (low, high, low2):
+        assert s.submit(t, now=0.0) == []
+    effects = s.attach("w", [sub("tag")], now=1.0, capacity=2)
+    assert dispatched(effects) == [("w", high.id), ("w", low.id)]  # priority, then FIFO
+    assert low2.state is TaskState.QUEUED
+
+
+# --- rescheduling ---------------------------------------------------------------------
+
+
+def test_detach_reschedules_to_another_worker_in_the_same_step() -> None:
+    s = Scheduler()
+    s.attach("a", [sub("tag")], now=0.0)
+    t = task()
+    s.submit(t, now=0.0)
+    s.attach("b", [sub("tag")], now=0.5)
+    effects = s.detach("a", now=1.0)
+    assert [type(e) for e in effects] == [Requeued, Dispatch]
+    assert dispatched(effects) == [("b", t.id)]
+    assert [a.outcome for a in t.attempts] == [Outcome.WORKER_LOST, None]
+    assert t.worker == "b"
+
+
+def test_detach_with_retries_exhausted_fails_saying_why() -> None:
+    s = Scheduler()
+    t = task(retries=1)
+    s.submit(t, now=0.0)
+    s.attach("a", [sub("tag")], now=0.0)
+    assert dispatched(s.detach("a", now=1.0)) == []  # retried, but nobody is left
+    assert t.state is TaskState.QUEUED
+    s.attach("b", [sub("tag")], now=2.0)
+    [failed] = finished(s.detach("b", now=3.0))
+    assert failed.state is TaskState.FAILED
+    assert "lost its worker" in failed.error and "retries=1" in failed.error
+    assert "b" in failed.error
+    assert t.id not in s.tasks and s.queues["tag"].running == 0
+
+
+# --- deadlines ------------------------------------------------------------------------
+
+
+def test_timeout_redispatches_to_another_worker_and_releases_the_slot() -> None:
+    s = Scheduler()
+    s.attach("a", [sub("tag")], now=0.0)
+    t = task(timeout=10.0)
+    s.submit(t, now=0.0)
+    s.attach("b", [sub("tag")], now=0.0)
+    assert s.expire("tag", now=9.9) == []
+    effects = s.expire("tag", now=10.0)
+    assert dispatched(effects) == [("b", t.id)]
+    assert t.attempts[0].outcome is Outcome.TIMEOUT
+    assert len(s.workers["a"].outstanding) == 0  # no load counter drift
+    assert s.next_deadline("tag") == 20.0
+
+
+def test_timeouts_exhaust_retries() -> None:
+    s = Scheduler()
+    s.attach("a", [sub("tag")], now=0.0)
+    t = task(timeout=1.0, retries=0)
+    s.submit(t, now=0.0)
+    [failed] = finished(s.expire("tag", now=1.0))
+    assert failed.state is TaskState.FAILED and "timed out" in failed.error
+
+
+def test_schedule_timeout_fails_a_task_nobody_takes() -> None:
+    s = Scheduler()
+    t = task(schedule_timeout=5.0)
+    s.submit(t, now=0.0)
+    [failed] = finished(s.expire("tag", now=5.0))
+    assert failed.state is TaskState.FAILED and "schedule_timeout" in failed.error
+    assert s.queues["tag"].queued == 0
+
+
+def test_schedule_timeout_does_not_touch_a_task_that_was_taken() -> None:
+    s = Scheduler()
+    t = task(schedule_timeout=5.0, timeout=60.0)
+    s.submit(t, now=0.0)
+    s.attach("a", [sub("tag")], now=1.0)
+    assert s.expire("tag", now=5.0) == []
+    assert t.state is TaskState.RUNNING
+
+
+# --- answers --------------------------------------------------------------------------
+
+
+def test_error_answer_fails_the_task_with_the_workers_message() -> None:
+    s = Scheduler()
+    s.attach("a", [sub("tag")], now=0.0)
+    t = task()
+    s.submit(t, now=0.0)
+    effects, _ = s.complete("a", t.id, ok=False, now=1.0, error="disk full")
+    [failed] = finished(effects)
+    assert failed.state is TaskState.FAILED and failed.error == "disk full"
+    assert failed.attempts[-1].outcome is Outcome.ERROR
+
+
+def test_first_valid_answer_wins_and_late_duplicates_are_ignored() -> None:
+    s = Scheduler()
+    s.attach("a", [sub("tag")], now=0.0)
+    t = task(timeout=10.0)
+    s.submit(t, now=0.0)
+    s.attach("b", [sub("tag")], now=0.0)
+    s.expire("tag", now=10.0)  # re-dispatched to b
+    assert t.worker == "b"
+    # a's late answer still arrives first: it wins, b's attempt is superseded.
+    effects, ignored = s.complete("a", t.id, ok=True, now=11.0, result=b'"from a"')
+    assert ignored is None
+    [done] = finished(effects)
+    assert done.state is TaskState.DONE and done.result == b'"from a"'
+    assert [a.outcome for a in done.attempts] == [Outcome.DONE, Outcome.SUPERSEDED]
+    assert not s.workers["b"].outstanding
+    # b's answer and a's duplicate come too late.
+    for worker in ("b", "a"):
+        effects, ignored = s.complete(worker, t.id, ok=True, now=12.0, result=b'"late"')
+        assert effects == [] and ignored is not None
+    assert done.result == b'"from a"'
+
+
+def test_answer_from_a_worker_never_assigned_the_task_is_ignored() -> None:
+    s = Scheduler()
+    s.attach("a", [sub("tag")], now=0.0)
+    s.attach("stranger", [sub("other")], now=0.0)
+    t = task()
+    s.submit(t, now=0.0)
+    effects, ignored = s.complete("stranger", t.id, ok=True, now=1.0)
+    assert effects == [] and "never assigned" in ignored
+    assert t.state is TaskState.RUNNING and t.worker == "a"
+
+
+def test_late_answer_while_requeued_still_wins() -> None:
+    s = Scheduler()
+    s.attach("a", [sub("tag")], now=0.0)
+    t = task(timeout=10.0)
+    s.submit(t, now=0.0)
+    s.expire("tag", now=10.0)  # timed out; a, the only worker, gets it again
+    s.detach("a", now=11.0)  # lost: queued again, nobody left to take it
+    assert t.state is TaskState.QUEUED
+    effects, ignored = s.complete("a", t.id, ok=True, now=12.0)
+    assert ignored is None and finished(effects)[0].state is TaskState.DONE
+    assert s.queues["tag"].queued == 0
+
+
+# --- cancel ---------------------------------------------------------------------------
+
+
+def test_cancel_queued_task() -> None:
+    s = Scheduler()
+    t = task()
+    s.submit(t, now=0.0)
+    [cancelled] = finished(s.cancel(t.id, now=1.0))
+    assert cancelled.state is TaskState.CANCELLED
+    assert s.queues["tag"].queued == 0
+    assert s.cancel(t.id, now=2.0) == []  # already final
+
+
+def test_cancel_running_task_frees_the_slot_for_the_next() -> None:
+    s = Scheduler()
+    s.attach("w", [sub("tag")], now=0.0, capacity=1)
+    running, waiting = task(), task()
+    s.submit(running, now=0.0)
+    s.submit(waiting, now=0.0)
+    effects = s.cancel(running.id, now=1.0)
+    assert finished(effects)[0].state is TaskState.CANCELLED
+    assert running.attempts[-1].outcome is Outcome.CANCELLED
+    assert dispatched(effects) == [("w", waiting.id)]
+    effects, ignored = s.complete("w", running.id, ok=True, now=2.0)
+    assert effects == [] and ignored is not None
+
+
+# --- declarations -----------------------------------------------------------------------
+
+
+def test_attach_rejects_nonsense() -> None:
+    s = Scheduler()
+    with pytest.raises(ValueError):
+        s.attach("w", [], now=0.0)
+    with pytest.raises(ValueError):
+        s.attach("w", [sub("tag")], now=0.0, capacity=0)
+    s.attach("w", [sub("tag")], now=0.0)
+    with pytest.raises(ValueError, match="already attached"):
+        s.attach("w", [sub("tag")], now=0.0)
+
+
+def test_subscription_values_accept_commas_and_lists() -> None:
+    as_text = Subscription.of("t", {"cloud": "aws, gcp"})
+    assert as_text == Subscription.of("t", {"cloud": ["gcp", "aws"]})
+    with pytest.raises(ValueError):
+        Subscription.of("t", {"cloud": ""})
+    with pytest.raises(ValueError):
+        Subscription.of("", {})
