@@ -92,8 +92,7 @@ class Hub:
             recovered = await self.store.unfinished()
             now = self.now()
             for task in recovered:
-                self._apply(self.scheduler.submit(task, now=now))
-                self._watch(task.name)
+                self._submit(task, now)
             if recovered:
                 log.info("recovered %d unfinished tasks from the store", len(recovered))
             nursery.start_soon(self._purge_actor)
@@ -123,9 +122,13 @@ class Hub:
         now = self.now()
         for task, task_id in zip(tasks, ids):
             if task.id == task_id:
-                self._apply(self.scheduler.submit(task, now=now))
-                self._watch(task.name)
+                self._submit(task, now)
         return ids
+
+    def _submit(self, task: Task, now: float) -> None:
+        self._apply(self.scheduler.submit(task, now=now))
+        if task.schedule_timeout is not None:  # a dispatch watches its own deadline
+            self._watch(task.name)
 
     async def get(self, task_id: str) -> Task | None:
         task = self.scheduler.tasks.get(task_id)

@@ -1,0 +1,553 @@
+"""The runner: the real hub, simulated workers and producers, under trio's MockClock.
+
+`Hub` runs as it does in the server — scheduler, queue actors, purge actor —
+with an in-memory store. Around it, one driver actor plays every simulated
+worker and producer from a calendar of timed events (arrivals, service
+completions, disconnects, polls). Each simulated worker is the `Link` the hub
+delivers to, and talks back only through the hub's worker API (`attach`,
+`answer`, `detach`, `open_poll`, `close_poll`), so every decision is the
+hub's own.
+
+Time moves in ticks (`Scenario.ticks_per_second`). The driver jumps the mock
+clock to the next tick that has events, after letting every hub actor that is
+runnable or due by then run first, and handles that tick's events in the order
+they were scheduled. With the hub anchored at time 0, string hashing kept out
+of every ordering and seeded generators for everything random, a scenario and
+a seed always produce the same run. A run ends once arrivals are over, every
+task is final and no worker is busy, or at `duration + drain`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import random
+import time
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+import trio.testing
+
+from workyard import Hub, MemoryStore, Policy, Task, TaskState
+from workyard._wire import Answer
+
+from ._oracle import SpecificityOracle
+from ._scenario import FleetGroup, Scenario, Stream
+
+__all__ = ["RunResult", "WorkerStats", "simulate"]
+
+# Event kinds; an event is (kind, worker, item, n) in its tick's list.
+_ARRIVE, _DONE, _DISCONNECT, _RECONNECT, _POLL, _POLL_END, _SAMPLE = range(7)
+
+#: ignore float noise when converting a hub time to a tick
+_EPSILON = 1e-7
+_NAN = array("d", [math.nan])
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    id: str
+    group: str
+    capacity: int
+    assignments: int
+    completed: int
+    #: slot-seconds spent executing (completed, aborted and unfinished executions)
+    busy: float
+    #: seconds attached to the hub
+    attached: float
+
+    @property
+    def utilisation(self) -> float:
+        return self.busy / (self.attached * self.capacity) if self.attached else 0.0
+
+
+@dataclass(slots=True)
+class RunResult:
+    scenario: Scenario
+    policy: Policy
+    submitted: int
+    done: int
+    failed: int
+    #: not final when the run stopped, but still queued or running on a live execution
+    unfinished: int
+    #: neither final nor anywhere that will finish them
+    lost: int
+    #: tasks given to a worker while a more specific matching worker was attached
+    violations: int
+    #: dispatches of a task after its first
+    reschedules: int
+    #: executions that ran to the end for a task another execution had already finished
+    duplicates: int
+    #: executions cut short by a disconnect
+    aborted: int
+    #: answers the hub ignored (the task was already final)
+    ignored_answers: int
+    events: int
+    #: simulated seconds at the end of the run
+    end: float
+    #: wall-clock seconds the run took (never part of metrics.json)
+    wall: float
+    workers: list[WorkerStats]
+    #: queued -> first assignment, sorted
+    wait: list[float]
+    #: submission -> done, sorted (tasks that ended done)
+    e2e: list[float]
+    #: (simulated time, queued, running)
+    depth: list[tuple[float, int, int]]
+
+
+def simulate(scenario: Scenario, policy: Policy = Policy.EVEN, *,
+             progress: bool = False) -> RunResult:
+    """Run `scenario` once against a hub using `policy`."""
+    sim = _Simulation(scenario, Policy(policy), progress)
+    started = time.perf_counter()
+    trio.run(sim.main, clock=trio.testing.MockClock(autojump_threshold=0))
+    return sim.result(time.perf_counter() - started)
+
+
+class _Worker:
+    """One simulated worker. It is its own `Link`: the hub calls `deliver` on it."""
+
+    __slots__ = (
+        "assignments", "attached", "busy", "completed", "connected", "generation", "group", "id",
+        "inbox", "poll_id", "poll_open", "poll_scheduled", "polling", "returning", "running",
+        "since", "sim",
+    )
+
+    def __init__(self, sim: _Simulation, group: FleetGroup, worker_id: str) -> None:
+        self.sim = sim
+        self.group = group
+        self.id = worker_id
+        self.polling = group.transport == "polling"
+        self.connected = False
+        self.generation = 0
+        #: executions in progress on this connection: execution id -> (start time, task id)
+        self.running: dict[int, tuple[float, str]] = {}
+        # polling: tasks handed over by the open poll, and its bookkeeping
+        self.inbox: list[Task] = []
+        self.poll_open = False
+        self.poll_id = 0
+        self.poll_scheduled = False
+        self.returning = False
+        self.assignments = 0
+        self.completed = 0
+        self.busy = 0.0
+        self.attached = 0.0
+        self.since = 0.0
+
+    def deliver(self, task: Task) -> None:
+        self.sim.delivered(self, task)
+
+    def close(self, reason: str) -> None:
+        """Never called: a simulated worker always detaches before it reconnects."""
+
+
+class _Arrivals:
+    """One workload stream's future arrivals, drawn lazily."""
+
+    __slots__ = ("next_tick", "rng", "stream", "ticks")
+
+    def __init__(self, stream: Stream, rng: random.Random, until: float,
+                 ticks_per_second: int) -> None:
+        self.stream = stream
+        self.rng = rng
+        self.ticks = (math.ceil(t * ticks_per_second - _EPSILON)
+                      for t in stream.arrivals(rng, until))
+        #: the tick of the next arrival, None once the stream has ended
+        self.next_tick: int | None = next(self.ticks, None)
+
+    def make(self, task_id: str, now: float) -> Task:
+        s, rng = self.stream, self.rng
+        return Task(
+            id=task_id,
+            name=s.name,
+            attrs={key: choice.sample(rng) for key, choice in s.attrs},
+            priority=s.priority.sample(rng),
+            timeout=s.timeout,
+            retries=s.retries,
+            created=now,
+        )
+
+
+class _RecordingStore(MemoryStore):
+    """An in-memory store that reports every final state and then forgets the task."""
+
+    def __init__(self, sim: _Simulation) -> None:
+        super().__init__()
+        self._sim = sim
+
+    def finish(self, task: Task, then: Callable[[Task], None]) -> None:
+        self.tasks.pop(task.id, None)
+        self._sim.finished(task)
+        then(task)
+
+
+class _Simulation:
+    def __init__(self, scenario: Scenario, policy: Policy, progress: bool) -> None:
+        self.scenario = scenario
+        self.policy = policy
+        self.progress = progress
+        self.tick = scenario.tick
+        self.per_tick = scenario.ticks_per_second
+        seed = scenario.seed
+        self.service_rng = random.Random(f"{seed}:service")
+        self.error_rng = random.Random(f"{seed}:errors")
+        self.churn_rng = random.Random(f"{seed}:churn")
+        self.streams = [_Arrivals(s, random.Random(f"{seed}:arrivals:{i}"), scenario.duration,
+                                  self.per_tick) for i, s in enumerate(scenario.workload)]
+        self.workers = [_Worker(self, g, wid) for g in scenario.fleet for wid in g.worker_ids()]
+        self.oracle = SpecificityOracle()
+        #: a calendar queue: tick -> events in the order they were scheduled, and a heap
+        #: of the ticks that have some (cheaper than one heap entry per event)
+        self.calendar: dict[int, list[tuple[int, Any, Any, int]]] = {}
+        self.ticks: list[int] = []
+        self.poll_ids = itertools.count(1)
+        self.exec_ids = itertools.count(1)
+        #: the current simulated time, and the first tick at or after it
+        self.now = 0.0
+        self.now_tick = 0
+        self.hub = Hub(_RecordingStore(self), policy=policy, wall_clock=lambda: 0.0,
+                       seed=scenario.seed)
+        # per task, indexed by arrival number
+        self.created = array("d")
+        self.assigned = array("d")
+        self.finals = array("d")
+        self.final_state = bytearray()
+        #: completed executions of tasks dispatched more than once
+        self.redelivered: dict[str, int] = {}
+        self.open_streams = 0
+        #: executions in progress over the whole fleet
+        self.executing = 0
+        self.submitted = self.done = self.failed = 0
+        self.violations = self.reschedules = self.aborted = self.ignored = 0
+        self.events = 0
+        self.depth: list[tuple[float, int, int]] = []
+        self.sample_every = scenario.sample_every or scenario.duration / 200
+        self.unfinished = self.lost = 0
+
+    # -- the driver -----------------------------------------------------------------
+
+    async def main(self) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.hub.run)
+            self._start()
+            await self._loop()
+            self._stop()
+            nursery.cancel_scope.cancel()
+
+    def _start(self) -> None:
+        for w in self.workers:
+            self._connect(w)
+        self.events += len(self.workers)  # later connects are calendar events
+        for arrivals in self.streams:
+            if arrivals.next_tick is not None:
+                self.open_streams += 1
+                self._push(arrivals.next_tick, _ARRIVE, None, arrivals)
+        self._push(0, _SAMPLE)
+
+    async def _loop(self) -> None:
+        ticks, calendar, tick_len = self.ticks, self.calendar, self.tick
+        clock = trio.lowlevel.current_clock()
+        assert isinstance(clock, trio.testing.MockClock)
+        sc = self.scenario
+        stop_at = sc.duration + sc.drain
+        bar = _progress(self.progress, stop_at, sc.name, self.policy)
+        shown = 0
+        done = self._done  # the commonest event
+        try:
+            while ticks:
+                tick = ticks[0]
+                when = tick * tick_len
+                if when > self.now:
+                    if when > stop_at or self._idle():
+                        break
+                    if await self._hub_first(clock, when):
+                        continue  # hub actors ran and may have added earlier events
+                    clock.jump(when - self.now)
+                    if bar is not None and int(when) > shown:
+                        bar.update(int(when) - shown)
+                        shown = int(when)
+                self.now = now = when
+                self.now_tick = tick
+                heapq.heappop(ticks)
+                events = calendar[tick]  # stays in place: events may still be added to it
+                i = 0
+                while i < len(events):
+                    kind, w, item, n = events[i]
+                    i += 1
+                    if kind == _DONE:
+                        done(w, item, n)
+                    elif kind == _ARRIVE:
+                        await self._arrive(item, tick)
+                    elif kind == _POLL:
+                        if n == w.generation:
+                            self._poll(w)
+                    elif kind == _POLL_END:
+                        if n == w.poll_id and w.poll_open:
+                            self._poll_end(w)
+                    elif kind == _DISCONNECT:
+                        self._disconnect(w)
+                    elif kind == _RECONNECT:
+                        self._connect(w)
+                    elif kind == _SAMPLE:
+                        self._sample(now)
+                del calendar[tick]
+                self.events += i
+        finally:
+            if bar is not None:
+                bar.close()
+
+    async def _hub_first(self, clock: trio.testing.MockClock, when: float) -> bool:
+        """Let the hub's actors run if any is runnable or due by `when`.
+
+        Jumping the mock clock straight to the next event, after asking trio
+        whether any other actor's deadline comes first, is exact and about ten
+        times cheaper than sleeping and letting autojump find it. Actors due at
+        the same instant as our events go first, so ties resolve the same way
+        on every run.
+        """
+        stats = trio.lowlevel.current_statistics()
+        if not stats.tasks_runnable:
+            gap = stats.seconds_to_next_deadline
+            if self.now + gap > when:
+                return False
+            clock.jump(max(0.0, gap))
+        self.now = clock.current_time()  # the clock stands still while they run
+        self.now_tick = self._tick_of(self.now)
+        await trio.testing.wait_all_tasks_blocked()
+        return True
+
+    def _idle(self) -> bool:
+        """Nothing more to come: arrivals are over, every task is final, no worker is busy."""
+        return (not self.open_streams and self.submitted == self.done + self.failed
+                and not self.executing)
+
+    def _push(self, tick: int, kind: int, worker: _Worker | None = None, item: Any = None,
+              n: int = 0) -> None:
+        events = self.calendar.get(tick)
+        if events is None:
+            events = self.calendar[tick] = []
+            heapq.heappush(self.ticks, tick)
+        events.append((kind, worker, item, n))
+
+    def _tick_of(self, t: float) -> int:
+        return math.ceil(t * self.per_tick - _EPSILON)
+
+    def _after(self, seconds: float) -> int:
+        """The tick `seconds` from now (at least the next one)."""
+        return self.now_tick + max(1, round(seconds * self.per_tick))
+
+    # -- producers --------------------------------------------------------------------
+
+    async def _arrive(self, arrivals: _Arrivals, tick: int) -> None:
+        """Submit, as one batch, every task of a stream that arrives in this tick."""
+        now, batch, created = self.now, [], self.created
+        while arrivals.next_tick is not None and arrivals.next_tick <= tick:
+            batch.append(arrivals.make(f"t{len(created):08d}", now))
+            created.append(now)
+            arrivals.next_tick = next(arrivals.ticks, None)
+        count = len(batch)
+        self.assigned.extend(_NAN * count)
+        self.finals.extend(_NAN * count)
+        self.final_state.extend(bytes(count))
+        self.submitted += count
+        self.events += count - 1
+        if arrivals.next_tick is None:
+            self.open_streams -= 1
+        else:
+            self._push(arrivals.next_tick, _ARRIVE, None, arrivals)
+        await self.hub.submit(batch)
+
+    def finished(self, task: Task) -> None:
+        """The store saw a final state."""
+        n = int(task.id[1:])
+        self.finals[n] = task.finished if task.finished is not None else self.now
+        if task.state is TaskState.DONE:
+            self.done += 1
+            self.final_state[n] = 1
+        else:
+            self.failed += 1
+            self.final_state[n] = 2
+
+    # -- workers: websocket and polling ---------------------------------------------------
+
+    def delivered(self, w: _Worker, task: Task) -> None:
+        """The hub dispatched `task` to `w`."""
+        self.events += 1
+        w.assignments += 1
+        if len(task.attempts) > 1:
+            self.reschedules += 1
+            self.redelivered.setdefault(task.id, 0)
+        else:
+            self.assigned[int(task.id[1:])] = self.now
+        if not self.oracle.allows(w.group.name, w.group.subscriptions, task.name, task.attrs):
+            self.violations += 1
+        if w.polling:
+            w.inbox.append(task)
+            if not w.returning:  # the held poll answers with what it got
+                w.returning = True
+                self._push(self.now_tick, _POLL_END, w, None, w.poll_id)
+        else:
+            self._execute(w, task)
+
+    def _execute(self, w: _Worker, task: Task) -> None:
+        exec_id = next(self.exec_ids)
+        self.executing += 1
+        w.running[exec_id] = (self.now, task.id)
+        self._push(self._after(w.group.service.sample(self.service_rng)), _DONE, w, task,
+                   exec_id)
+
+    def _done(self, w: _Worker, task: Task, exec_id: int) -> None:
+        execution = w.running.pop(exec_id, None)
+        if execution is None:
+            return  # aborted by a disconnect
+        self.executing -= 1
+        w.busy += self.now - execution[0]
+        w.completed += 1
+        if task.id in self.redelivered:
+            self.redelivered[task.id] += 1
+        rate = w.group.error_rate
+        if rate and self.error_rng.random() < rate:
+            answer = Answer(task.id, "error", error="simulated failure")
+        else:
+            answer = Answer(task.id, "done")
+        if self.hub.answer(w.id, answer) is not None:
+            self.ignored += 1
+        if w.polling and not (w.poll_open or w.poll_scheduled):
+            self._schedule_poll(w, 0.0)
+
+    def _connect(self, w: _Worker) -> None:
+        g = w.group
+        w.connected = True
+        w.since = self.now
+        self.oracle.attach(g.subscriptions)  # before: the backlog may be delivered at once
+        self.hub.attach(w.id, g.subscriptions, w, capacity=g.capacity, transport=g.transport,
+                        room=0 if w.polling else None)
+        if g.churn is not None:
+            uptime = self.churn_rng.expovariate(1.0 / g.churn.mtbf)
+            self._push(self._after(uptime), _DISCONNECT, w)
+        if w.polling:
+            self._schedule_poll(w, 0.0)
+
+    def _disconnect(self, w: _Worker) -> None:
+        assert w.group.churn is not None
+        now = self.now
+        w.connected = False
+        w.generation += 1
+        w.attached += now - w.since
+        for start, _ in w.running.values():
+            w.busy += now - start
+        self.aborted += len(w.running)
+        self.executing -= len(w.running)
+        w.running.clear()
+        w.inbox.clear()
+        w.poll_open = w.poll_scheduled = w.returning = False
+        self.oracle.detach(w.group.subscriptions)
+        self.hub.detach(w.id, w)
+        self._push(self._after(w.group.churn.reconnect.sample(self.churn_rng)), _RECONNECT, w)
+
+    def _schedule_poll(self, w: _Worker, delay: float) -> None:
+        w.poll_scheduled = True
+        tick = self.now_tick + round(delay * self.per_tick)
+        self._push(tick, _POLL, w, None, w.generation)
+
+    def _poll(self, w: _Worker) -> None:
+        """Open a poll for as many tasks as the worker has free slots."""
+        w.poll_scheduled = False
+        free = w.group.capacity - len(w.running)
+        if free <= 0 or w.poll_open:
+            return  # a completion polls again
+        poll = w.group.poll
+        w.poll_id = next(self.poll_ids)
+        w.poll_open = True
+        w.returning = False
+        self.hub.open_poll(w.id, min(free, poll.max or free))
+        if not w.returning:  # nothing yet: hold the poll open for `wait`
+            self._push(self.now_tick + round(poll.wait * self.per_tick), _POLL_END,
+                       w, None, w.poll_id)
+
+    def _poll_end(self, w: _Worker) -> None:
+        """The poll answers: execute what it brought, then poll again."""
+        self.hub.close_poll(w.id)
+        w.poll_open = w.returning = False
+        tasks, w.inbox = w.inbox, []
+        for task in tasks:
+            self._execute(w, task)
+        if w.group.capacity > len(w.running):
+            self._schedule_poll(w, 0.0 if tasks else w.group.poll.interval)
+
+    # -- measuring -----------------------------------------------------------------------
+
+    def _sample(self, now: float) -> None:
+        queues = self.hub.queues().values()
+        self.depth.append((now, sum(q["queued"] for q in queues),
+                           sum(q["running"] for q in queues)))
+        self._push(self._tick_of(now + self.sample_every), _SAMPLE)
+
+    def _stop(self) -> None:
+        """Close the books: attached time, executions still running, tasks left behind."""
+        now = self.now
+        for w in self.workers:
+            if w.connected:
+                w.attached += now - w.since
+                for start, _ in w.running.values():
+                    w.busy += now - start
+        self._sample(now)
+        live = {(w.id, task_id) for w in self.workers for _, task_id in w.running.values()}
+        live.update((w.id, task.id) for w in self.workers for task in w.inbox)
+        tracked = self.hub.scheduler.tasks
+        for task in tracked.values():
+            if task.state is TaskState.QUEUED:
+                self.unfinished += 1
+                continue
+            if (task.worker, task.id) in live:
+                self.unfinished += 1
+            else:
+                self.lost += 1
+        # anything neither final nor tracked by the hub vanished
+        self.lost += self.submitted - self.done - self.failed - len(tracked)
+
+    def result(self, wall: float) -> RunResult:
+        n = len(self.created)
+        created, assigned, finals = self.created, self.assigned, self.finals
+        state = self.final_state
+        wait = sorted(assigned[i] - created[i] for i in range(n) if assigned[i] == assigned[i])
+        e2e = sorted(finals[i] - created[i] for i in range(n) if state[i] == 1)
+        return RunResult(
+            scenario=self.scenario,
+            policy=self.policy,
+            submitted=self.submitted,
+            done=self.done,
+            failed=self.failed,
+            unfinished=self.unfinished,
+            lost=self.lost,
+            violations=self.violations,
+            reschedules=self.reschedules,
+            duplicates=sum(max(0, c - 1) for c in self.redelivered.values()),
+            aborted=self.aborted,
+            ignored_answers=self.ignored,
+            events=self.events,
+            end=self.now,
+            wall=wall,
+            workers=[WorkerStats(w.id, w.group.name, w.group.capacity, w.assignments,
+                                 w.completed, w.busy, w.attached) for w in self.workers],
+            wait=wait,
+            e2e=e2e,
+            depth=self.depth,
+        )
+
+
+def _progress(enabled: bool, total: float, name: str, policy: Policy) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # the `sim` extra is not installed: no bar
+        return None
+
+    return tqdm(total=int(total), unit="sim s", desc=f"{name} [{policy}]", leave=False,
+                disable=None, dynamic_ncols=True)  # None: only on a terminal
