@@ -17,6 +17,7 @@ from ._app import create_app
 from ._auth import Auth
 from ._config import Settings
 from ._hub import Hub
+from ._polling import add_polling_routes
 from ._sqlite import SQLiteStore
 from ._store import MemoryStore, Store
 from ._ws import add_websocket_routes
@@ -58,12 +59,7 @@ def build_app(hub: Hub, settings: Settings) -> QuartTrio:
     """The quart-trio app with every route: producers, views and worker transports."""
     app = create_app(hub, settings)
     add_websocket_routes(app, hub, Auth(settings))
-    try:
-        from ._polling import add_polling_routes
-    except ImportError:  # pragma: no cover - polling workers are optional
-        pass
-    else:
-        add_polling_routes(app, hub, settings)
+    add_polling_routes(app, hub, settings)
     return app
 
 

@@ -6,12 +6,14 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 
 import trio
 
+from ._cli_client import add_commands as client_commands
 from ._config import Settings
+from .sim._cli import add_commands as sim_commands
 
 __all__ = ["main"]
 
@@ -84,15 +86,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="workyard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    adders: list[Callable[[argparse._SubParsersAction], None]] = [_add_serve]
-    for module, name in (("workyard._cli_client", "add_commands"),
-                         ("workyard.sim._cli", "add_commands")):
-        try:
-            mod = __import__(module, fromlist=[name])
-        except ImportError:
-            continue
-        adders.append(getattr(mod, name))
-    for add in adders:
+    for add in (_add_serve, client_commands, sim_commands):
         add(sub)
     args = parser.parse_args(argv)
     return int(args.run(args) or 0)
