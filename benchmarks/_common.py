@@ -1,0 +1,185 @@
+"""What every benchmark script shares: starting a hub process, CPU accounting, JSON output."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "RESULTS_DIR",
+    "Hub",
+    "cpu_seconds",
+    "free_port",
+    "machine",
+    "median",
+    "percentile",
+    "raise_fd_limit",
+    "rss_bytes",
+    "run_hub",
+    "stop_process",
+    "wait_for_port",
+    "write_result",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None,
+                  timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on port {port} after {timeout} s") from None
+            time.sleep(0.05)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process (all its threads) has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def raise_fd_limit(want: int) -> int:
+    """Raise this process's (and its children's) open-file limit as far as allowed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class Hub:
+    """A `workyard serve` process."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, db: str) -> None:
+        self.proc = proc
+        self.port = port
+        self.db = db
+        self.url = f"http://127.0.0.1:{port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+@contextlib.contextmanager
+def run_hub(db: str, *extra: str, profile: str | None = None,
+            stop_timeout: float = 10.0) -> Iterator[Hub]:
+    """Start the hub in its own process (as a user would: the `workyard serve` command).
+
+    `profile`: a file for py-spy's collapsed stacks (`pip install py-spy`); the hub
+    then runs under `py-spy record`, so its CPU figures include the sampler.
+    """
+    port = free_port()
+    # WORKYARD_BENCH_HUB: another entry point with `workyard`'s arguments, e.g. a script
+    # that patches the hub first, for before/after runs under the same conditions.
+    entry = os.environ.get("WORKYARD_BENCH_HUB", "-m workyard.cli").split()
+    cmd = [sys.executable, *entry, "serve", "--port", str(port), "--db", db,
+           "--log-level", "WARNING", *extra]
+    if profile:
+        spy = Path(sys.executable).parent / "py-spy"
+        cmd = [str(spy) if spy.exists() else "py-spy", "record", "--format", "raw",
+               "--rate", "200", "--output", profile, "--", *cmd]
+    log_path = Path(f"{db}.log")
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stderr=log)
+        try:
+            wait_for_port(port, proc)
+            yield Hub(proc, port, db)
+        finally:
+            stop_process(proc, stop_timeout)
+    if proc.returncode != 0:  # show why, then let the caller's exception (if any) go on
+        sys.stderr.write(f"hub exited with {proc.returncode}:\n"
+                         + log_path.read_text(errors="replace")[-4000:])
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0,
+                 sig: int = signal.SIGINT) -> None:
+    """Ask `proc` to stop (SIGINT: the hub's graceful shutdown); kill it after `timeout`."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100), nearest rank."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on, and how busy it was."""
+    model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    commit = ""
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
+                                capture_output=True, text=True).stdout.strip()
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "load_avg_start": [round(x, 2) for x in os.getloadavg()],
+        "commit": commit,
+        "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def write_result(name: str, result: dict[str, Any], out: str | None = None) -> Path:
+    """Write `result` (whose "machine" was taken at the start) adding the load at the end."""
+    result["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+    path = Path(out) if out else RESULTS_DIR / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path

@@ -1,0 +1,201 @@
+"""End-to-end dispatch over WebSocket workers, against the ceiling of a bare echo server.
+
+Each run, in this order:
+
+1. ceiling: a bare trio-websocket echo server in its own process; the same client
+   processes and connections as the workers below keep `--window` messages (the
+   size of a task frame) in flight per connection; round trips per second. The
+   same is measured against the hub's own stack (quart-trio on hypercorn) and the
+   leanest trio server (wsproto, replies of one read in one write), which shows
+   what a message costs on each stack (`_echo.py`).
+2. for each worker mode (`--modes`):
+   * `seed000`: workers as seed 000 clients are: one task per frame from the hub,
+     one answer per frame back;
+   * `batched`: workers ask for up to `--max` tasks per frame (`?max=`) and answer
+     everything one read brought in one JSON array frame (workyard extensions);
+
+   `workyard serve` in its own process with its SQLite store (a file in a temporary
+   directory, synchronous=NORMAL), `--workers` workers in `--procs` client processes
+   answering every task at once, and this process as the producer (see
+   `_producer.py`): peak tasks/s from first submit to last stored result, then
+   latency at half that rate.
+
+The clients are lean (`_netclient.py`: plain sockets, one epoll loop per process) and
+their CPU use is reported beside the hub's, so the hub, not the clients, is measured.
+
+    python benchmarks/dispatch.py --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from _clients import ClientGroup
+from _common import (
+    cpu_seconds,
+    free_port,
+    machine,
+    median,
+    stop_process,
+    wait_for_port,
+    write_result,
+)
+from _producer import end_to_end
+
+ECHO_SERVER = Path(__file__).with_name("_echo.py")
+#: the ceiling is trio-websocket; quart is the hub's own stack, wsproto the leanest
+CEILING = "trio-websocket"
+ECHO_STACKS = [CEILING, "quart", "wsproto"]
+MODES = ("seed000", "batched")
+
+
+def measure_echo(args: argparse.Namespace, stack: str) -> dict[str, Any]:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(ECHO_SERVER), str(port), stack],
+                              stdout=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, server)
+        per_conn = math.ceil(args.tasks / args.workers)
+        group = ClientGroup("echo", "127.0.0.1", port, ["/"] * args.workers, args.procs,
+                            per_conn, args.window)
+        try:
+            group.wait_ready()
+            cpu0 = {pid: cpu_seconds(pid) for pid in [server.pid, *group.pids]}
+            group.send("go")
+            reports = group.reports()
+            cpu1 = {pid: cpu_seconds(pid) for pid in cpu0}
+            group.send("stop")
+        finally:
+            group.close()
+    finally:
+        stop_process(server, sig=signal.SIGTERM)  # nothing to shut down gracefully
+    start = min(r["start"] for r in reports)
+    elapsed = max(r["end"] for r in reports) - start
+    trips = sum(r["round_trips"] for r in reports)
+    server_cpu = cpu1[server.pid] - cpu0[server.pid]
+    return {
+        "round_trips": trips,
+        "seconds": round(elapsed, 3),
+        "round_trips_per_s": round(trips / elapsed),
+        "server_cpu": round(server_cpu / elapsed, 2),
+        "server_cpu_us_per_round_trip": round(server_cpu / trips * 1e6),
+        "clients_cpu": round(sum(cpu1[p] - cpu0[p] for p in group.pids) / elapsed, 2),
+    }
+
+
+def measure_hub(args: argparse.Namespace, mode: str) -> dict[str, Any]:
+    batched = mode == "batched"
+    extra = f"&max={args.max}" if batched else ""
+    paths = [f"/work/queue?task=bench&worker_id=bench-{i}{extra}" for i in range(args.workers)]
+
+    def workers(port: int) -> ClientGroup:
+        return ClientGroup("workers", "127.0.0.1", port, paths, args.procs, batched)
+
+    return end_to_end(workers, tasks=args.tasks, batch=args.batch, inflight=args.inflight,
+                      latency_seconds=args.latency_seconds, sample_every=args.sample_every,
+                      hub_args=args.hub_arg, profile=args.profile,
+                      latency_rate=args.latency_rate)
+
+
+def summarize(runs: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
+    def med(values: list[Any]) -> float | None:
+        values = [v for v in values if v is not None]
+        return median(values) if values else None
+
+    stacks = sorted({stack for r in runs for stack in r["echo"]})
+    summary: dict[str, Any] = {
+        "echo_round_trips_per_s": med([r["echo"].get(CEILING, {}).get("round_trips_per_s")
+                                       for r in runs]),
+        "echo": {stack: {key: med([r["echo"][stack][key] for r in runs if stack in r["echo"]])
+                         for key in ("round_trips_per_s", "server_cpu_us_per_round_trip")}
+                 for stack in stacks},
+        "targets": {"tasks_per_s": 4000, "vs_echo": 0.5},
+    }
+    for mode in modes:
+        hubs = [r[mode] for r in runs]
+        lat = [h["latency"] or {} for h in hubs]
+        summary[mode] = {
+            "tasks_per_s": med([h["peak"]["tasks_per_s"] for h in hubs]),
+            "vs_echo": med([h.get("vs_echo") for h in hubs]),
+            "hub_cpu_us_per_task": med([h["peak"]["hub_cpu_us_per_task"] for h in hubs]),
+            "hub_cpu": med([h["peak"]["hub_cpu"] for h in hubs]),
+            "clients_cpu": med([h["peak"]["clients_cpu"] for h in hubs]),
+            "latency_rate": med([x.get("rate") for x in lat]),
+            "latency_p50_ms": med([x.get("p50_ms") for x in lat]),
+            "latency_p99_ms": med([x.get("p99_ms") for x in lat]),
+            "stored_p50_ms": med([x.get("sampled_stored_p50_ms") for x in lat]),
+            "stored_p99_ms": med([x.get("sampled_stored_p99_ms") for x in lat]),
+        }
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--tasks", type=int, default=50_000)
+    parser.add_argument("--workers", type=int, default=100)
+    parser.add_argument("--procs", type=int, default=2, help="worker client processes")
+    parser.add_argument("--batch", type=int, default=500, help="tasks per POST /tasks")
+    parser.add_argument("--inflight", type=int, default=4, help="POSTs in flight at once")
+    parser.add_argument("--max", type=int, default=32,
+                        help="tasks per frame asked for in the batched mode")
+    parser.add_argument("--window", type=int, default=32,
+                        help="echo messages in flight per connection (the hub's default capacity)")
+    parser.add_argument("--latency-seconds", type=float, default=6.0)
+    parser.add_argument("--sample-every", type=int, default=5)
+    parser.add_argument("--latency-rate", type=float,
+                        help="tasks/s of the latency phase (default: half the peak just measured)")
+    parser.add_argument("--hub-arg", action="append", default=[],
+                        help="extra `workyard serve` argument (repeatable)")
+    parser.add_argument("--echo-stacks", nargs="*", choices=ECHO_STACKS, default=ECHO_STACKS,
+                        help=f"echo servers to measure ({CEILING} is the ceiling)")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="run the hub under py-spy; collapsed stacks go to FILE")
+    parser.add_argument("--out", help="JSON file (default benchmarks/results/dispatch.json)")
+    args = parser.parse_args(argv)
+    started = machine()
+
+    runs = []
+    for run in range(args.runs):
+        echoes = {stack: measure_echo(args, stack) for stack in args.echo_stacks}
+        record: dict[str, Any] = {"echo": echoes}
+        line = f"run {run + 1}: echo " + ", ".join(
+            f"{stack} {e['round_trips_per_s']} round trips/s "
+            f"({e['server_cpu_us_per_round_trip']} us server CPU each)"
+            for stack, e in echoes.items())
+        ceiling = echoes.get(CEILING)
+        for mode in args.modes:
+            hub = measure_hub(args, mode)
+            if ceiling:
+                hub["vs_echo"] = round(hub["peak"]["tasks_per_s"] / ceiling["round_trips_per_s"],
+                                       3)
+            record[mode] = hub
+            peak, lat = hub["peak"], hub["latency"] or {}
+            line += (f"; {mode} {peak['tasks_per_s']} tasks/s ({hub.get('vs_echo')} of echo, "
+                     f"hub {peak['hub_cpu_us_per_task']} us CPU/task, clients "
+                     f"{peak['clients_cpu']} cores), p50/p99 {lat.get('p50_ms')}/"
+                     f"{lat.get('p99_ms')} ms at {lat.get('rate')}/s")
+        runs.append(record)
+        print(line, flush=True)
+
+    summary = summarize(runs, args.modes)
+    result = {"benchmark": "dispatch", "machine": started,
+              "settings": {k: v for k, v in vars(args).items() if k != "out"},
+              "summary": summary, "runs": runs}
+    path = write_result("dispatch", result, args.out)
+    print(f"median of {len(runs)}: " + "; ".join(
+        f"{m} {summary[m]['tasks_per_s']} tasks/s, {summary[m]['vs_echo']} of echo"
+        for m in args.modes) + f" -> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

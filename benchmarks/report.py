@@ -1,0 +1,145 @@
+"""Render the latest benchmark JSON files into the table of benchmarks/RESULTS.md.
+
+Only the part between the `results:start` and `results:end` markers is replaced;
+the analysis around it is written by hand.
+
+    python benchmarks/report.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from _common import RESULTS_DIR
+
+RESULTS_MD = Path(__file__).with_name("RESULTS.md")
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS_DIR / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _ok(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{value:,}{unit}" if isinstance(value, int) else f"{value}{unit}"
+
+
+def rows() -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
+    lines = ["| # | benchmark | measured (median of runs) | target | verdict |",
+             "|---|---|---|---|---|"]
+    machines = []
+    d = _load("dispatch")
+    if d:
+        machines.append(("dispatch", d["machine"]))
+        s, n = d["summary"], len(d["runs"])
+        lines.append(f"| 1 | dispatch: echo ceiling (bare trio-websocket, same clients) | "
+                     f"{_fmt(s['echo_round_trips_per_s'])} round trips/s | - | ({n} runs) |")
+        for mode, label in (("seed000", "seed 000 workers (1 task per frame)"),
+                            ("batched", "`?max=32` workers (task arrays)")):
+            m = s.get(mode)
+            if not m:
+                continue
+            lines.append(
+                f"| 1 | dispatch, {label}: tasks/s submit → stored | "
+                f"{_fmt(m['tasks_per_s'])} tasks/s ({_fmt(m['hub_cpu_us_per_task'])} µs hub CPU "
+                f"per task) | ≥ 4,000 | {_ok((m['tasks_per_s'] or 0) >= 4000)} |")
+            lines.append(f"| 1 | dispatch, {label}: vs echo ceiling (same run) | "
+                         f"{_fmt(m['vs_echo'])} | ≥ 0.5 | {_ok((m['vs_echo'] or 0) >= 0.5)} |")
+            lines.append(
+                f"| 1 | dispatch, {label}: latency at half peak ({_fmt(m['latency_rate'])}/s) | "
+                f"p50 {_fmt(m['latency_p50_ms'])} ms, p99 {_fmt(m['latency_p99_ms'])} ms "
+                f"(to the producer: p50 {_fmt(m['stored_p50_ms'])}, p99 "
+                f"{_fmt(m['stored_p99_ms'])} ms) | reported | - |")
+    p = _load("polling")
+    if p:
+        machines.append(("polling", p["machine"]))
+        s = p["summary"]
+        w = p["settings"]
+        lines.append(f"| 2 | polling, {w['workers']} long-polling workers, ≤ {w['max']} tasks "
+                     f"per poll | {_fmt(s['tasks_per_s'])} tasks/s "
+                     f"({_fmt(s['hub_cpu_us_per_task'])} µs hub CPU per task) | ≥ 2,000 | "
+                     f"{_ok((s['tasks_per_s'] or 0) >= 2000)} |")
+        lines.append(f"| 2 | polling: latency at half peak ({_fmt(s['latency_rate'])}/s) | "
+                     f"p50 {_fmt(s['latency_p50_ms'])} ms, p99 {_fmt(s['latency_p99_ms'])} ms | "
+                     f"reported | - |")
+    pl = _load("poll_latency")
+    if pl:
+        machines.append(("poll_latency", pl["machine"]))
+        r = pl["submit_to_poll_response"]
+        lines.append(f"| 2 | polling: submit → response of a parked long poll "
+                     f"({pl['rounds']:,} rounds, `poll_latency.py`) | p50 {r['p50_ms']} ms, "
+                     f"p99 {r['p99_ms']} ms | reported | - |")
+    sc = _load("scheduler")
+    if sc:
+        machines.append(("scheduler", sc["machine"]))
+        cells = {(c["filters"], c["workers"]): c for c in sc["cells"]}
+        small, large = sc["summary"]["fleet"]
+        for filters, ratio in sc["summary"]["ratio_largest_to_smallest"].items():
+            a, b = cells[(int(filters), small)], cells[(int(filters), large)]
+            lines.append(
+                f"| 3 | scheduler, {filters} distinct filter(s): cost at {large:,} workers / "
+                f"at {small} | {ratio} ({b['step_us']} µs vs {a['step_us']} µs CPU per "
+                f"dispatch) | ≤ 1.5 | {_ok(ratio <= 1.5)} |")
+    c = _load("connections")
+    if c:
+        machines.append(("connections", c["machine"]))
+        s = c["summary"]
+        n = c["settings"]["connections"]
+        lines.append(f"| 4 | connections: hub RSS growth per idle WebSocket worker ({n:,}) | "
+                     f"{_fmt(s['kib_per_connection'])} KiB | ≤ 64 KiB | "
+                     f"{_ok(s['kib_per_connection'] <= 64)} |")
+    st = _load("store")
+    if st:
+        machines.append(("store", st["machine"]))
+        by = {(c["writer"], c["event_loop"]): c for c in st["cases"]}
+        for loop in ("idle", "saturated"):
+            a, b = by.get(("executemany", loop)), by.get(("chunked", loop))
+            if a and b:
+                lines.append(f"| - | store writes with the event loop {loop}: µs wall per task, "
+                             f"one statement per row → per 128 rows | {a['wall_us_per_task']} → "
+                             f"{b['wall_us_per_task']} | - | - |")
+    return lines, machines
+
+
+def render() -> str:
+    lines, machines = rows()
+    out = [START, ""]
+    if machines:
+        m = machines[0][1]
+        loads = "; ".join(f"{name} {x['load_avg_start'][0]} → {x['load_avg_end'][0]} "
+                          f"({x['when']})" for name, x in machines)
+        out.append(f"Machine: {m['cores']} cores ({m['cpu']}), Python {m['python']}, "
+                   f"Linux {m['kernel']}, commit {m['commit']}. Load average (1 min) at the "
+                   f"start and end of each benchmark: {loads}.")
+        out.append("")
+    out += lines
+    out += ["", END]
+    return "\n".join(out)
+
+
+def main() -> int:
+    empty = f"# Benchmark results\n\n{START}\n{END}\n"
+    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else empty
+    if START not in text or END not in text:
+        text += f"\n{START}\n{END}\n"
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    RESULTS_MD.write_text(head + render() + tail)
+    print(f"updated {RESULTS_MD}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

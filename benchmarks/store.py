@@ -1,0 +1,136 @@
+"""SQLite store: write cost per task, with an idle and with a saturated event loop.
+
+The store commits on a worker thread. Every SQLite statement releases the GIL and
+takes it back; while the event loop keeps the GIL busy, each retake can wait up to
+the interpreter's switch interval (5 ms). This compares, in one process and
+alternating, the two ways to write a batch of rows:
+
+* `executemany`: one statement per row;
+* `chunked`: what `SQLiteStore` does, one multi-row statement per 128 rows.
+
+The effect under a saturated loop varies a lot from one repeat to the next (the
+thread scheduling decides how often a retake waits); the JSON keeps every repeat.
+
+Each case inserts `--tasks` tasks in batches of `--batch` and then marks them done,
+as the hub does, on a writer thread; the main thread is either idle or spinning
+(pure Python, as a saturated event loop would). Reported: the writer's wall time
+and CPU time per task (insert + finish), median over `--repeats`.
+
+    python benchmarks/store.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from _common import machine, median, write_result
+from workyard import Attempt, Task, TaskState
+from workyard._sqlite import (
+    FINISH,
+    INSERT,
+    SCHEMA,
+    _execute_chunked,
+    _finish_sql,
+    _insert_sql,
+    _row,
+)
+
+_encode = msgspec.json.Encoder().encode
+Writer = Callable[[sqlite3.Connection, list[tuple[Any, ...]], bool], None]
+
+
+def executemany(db: sqlite3.Connection, rows: list[tuple[Any, ...]], finish: bool) -> None:
+    db.executemany(FINISH if finish else INSERT, rows)
+
+
+def chunked(db: sqlite3.Connection, rows: list[tuple[Any, ...]], finish: bool) -> None:
+    _execute_chunked(db, _finish_sql if finish else _insert_sql, rows)
+
+
+def one(write: Writer, spin: bool, tasks: int, batch: int, tmp: Path) -> dict[str, float]:
+    path = tmp / f"store-{uuid.uuid4().hex}.db"
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                         cached_statements=512)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.executescript(SCHEMA)
+    todo = [Task(id=uuid.uuid4().hex, name="bench", data=msgspec.Raw(b'{"i":1}'), seq=i + 1,
+                 created=time.time()) for i in range(tasks)]
+    measured: dict[str, float] = {}
+
+    def writer() -> None:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        for k in range(0, tasks, batch):
+            chunk = todo[k:k + batch]
+            db.execute("BEGIN IMMEDIATE")
+            write(db, [_row(t) for t in chunk], False)
+            db.execute("COMMIT")
+            rows = []
+            for t in chunk:
+                t.state, t.finished, t.result = TaskState.DONE, time.time(), msgspec.Raw(b"1")
+                t.attempts = [Attempt(worker="w", started=1.0, ended=2.0)]
+                rows.append((t.state.value, t.finished, bytes(t.result), t.error,
+                             _encode(t.attempts), t.id))
+            db.execute("BEGIN IMMEDIATE")
+            write(db, rows, True)
+            db.execute("COMMIT")
+        measured["wall_us"] = (time.perf_counter() - wall) / tasks * 1e6
+        measured["cpu_us"] = (time.thread_time() - cpu) / tasks * 1e6
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    while spin and thread.is_alive():
+        for _ in range(10_000):  # Python code holding the GIL, as a busy event loop does
+            pass
+    thread.join()
+    (done,) = db.execute("SELECT count(*) FROM tasks WHERE state = 'done'").fetchone()
+    assert done == tasks, done
+    db.close()
+    return measured
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=2000,
+                        help="per case (one statement per row under a saturated loop is slow)")
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", help="JSON file (default benchmarks/results/store.json)")
+    args = parser.parse_args(argv)
+    started = machine()
+
+    writers: dict[str, Writer] = {"executemany": executemany, "chunked": chunked}
+    samples: dict[tuple[str, bool], list[dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="workyard-bench-") as tmp:
+        for _ in range(args.repeats):  # alternate, so drift touches every case alike
+            for spin in (False, True):
+                for name, write in writers.items():
+                    samples.setdefault((name, spin), []).append(
+                        one(write, spin, args.tasks, args.batch, Path(tmp)))
+    cases = []
+    for (name, spin), runs in samples.items():
+        case = {"writer": name, "event_loop": "saturated" if spin else "idle",
+                "wall_us_per_task": round(median([r["wall_us"] for r in runs]), 1),
+                "cpu_us_per_task": round(median([r["cpu_us"] for r in runs]), 1),
+                "wall_us_runs": [round(r["wall_us"], 1) for r in runs]}
+        cases.append(case)
+        print(f"{name:12s} {case['event_loop']:9s} loop: {case['wall_us_per_task']:7.1f} us wall, "
+              f"{case['cpu_us_per_task']:6.1f} us CPU per task (insert + finish)", flush=True)
+    result = {"benchmark": "store", "machine": started, "settings": vars(args), "cases": cases}
+    print(f"-> {write_result('store', result, args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
