@@ -13,6 +13,8 @@ Each run, in this order:
      one answer per frame back;
    * `batched`: workers ask for up to `--max` tasks per frame (`?max=`) and answer
      everything one read brought in one JSON array frame (workyard extensions);
+   * `worker_port`: the `seed000` workers on the hub's lean worker port
+     (`workyard serve --worker-port`, trio-websocket) instead of the main port;
 
    `workyard serve` in its own process with its SQLite store (a file in a temporary
    directory, synchronous=NORMAL), `--workers` workers in `--procs` client processes
@@ -52,7 +54,7 @@ ECHO_SERVER = Path(__file__).with_name("_echo.py")
 #: the ceiling is trio-websocket; quart is the hub's own stack, wsproto the leanest
 CEILING = "trio-websocket"
 ECHO_STACKS = [CEILING, "quart", "wsproto"]
-MODES = ("seed000", "batched")
+MODES = ("seed000", "batched", "worker_port")
 
 
 def measure_echo(args: argparse.Namespace, stack: str) -> dict[str, Any]:
@@ -93,13 +95,16 @@ def measure_hub(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     batched = mode == "batched"
     extra = f"&max={args.max}" if batched else ""
     paths = [f"/work/queue?task=bench&worker_id=bench-{i}{extra}" for i in range(args.workers)]
+    worker_port = free_port() if mode == "worker_port" else None
+    hub_args = args.hub_arg + ([] if worker_port is None else ["--worker-port", str(worker_port)])
 
     def workers(port: int) -> ClientGroup:
-        return ClientGroup("workers", "127.0.0.1", port, paths, args.procs, batched)
+        return ClientGroup("workers", "127.0.0.1", worker_port or port, paths, args.procs,
+                           batched)
 
     return end_to_end(workers, tasks=args.tasks, batch=args.batch, inflight=args.inflight,
                       latency_seconds=args.latency_seconds, sample_every=args.sample_every,
-                      hub_args=args.hub_arg, profile=args.profile,
+                      hub_args=hub_args, profile=args.profile,
                       latency_rate=args.latency_rate)
 
 
@@ -139,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES[:2]))
     parser.add_argument("--tasks", type=int, default=50_000)
     parser.add_argument("--workers", type=int, default=100)
     parser.add_argument("--procs", type=int, default=2, help="worker client processes")

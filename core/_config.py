@@ -17,6 +17,9 @@ def _tokens(value: str | None) -> frozenset[str]:
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8470
+    #: a second port serving only `GET /work/queue` from a lean WebSocket server (0: a
+    #: free port); None: workers use the main port alone
+    worker_port: int | None = None
     #: SQLite file; ":memory:" keeps nothing across restarts
     db: str = "workyard.db"
     #: SQLite synchronous mode: NORMAL survives a killed process, FULL also a power cut
@@ -55,7 +58,7 @@ class Settings:
                 values[f.name] = _tokens(raw)
             elif isinstance(f.default, bool):
                 values[f.name] = raw.lower() in ("1", "true", "yes")
-            elif isinstance(f.default, int):
+            elif isinstance(f.default, int) or f.type == "int | None":
                 values[f.name] = int(raw)
             elif isinstance(f.default, float):
                 values[f.name] = float(raw)

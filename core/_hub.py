@@ -80,6 +80,8 @@ class Hub:
         self._queue_until: dict[str, float] = {}
         self._nursery: trio.Nursery | None = None
         self._offset = 0.0
+        #: `ws://host:port/work/queue` of the lean worker port, set by `serve` if it runs one
+        self.worker_url: str | None = None
 
     # -- lifecycle --------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from ._hub import Hub
 from ._polling import add_polling_routes
 from ._sqlite import SQLiteStore
 from ._store import MemoryStore, Store
+from ._worker_port import serve_worker_port
 from ._ws import add_websocket_routes
 
 __all__ = ["build_app", "open_listener", "serve"]
@@ -36,8 +37,9 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def open_listener(settings: Settings) -> socket.socket:
-    """A listening TCP socket whose unacknowledged sends time out after `ping_timeout`.
+def open_listener(settings: Settings, port: int | None = None) -> socket.socket:
+    """A listening TCP socket (on `port`, else `settings.port`) whose unacknowledged
+    sends time out after `ping_timeout`.
 
     The hub pings every WebSocket worker; with TCP_USER_TIMEOUT a ping that a dead
     peer never acknowledges breaks the connection within `ping_timeout` seconds,
@@ -49,7 +51,7 @@ def open_listener(settings: Settings) -> socket.socket:
     if hasattr(socket, "TCP_USER_TIMEOUT"):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
                         int(settings.ping_timeout * 1000))
-    sock.bind((settings.host, settings.port))
+    sock.bind((settings.host, settings.port if port is None else port))
     sock.listen(1024)
     sock.setblocking(False)
     return sock
@@ -81,7 +83,11 @@ async def serve(
     hub: Hub | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until cancelled. `task_status.started` gets the base URL, e.g. http://127.0.0.1:8470."""
+    """Serve until cancelled. `task_status.started` gets the base URL, e.g. http://127.0.0.1:8470.
+
+    With `settings.worker_port` set, `/work/queue` is also served on that port by a lean
+    WebSocket server; its URL is logged and kept in `hub.worker_url`.
+    """
     if not settings.auth_enabled and not _is_loopback(settings.host):
         log.warning("no tokens configured: binding 127.0.0.1 instead of %s; set worker, "
                     "producer or admin tokens to serve other hosts", settings.host)
@@ -100,11 +106,19 @@ async def serve(
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 2.0
+    worker_listener = None if settings.worker_port is None else open_listener(
+        settings, settings.worker_port)
 
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
         app = build_app(hub, settings)
         await nursery.start(partial(hypercorn_serve, app, config))
+        if worker_listener is not None:
+            worker_port = worker_listener.getsockname()[1]
+            await nursery.start(serve_worker_port, hub, Auth(settings), settings,
+                                worker_listener)
+            hub.worker_url = f"ws://{host}:{worker_port}/work/queue"
+            log.info("workers: %s (lean worker port)", hub.worker_url)
         log.info("workyard serving on %s (store: %s; auth: %s)", url, settings.db,
                  "on" if settings.auth_enabled else "off - no tokens configured, loopback only")
         task_status.started(url)

@@ -1,4 +1,10 @@
-"""WebSocket workers at `GET /work/queue` (seed 000).
+"""WebSocket workers at `GET /work/queue` (seed 000), on any WebSocket server.
+
+The protocol is written once, in `serve_worker`, against two small interfaces:
+`WorkerUpgrade` (the upgrade request: query, headers, accept or refuse with an
+HTTP status) and `WorkerSocket` (an accepted connection: receive, send, close).
+Each server is a thin adapter: quart's `websocket` on the main port (below) and
+trio-websocket on the optional lean worker port (`_worker_port.py`).
 
 Each connection is an actor: a nursery holding a sender (hub → worker frames)
 and the receive loop (worker answers). However the connection ends — the peer
@@ -17,10 +23,13 @@ import itertools
 import logging
 import math
 import os
+from collections.abc import Mapping
+from typing import Protocol
 
 import trio
 from quart import Response, websocket
 from quart_trio import QuartTrio
+from werkzeug.datastructures import MultiDict
 
 from ._auth import Auth, Role, bearer
 from ._hub import Hub
@@ -35,9 +44,8 @@ from ._wire import (
     error_frame,
     subscriptions_from_query,
 )
-from ._app import json_response
 
-__all__ = ["add_websocket_routes"]
+__all__ = ["WorkerSocket", "WorkerUpgrade", "add_websocket_routes", "serve_worker"]
 
 log = logging.getLogger("workyard.ws")
 
@@ -53,10 +61,39 @@ def new_worker_id() -> str:
     return f"worker-{_prefix}-{next(_ids)}"
 
 
+class WorkerSocket(Protocol):
+    """An accepted WebSocket, as the worker protocol uses it."""
+
+    async def receive(self) -> str | bytes:
+        """The next message. Raises (or is cancelled) once the connection has ended."""
+
+    async def send(self, frame: str) -> None:
+        """Send one text frame."""
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close with `code` and `reason`, without waiting long for a dead peer."""
+
+
+class WorkerUpgrade(Protocol):
+    """A WebSocket upgrade request for `/work/queue`, not yet answered."""
+
+    #: query parameters
+    args: MultiDict[str, str]
+    #: request headers, looked up case-insensitively
+    headers: Mapping[str, str]
+
+    async def refuse(self, status: int, body: bytes) -> None:
+        """Answer the upgrade with an HTTP error (a JSON `body`) instead of accepting it."""
+
+    async def accept(self) -> WorkerSocket:
+        """Complete the upgrade."""
+
+
 class _Connection:
     """The hub's link to one WebSocket worker."""
 
-    def __init__(self, per_frame: int = 0) -> None:
+    def __init__(self, socket: WorkerSocket, per_frame: int = 0) -> None:
+        self.socket = socket
         #: 0: one task object per frame (seed 000); n: JSON arrays of up to n tasks
         self.per_frame = per_frame
         self.outbox, self._inbox = trio.open_memory_channel[Task](math.inf)
@@ -92,7 +129,7 @@ class _Connection:
                     frame = encode([TaskFrame.of(t) for t in batch])
                 else:
                     frame = encode(TaskFrame.of(batch[0]))
-                await websocket.send(frame.decode())
+                await self.socket.send(frame.decode())
                 batch = self._waiting(1)
 
 
@@ -121,73 +158,111 @@ def _per_frame(raw: str | None) -> int:
     return value
 
 
-async def _first_message() -> str | bytes:
-    with trio.fail_after(FIRST_MESSAGE_TIMEOUT):
+async def serve_worker(upgrade: WorkerUpgrade, hub: Hub, auth: Auth) -> None:
+    """The whole life of one worker connection: check the upgrade, read the first
+    messages, attach, relay tasks and answers, and detach however it ends."""
+    args = upgrade.args
+    token = bearer(upgrade.headers, args)
+    authorized = auth.allows(token, Role.WORKER)
+    if token is not None and not authorized:
+        await upgrade.refuse(401, encode({"error": "invalid worker token"}))
+        return
+    try:
+        subscriptions: list[Subscription] = subscriptions_from_query(args)
+        capacity = _capacity(args.get("capacity"))
+        per_frame = _per_frame(args.get("max"))
+    except ValueError as exc:
+        await upgrade.refuse(400, encode({"error": str(exc)}))
+        return
+    worker_id = args.get("worker_id") or new_worker_id()
+
+    socket = await upgrade.accept()
+    try:
+        while not authorized or not subscriptions:
+            what = "authorization" if not authorized else "task declarations"
+            try:
+                with trio.fail_after(FIRST_MESSAGE_TIMEOUT):
+                    first = decode_declarations(await socket.receive())
+            except trio.TooSlowError:
+                await socket.close(POLICY_VIOLATION, f"no {what} received in time")
+                return
+            if isinstance(first, Authorization):
+                authorized = auth.allows(first.bearer, Role.WORKER)
+                if not authorized:
+                    await socket.close(POLICY_VIOLATION, "invalid worker token")
+                    return
+            elif not authorized:
+                await socket.close(POLICY_VIOLATION, "authorization required first")
+                return
+            else:
+                subscriptions = first
+    except ValueError as exc:
+        log.info("worker %s refused: %s", worker_id, exc)
+        await socket.close(POLICY_VIOLATION, str(exc)[:120])
+        return
+
+    conn = _Connection(socket, per_frame)
+    try:
+        hub.attach(worker_id, subscriptions, conn, capacity=capacity)
+    except ValueError as exc:
+        await socket.close(POLICY_VIOLATION, str(exc)[:120])
+        return
+    try:
+        async with trio.open_nursery() as nursery:
+            conn.scope = nursery.cancel_scope
+            nursery.start_soon(conn.send_tasks)
+            while True:
+                frame = await socket.receive()
+                try:
+                    answers = decode_answers(frame)
+                except ValueError as exc:
+                    log.warning("worker %s sent a malformed frame: %s", worker_id, exc)
+                    await socket.send(error_frame(f"malformed frame: {exc}"))
+                    continue
+                for answer in answers:
+                    hub.answer(worker_id, answer)
+    finally:
+        hub.detach(worker_id, conn)
+    if conn.closed_because:
+        await socket.close(POLICY_VIOLATION, conn.closed_because[:120])
+
+
+# --- the main port: quart's websocket --------------------------------------------------
+
+
+class _QuartSocket:
+    """quart's `websocket` context as a `WorkerSocket`."""
+
+    async def receive(self) -> str | bytes:
         return await websocket.receive()
+
+    async def send(self, frame: str) -> None:
+        await websocket.send(frame)
+
+    async def close(self, code: int, reason: str) -> None:
+        await websocket.close(code, reason)
+
+
+class _QuartUpgrade:
+    """quart's `websocket` context as a `WorkerUpgrade`. quart refuses an upgrade by
+    the route returning a response, so `refuse` keeps it for the route to return."""
+
+    def __init__(self) -> None:
+        self.args = websocket.args
+        self.headers = websocket.headers
+        self.refusal: Response | None = None
+
+    async def refuse(self, status: int, body: bytes) -> None:
+        self.refusal = Response(body, status=status, content_type="application/json")
+
+    async def accept(self) -> WorkerSocket:
+        await websocket.accept()
+        return _QuartSocket()
 
 
 def add_websocket_routes(app: QuartTrio, hub: Hub, auth: Auth) -> None:
     @app.websocket("/work/queue")
     async def work_queue() -> Response | None:
-        args = websocket.args
-        token = bearer(websocket.headers, args)
-        authorized = auth.allows(token, Role.WORKER)
-        if token is not None and not authorized:
-            return json_response({"error": "invalid worker token"}, 401)
-        try:
-            subscriptions: list[Subscription] = subscriptions_from_query(args)
-            capacity = _capacity(args.get("capacity"))
-            per_frame = _per_frame(args.get("max"))
-        except ValueError as exc:
-            return json_response({"error": str(exc)}, 400)
-        worker_id = args.get("worker_id") or new_worker_id()
-
-        await websocket.accept()
-        try:
-            while not authorized or not subscriptions:
-                what = "authorization" if not authorized else "task declarations"
-                try:
-                    first = decode_declarations(await _first_message())
-                except trio.TooSlowError:
-                    await websocket.close(POLICY_VIOLATION, f"no {what} received in time")
-                    return None
-                if isinstance(first, Authorization):
-                    authorized = auth.allows(first.bearer, Role.WORKER)
-                    if not authorized:
-                        await websocket.close(POLICY_VIOLATION, "invalid worker token")
-                        return None
-                elif not authorized:
-                    await websocket.close(POLICY_VIOLATION, "authorization required first")
-                    return None
-                else:
-                    subscriptions = first
-        except ValueError as exc:
-            log.info("worker %s refused: %s", worker_id, exc)
-            await websocket.close(POLICY_VIOLATION, str(exc)[:120])
-            return None
-
-        conn = _Connection(per_frame)
-        try:
-            hub.attach(worker_id, subscriptions, conn, capacity=capacity)
-        except ValueError as exc:
-            await websocket.close(POLICY_VIOLATION, str(exc)[:120])
-            return None
-        try:
-            async with trio.open_nursery() as nursery:
-                conn.scope = nursery.cancel_scope
-                nursery.start_soon(conn.send_tasks)
-                while True:
-                    frame = await websocket.receive()
-                    try:
-                        answers = decode_answers(frame)
-                    except ValueError as exc:
-                        log.warning("worker %s sent a malformed frame: %s", worker_id, exc)
-                        await websocket.send(error_frame(f"malformed frame: {exc}"))
-                        continue
-                    for answer in answers:
-                        hub.answer(worker_id, answer)
-        finally:
-            hub.detach(worker_id, conn)
-        if conn.closed_because:
-            await websocket.close(POLICY_VIOLATION, conn.closed_because[:120])
-        return None
+        upgrade = _QuartUpgrade()
+        await serve_worker(upgrade, hub, auth)
+        return upgrade.refusal

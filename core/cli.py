@@ -29,12 +29,12 @@ def _setup_logging(level: str) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env(
-        host=args.host, port=args.port, db=args.db, synchronous=args.sync,
-        worker_tokens=args.worker_token, producer_tokens=args.producer_token,
-        admin_tokens=args.admin_token, ping_interval=args.ping_interval,
-        ping_timeout=args.ping_timeout, default_capacity=args.capacity,
-        retention=args.retention, poll_liveness=args.poll_liveness,
-        log_level=args.log_level,
+        host=args.host, port=args.port, worker_port=args.worker_port, db=args.db,
+        synchronous=args.sync, worker_tokens=args.worker_token,
+        producer_tokens=args.producer_token, admin_tokens=args.admin_token,
+        ping_interval=args.ping_interval, ping_timeout=args.ping_timeout,
+        default_capacity=args.capacity, retention=args.retention,
+        poll_liveness=args.poll_liveness, log_level=args.log_level,
     )
     _setup_logging(settings.log_level)
     trio.run(_serve_until_signalled, settings)
@@ -62,6 +62,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                        "variables, which override the defaults.")
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8470; 0 picks a free one)")
+    p.add_argument("--worker-port", type=int, metavar="N",
+                   help="also serve GET /work/queue on port N from a lean WebSocket server "
+                   "(faster per frame, pings checked; 0 picks a free one)")
     p.add_argument("--db", help="SQLite file (default ./workyard.db; ':memory:' keeps nothing)")
     p.add_argument("--sync", choices=["NORMAL", "FULL"], type=str.upper,
                    help="SQLite synchronous mode (default NORMAL: survives kill -9; "
