@@ -144,6 +144,29 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
+def median_of(values: Sequence[Any]) -> float | None:
+    """The median of the values that are not None (None if there are none)."""
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def end_to_end_summary(hubs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over runs of what `_producer.end_to_end` measured: peak and half-peak latency."""
+    lats = [h["latency"] or {} for h in hubs]
+    peak = [h["peak"] for h in hubs]
+    return {
+        "tasks_per_s": median_of([p["tasks_per_s"] for p in peak]),
+        "hub_cpu_us_per_task": median_of([p["hub_cpu_us_per_task"] for p in peak]),
+        "hub_cpu": median_of([p["hub_cpu"] for p in peak]),
+        "clients_cpu": median_of([p["clients_cpu"] for p in peak]),
+        "latency_rate": median_of([x.get("rate") for x in lats]),
+        "latency_p50_ms": median_of([x.get("p50_ms") for x in lats]),
+        "latency_p99_ms": median_of([x.get("p99_ms") for x in lats]),
+        "stored_p50_ms": median_of([x.get("sampled_stored_p50_ms") for x in lats]),
+        "stored_p99_ms": median_of([x.get("sampled_stored_p99_ms") for x in lats]),
+    }
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0-100), nearest rank."""
     ordered = sorted(values)

@@ -41,9 +41,10 @@ from typing import Any
 from _clients import ClientGroup
 from _common import (
     cpu_seconds,
+    end_to_end_summary,
     free_port,
     machine,
-    median,
+    median_of,
     stop_process,
     wait_for_port,
     write_result,
@@ -109,10 +110,7 @@ def measure_hub(args: argparse.Namespace, mode: str) -> dict[str, Any]:
 
 
 def summarize(runs: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
-    def med(values: list[Any]) -> float | None:
-        values = [v for v in values if v is not None]
-        return median(values) if values else None
-
+    med = median_of
     stacks = sorted({stack for r in runs for stack in r["echo"]})
     summary: dict[str, Any] = {
         "echo_round_trips_per_s": med([r["echo"].get(CEILING, {}).get("round_trips_per_s")
@@ -124,19 +122,8 @@ def summarize(runs: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
     }
     for mode in modes:
         hubs = [r[mode] for r in runs]
-        lat = [h["latency"] or {} for h in hubs]
-        summary[mode] = {
-            "tasks_per_s": med([h["peak"]["tasks_per_s"] for h in hubs]),
-            "vs_echo": med([h.get("vs_echo") for h in hubs]),
-            "hub_cpu_us_per_task": med([h["peak"]["hub_cpu_us_per_task"] for h in hubs]),
-            "hub_cpu": med([h["peak"]["hub_cpu"] for h in hubs]),
-            "clients_cpu": med([h["peak"]["clients_cpu"] for h in hubs]),
-            "latency_rate": med([x.get("rate") for x in lat]),
-            "latency_p50_ms": med([x.get("p50_ms") for x in lat]),
-            "latency_p99_ms": med([x.get("p99_ms") for x in lat]),
-            "stored_p50_ms": med([x.get("sampled_stored_p50_ms") for x in lat]),
-            "stored_p99_ms": med([x.get("sampled_stored_p99_ms") for x in lat]),
-        }
+        summary[mode] = {**end_to_end_summary(hubs),
+                         "vs_echo": med([h.get("vs_echo") for h in hubs])}
     return summary
 
 

@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from _clients import ClientGroup
-from _common import machine, median, write_result
+from _common import end_to_end_summary, machine, write_result
 from _producer import end_to_end
 
 
@@ -62,24 +62,7 @@ def main(argv: list[str] | None = None) -> int:
               f"us CPU/task, clients {peak['clients_cpu']} cores), p50/p99 {lat.get('p50_ms')}/"
               f"{lat.get('p99_ms')} ms at {lat.get('rate')}/s", flush=True)
 
-    lats = [r["latency"] or {} for r in runs]
-
-    def med(values: list[Any]) -> float | None:
-        values = [v for v in values if v is not None]
-        return median(values) if values else None
-
-    summary = {
-        "tasks_per_s": med([r["peak"]["tasks_per_s"] for r in runs]),
-        "hub_cpu_us_per_task": med([r["peak"]["hub_cpu_us_per_task"] for r in runs]),
-        "hub_cpu": med([r["peak"]["hub_cpu"] for r in runs]),
-        "clients_cpu": med([r["peak"]["clients_cpu"] for r in runs]),
-        "latency_rate": med([x.get("rate") for x in lats]),
-        "latency_p50_ms": med([x.get("p50_ms") for x in lats]),
-        "latency_p99_ms": med([x.get("p99_ms") for x in lats]),
-        "stored_p50_ms": med([x.get("sampled_stored_p50_ms") for x in lats]),
-        "stored_p99_ms": med([x.get("sampled_stored_p99_ms") for x in lats]),
-        "targets": {"tasks_per_s": 2000},
-    }
+    summary = {**end_to_end_summary(runs), "targets": {"tasks_per_s": 2000}}
     result = {"benchmark": "polling", "machine": started,
               "settings": {k: v for k, v in vars(args).items() if k != "out"},
               "summary": summary, "runs": runs}
