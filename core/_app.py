@@ -83,7 +83,7 @@ def create_app(hub: Hub, settings: Settings) -> QuartTrio:
     @app.post("/tasks")
     async def submit() -> Response:
         require(auth, Role.PRODUCER)
-        body = await request.get_data(cache=False)
+        body = await request.get_data(cache=False, as_text=False, parse_form_data=False)
         try:
             specs, batch = decode_submission(body)
         except ValueError as exc:

@@ -7,6 +7,8 @@ import enum
 import hmac
 from collections.abc import Mapping
 
+from werkzeug.datastructures import Headers
+
 from ._config import Settings
 
 __all__ = ["Auth", "Role", "bearer"]
@@ -20,7 +22,7 @@ class Role(enum.StrEnum):
     ANY = "any"
 
 
-def bearer(headers: Mapping[str, str], args: Mapping[str, str] | None = None) -> str | None:
+def bearer(headers: Headers, args: Mapping[str, str] | None = None) -> str | None:
     """The token from `Authorization: Bearer …` (or an `access_token` query parameter)."""
     value = headers.get("Authorization", "")
     scheme, _, token = value.partition(" ")

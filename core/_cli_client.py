@@ -13,7 +13,7 @@ from typing import Any
 
 import trio
 
-from .client import Handlers, Job, Producer, Worker, WorkerRejected
+from .client import Handlers, Job, PollingWorker, Producer, Worker, WorkerRejected
 
 __all__ = ["add_commands"]
 
@@ -70,15 +70,11 @@ def _worker(args: argparse.Namespace) -> int:
     filters = _pairs(args.filter, "--filter", merge=True)
     for name in dict.fromkeys(args.task):
         handlers.add(name, handle, **filters)
-    options: dict[str, Any] = dict(worker_id=args.worker_id, token=args.token,
-                                   concurrency=args.concurrency, handlers=handlers)
+    options: dict[str, Any] = {"worker_id": args.worker_id, "token": args.token,
+                               "concurrency": args.concurrency, "handlers": handlers}
+    worker: Worker | PollingWorker
     if args.poll:
-        try:
-            from .client import PollingWorker  # type: ignore[attr-defined]
-        except ImportError:
-            raise SystemExit("workyard: --poll needs workyard.client.PollingWorker, "
-                             "which this installation does not have") from None
-        worker: Any = PollingWorker(args.url, **options)
+        worker = PollingWorker(args.url, **options)
     else:
         worker = Worker(args.url, capacity=args.capacity, **options)
     try:

@@ -453,8 +453,9 @@ class PollingFleet:
         return key if poller is None else poller.worker_id
 
     def worker_ids(self) -> list[str]:
-        owners = {self._owner(key) for key in self.hub.scheduler.workers}
-        return sorted((owners - {None}) | set(self.registered))  # type: ignore[operator]
+        owners = {owner for key in self.hub.scheduler.workers
+                  if (owner := self._owner(key)) is not None}
+        return sorted(owners | set(self.registered))
 
     def worker_view(self, worker_id: str) -> dict[str, Any] | None:
         live = [w for key, w in self.hub.scheduler.workers.items()

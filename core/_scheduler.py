@@ -29,7 +29,6 @@ import itertools
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Union
 
 from ._model import Attempt, Outcome, Subscription, Task, TaskState
 
@@ -82,7 +81,7 @@ class Requeued:
     outcome: Outcome
 
 
-Effect = Union[Dispatch, Finished, Requeued]
+Effect = Dispatch | Finished | Requeued
 
 
 # --- fleet state ---------------------------------------------------------------
@@ -315,8 +314,8 @@ class Scheduler:
             else:
                 by_values = q.buckets[shape]
                 for values in sub.value_keys():
-                    b = by_values.get(values)
-                    if b is not None and not b.members:
+                    emptied = by_values.get(values)
+                    if emptied is not None and not emptied.members:
                         del by_values[values]
         w.buckets.clear()
         effects: list[Effect] = []

@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import msgspec
 import trio
@@ -22,6 +23,8 @@ from ._model import Attempt, Task, TaskState
 from ._store import OnCommit
 
 __all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("workyard.store")
 
@@ -96,7 +99,7 @@ def _row(task: Task) -> tuple[object, ...]:
     )
 
 
-def _task(row: tuple[object, ...]) -> Task:
+def _task(row: tuple[Any, ...]) -> Task:
     (id_, seq, name, attrs, data, priority, timeout, retries, schedule_timeout, key, state,
      created, finished, result, error, attempts) = row
     return Task(
@@ -105,7 +108,7 @@ def _task(row: tuple[object, ...]) -> Task:
         key=key, state=TaskState(state), created=created, finished=finished,
         result=None if result is None else msgspec.Raw(result), error=error,
         attempts=_attempts.decode(attempts),
-    )  # type: ignore[arg-type]
+    )
 
 
 @dataclass(slots=True)
@@ -240,14 +243,14 @@ class SQLiteStore:
                _encode(task.attempts), task.id)
         self._queue(_Finish(row, task, then))
 
-    async def _read(self, fn: Callable[[sqlite3.Connection], object]) -> object:
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         assert self._reader is not None, "the store is not running"
         return await trio.to_thread.run_sync(fn, self._reader, limiter=self._read_limiter)
 
     async def get(self, task_id: str) -> Task | None:
         row = await self._read(lambda db: db.execute(
             f"SELECT {COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone())
-        return None if row is None else _task(row)  # type: ignore[arg-type]
+        return None if row is None else _task(row)
 
     async def find(self, *, name: str | None, state: TaskState | None, limit: int) -> list[Task]:
         where, args = [], []
@@ -262,16 +265,16 @@ class SQLiteStore:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC LIMIT ?"
         rows = await self._read(lambda db: db.execute(sql, (*args, limit)).fetchall())
-        return [_task(r) for r in rows]  # type: ignore[union-attr]
+        return [_task(r) for r in rows]
 
     async def unfinished(self) -> list[Task]:
         rows = await self._read(lambda db: db.execute(
             f"SELECT {COLUMNS} FROM tasks WHERE finished IS NULL ORDER BY seq").fetchall())
-        return [_task(r) for r in rows]  # type: ignore[union-attr]
+        return [_task(r) for r in rows]
 
     async def purge(self, finished_before: float) -> int:
         def delete(db: sqlite3.Connection) -> int:
             return db.execute("DELETE FROM tasks WHERE finished IS NOT NULL AND finished < ?",
                               (finished_before,)).rowcount
-        return await self._read(delete)  # type: ignore[return-value]
+        return await self._read(delete)
 

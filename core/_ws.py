@@ -23,13 +23,12 @@ import itertools
 import logging
 import math
 import os
-from collections.abc import Mapping
 from typing import Protocol
 
 import trio
 from quart import Response, websocket
 from quart_trio import QuartTrio
-from werkzeug.datastructures import MultiDict
+from werkzeug.datastructures import Headers, MultiDict
 
 from ._auth import Auth, Role, bearer
 from ._hub import Hub
@@ -80,7 +79,7 @@ class WorkerUpgrade(Protocol):
     #: query parameters
     args: MultiDict[str, str]
     #: request headers, looked up case-insensitively
-    headers: Mapping[str, str]
+    headers: Headers
 
     async def refuse(self, status: int, body: bytes) -> None:
         """Answer the upgrade with an HTTP error (a JSON `body`) instead of accepting it."""

@@ -1,14 +1,15 @@
-"""workyard's Python clients: a worker and producers.
+"""workyard's Python clients: workers and producers.
 
-    from workyard.client import AsyncProducer, Producer, Worker
+    from workyard.client import AsyncProducer, PollingWorker, Producer, Worker
 
 Workers register async handlers with `@worker.handler(name, **filter)`; a handler
 gets a `Job` and returns the result data (raising makes the task's error).
-`Worker` speaks WebSocket; `PollingWorker`, where available, polls over HTTP with
-the same handlers.
+`Worker` holds a WebSocket; `PollingWorker` long-polls over HTTP with the same
+handlers.
 """
 
 from ._handlers import Handler, Handlers, Job
+from ._poller import PollingWorker
 from ._producer import AsyncProducer, HubError, Producer
 from ._worker import Worker, WorkerRejected
 
@@ -18,15 +19,8 @@ __all__ = [
     "Handlers",
     "HubError",
     "Job",
+    "PollingWorker",
     "Producer",
     "Worker",
     "WorkerRejected",
 ]
-
-try:  # the HTTP polling worker lives in its own module
-    from ._poller import PollingWorker
-except ModuleNotFoundError as exc:  # pragma: no cover - not written yet
-    if exc.name != f"{__name__}._poller":
-        raise
-else:
-    __all__.append("PollingWorker")
