@@ -51,7 +51,7 @@ worker said it is done). Counters are the hub's own: the live scheduler
 counters of the worker's pollers and WebSocket connection, plus, for a
 registered worker, those of its pollers detached since it registered.
 
-Queue configuration lives in memory: it does not survive a restart.
+Queue configurations are stored with the tasks and survive a restart.
 """
 
 from __future__ import annotations
@@ -515,6 +515,12 @@ def add_polling_routes(app: QuartTrio, hub: Hub, settings: Settings) -> PollingF
     fleet = PollingFleet(hub, settings.poll_liveness)
     app.extensions["workyard.polling"] = fleet
 
+    @app.before_serving
+    async def load_configurations() -> None:
+        stored = await hub.store.configurations()
+        fleet.configuration.update(
+            {queue: msgspec.json.decode(raw) for queue, raw in stored.items()})
+
     @app.get("/v1/queue/")
     @app.post("/v1/queue/")
     async def no_queue() -> Response:
@@ -537,6 +543,7 @@ def add_polling_routes(app: QuartTrio, hub: Hub, settings: Settings) -> PollingF
         interval = settings_.get("interval", DEFAULT_INTERVAL_MS)
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
             raise ApiError(400, "`interval` must be a positive number of milliseconds")
+        await hub.store.configure(queue, msgspec.json.encode(settings_))
         fleet.configuration[queue] = settings_
         return json_response({"configuration": fleet.queue_configuration(queue)})
 

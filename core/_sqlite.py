@@ -50,6 +50,10 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (seq) WHERE finished IS NULL;
 CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished) WHERE finished IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_name ON tasks (name, seq);
+CREATE TABLE IF NOT EXISTS queue_configurations (
+    queue TEXT PRIMARY KEY,
+    configuration BLOB NOT NULL
+);
 """
 
 COLUMNS = ("id, seq, name, attrs, data, priority, timeout, retries, schedule_timeout, key, "
@@ -136,8 +140,8 @@ class SQLiteStore:
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
         self._pending: list[_Insert | _Finish] = []
         self._wake = trio.Event()
-        self._reader: sqlite3.Connection | None = None
-        self._read_limiter = trio.CapacityLimiter(1)
+        self._aside_db: sqlite3.Connection | None = None
+        self._aside_limiter = trio.CapacityLimiter(1)
         self.commits = 0  # transactions committed: the group-commit ratio is writes / commits
 
     def _connect(self) -> sqlite3.Connection:
@@ -153,7 +157,7 @@ class SQLiteStore:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         writer = await trio.to_thread.run_sync(self._connect)
         await trio.to_thread.run_sync(writer.executescript, SCHEMA)
-        self._reader = await trio.to_thread.run_sync(self._connect)
+        self._aside_db = await trio.to_thread.run_sync(self._connect)
         try:
             task_status.started()
             while True:
@@ -170,7 +174,7 @@ class SQLiteStore:
                 if self._pending:
                     await self._commit(writer, self._pending)
                 writer.close()
-                self._reader.close()
+                self._aside_db.close()
 
     async def _commit(self, db: sqlite3.Connection, batch: list[_Insert | _Finish]) -> None:
         try:
@@ -243,12 +247,14 @@ class SQLiteStore:
                _encode(task.attempts), task.id)
         self._queue(_Finish(row, task, then))
 
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        assert self._reader is not None, "the store is not running"
-        return await trio.to_thread.run_sync(fn, self._reader, limiter=self._read_limiter)
+    async def _aside(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` on the second connection: reads, and the rare writes (purge, queue
+        configuration) that need not wait for, or slow down, a group commit."""
+        assert self._aside_db is not None, "the store is not running"
+        return await trio.to_thread.run_sync(fn, self._aside_db, limiter=self._aside_limiter)
 
     async def get(self, task_id: str) -> Task | None:
-        row = await self._read(lambda db: db.execute(
+        row = await self._aside(lambda db: db.execute(
             f"SELECT {COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone())
         return None if row is None else _task(row)
 
@@ -264,11 +270,11 @@ class SQLiteStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC LIMIT ?"
-        rows = await self._read(lambda db: db.execute(sql, (*args, limit)).fetchall())
+        rows = await self._aside(lambda db: db.execute(sql, (*args, limit)).fetchall())
         return [_task(r) for r in rows]
 
     async def unfinished(self) -> list[Task]:
-        rows = await self._read(lambda db: db.execute(
+        rows = await self._aside(lambda db: db.execute(
             f"SELECT {COLUMNS} FROM tasks WHERE finished IS NULL ORDER BY seq").fetchall())
         return [_task(r) for r in rows]
 
@@ -276,5 +282,15 @@ class SQLiteStore:
         def delete(db: sqlite3.Connection) -> int:
             return db.execute("DELETE FROM tasks WHERE finished IS NOT NULL AND finished < ?",
                               (finished_before,)).rowcount
-        return await self._read(delete)
+        return await self._aside(delete)
 
+    async def configurations(self) -> dict[str, bytes]:
+        rows = await self._aside(lambda db: db.execute(
+            "SELECT queue, configuration FROM queue_configurations").fetchall())
+        return {queue: bytes(configuration) for queue, configuration in rows}
+
+    async def configure(self, queue: str, configuration: bytes) -> None:
+        await self._aside(lambda db: db.execute(
+            "INSERT INTO queue_configurations (queue, configuration) VALUES (?, ?) "
+            "ON CONFLICT (queue) DO UPDATE SET configuration = excluded.configuration",
+            (queue, configuration)))

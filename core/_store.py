@@ -1,7 +1,8 @@
 """The durable store interface, and the in-memory store the simulator and tests use.
 
 The hub writes a task twice: when it is submitted (before the 201) and when it is
-final (before anyone can see the final state). Everything in between lives in
+final (before anyone can see the final state). Queue configurations (set by an
+admin for polling workers) are kept beside the tasks. Everything in between lives in
 the scheduler; after a crash, whatever was not final is queued again.
 """
 
@@ -41,6 +42,12 @@ class Store(Protocol):
     async def purge(self, finished_before: float) -> int:
         """Delete final tasks that finished before the given time; returns how many."""
 
+    async def configurations(self) -> dict[str, bytes]:
+        """Every queue's stored configuration (a JSON object), by queue name."""
+
+    async def configure(self, queue: str, configuration: bytes) -> None:
+        """Store a queue's configuration durably, replacing the previous one."""
+
 
 class MemoryStore:
     """A `Store` in a dict: instant commits, nothing survives the process."""
@@ -48,6 +55,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.tasks: dict[str, Task] = {}
         self._keys: dict[str, str] = {}
+        self._configurations: dict[str, bytes] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -91,3 +99,9 @@ class MemoryStore:
             if task.key is not None:
                 self._keys.pop(task.key, None)
         return len(old)
+
+    async def configurations(self) -> dict[str, bytes]:
+        return dict(self._configurations)
+
+    async def configure(self, queue: str, configuration: bytes) -> None:
+        self._configurations[queue] = configuration

@@ -116,11 +116,12 @@ async def test_a_seed_002_client_works_unchanged(server: Served, http: httpx.Asy
     assert server.hub.scheduler.workers == {}  # anonymous pollers leave nothing behind
 
 
-async def test_configuration_defaults_and_admin_settings(
+async def test_configuration_defaults_and_admin_settings_that_survive_a_restart(
     start_server: StartServer, hub_db: str
 ) -> None:
-    served = await start_server(Settings(port=0, db=hub_db, worker_tokens=frozenset({"w"}),
-                                         admin_tokens=frozenset({"a"})))
+    config = Settings(port=0, db=hub_db, worker_tokens=frozenset({"w"}),
+                      admin_tokens=frozenset({"a"}))
+    served = await start_server(config)
     worker = {"Authorization": "Bearer w"}
     admin = {"Authorization": "Bearer a"}
     async with httpx.AsyncClient(base_url=served.url, timeout=NET_TIMEOUT) as http:
@@ -142,6 +143,12 @@ async def test_configuration_defaults_and_admin_settings(
             response = await http.get(path, headers=worker)
             assert response.status_code == 400, path
             assert "queue" in response.json()["error"]
+    await served.stop()
+
+    restarted = await start_server(config)  # same SQLite file: the settings survive
+    async with httpx.AsyncClient(base_url=restarted.url, timeout=NET_TIMEOUT) as http:
+        response = await http.get("/v1/queue/resize", headers=worker)
+        assert response.json() == {"configuration": settings}
 
 
 async def test_reporting_and_polling_in_one_request(http: httpx.AsyncClient) -> None:
