@@ -1,12 +1,17 @@
-"""The lean worker port: `GET /work/queue` served directly by trio-websocket.
+"""The lean worker port: `GET /work/queue` served by trio and wsproto directly.
 
-The same protocol as the main port (`serve_worker` in `_ws.py`), without ASGI in
-between: a frame costs the hub about half the CPU it costs through quart on
-hypercorn. Each connection is also pinged every `ping_interval` seconds, and a
-ping not answered within `ping_timeout` ends it — which detaches the worker and
-reschedules its tasks — however the peer died.
+The same protocol as the main port (`serve_worker` in `_ws.py`), without ASGI or a
+WebSocket library's per-message machinery in between. Two things keep a frame cheap:
 
-Any other path is refused with 404 before the upgrade.
+* writes are coalesced: `send` only appends a frame to the connection's buffer, and
+  one writer sends everything buffered in a single `send_all`, so a burst of N task
+  frames from the hub costs one system call;
+* reads are pulled: `receive` feeds what one read brought to wsproto and hands out
+  the complete messages it held, with no reader task or queue in between.
+
+Each connection is also pinged every `ping_interval` seconds, and a ping not answered
+within `ping_timeout` ends it — which detaches the worker and reschedules its tasks —
+however the peer died. Any other path is refused with 404 before the upgrade.
 """
 
 from __future__ import annotations
@@ -14,10 +19,26 @@ from __future__ import annotations
 import logging
 import socket
 import urllib.parse
+from collections import deque
+from typing import cast
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, WebSocketServer
 from werkzeug.datastructures import Headers, MultiDict
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    CloseConnection,
+    Event,
+    Message,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import RemoteProtocolError
 
 from ._auth import Auth
 from ._config import Settings
@@ -30,65 +51,209 @@ __all__ = ["serve_worker_port"]
 log = logging.getLogger("workyard.ws")
 
 PATH = "/work/queue"
-#: messages a connection's reader may queue before it waits for the worker session
-MESSAGE_QUEUE = 64
 RECEIVE_BYTES = 64 * 1024
+#: buffered outgoing bytes beyond which `send` waits for the peer to take them
+HIGH_WATER = 1024 * 1024
+#: seconds a client has to complete its upgrade request
+HANDSHAKE_TIMEOUT = 10.0
+MESSAGE_TOO_BIG = 1009
+
+
+class ConnectionEnded(Exception):
+    """The WebSocket connection is over (closed by either side, or the stream broke)."""
 
 
 class _LeanSocket:
-    """A trio-websocket connection as a `WorkerSocket`."""
+    """One server-side wsproto connection on a trio stream; a `WorkerSocket` once
+    upgraded."""
 
-    def __init__(self, ws: WebSocketConnection, close_timeout: float) -> None:
-        self._ws = ws
-        self._close_timeout = close_timeout
+    def __init__(self, stream: trio.SocketStream, settings: Settings) -> None:
+        self._stream = stream
+        self._settings = settings
+        self._ws = WSConnection(ConnectionType.SERVER)
+        self._out = bytearray()
+        self._has_output = trio.Event()
+        self._send_lock = trio.Lock()
+        self._messages: deque[str | bytes] = deque()
+        self._parts: list[str | bytes] = []
+        self._part_bytes = 0
+        self._pong = trio.Event()
 
-    async def receive(self) -> str | bytes:
-        return await self._ws.get_message()
+    @property
+    def _open(self) -> bool:
+        return self._ws.state is ConnectionState.OPEN
+
+    # --- writing -----------------------------------------------------------------------
+
+    def queue(self, event: Event) -> None:
+        """Buffer `event`'s bytes for the writer."""
+        self._out += self._ws.send(event)
+        self._has_output.set()
+
+    async def flush(self) -> None:
+        """Send everything buffered so far."""
+        async with self._send_lock:
+            # a cancellation must come before the buffer is taken, or its bytes (a close
+            # frame, say) would be lost instead of left for `wind_up`
+            await trio.lowlevel.checkpoint_if_cancelled()
+            if self._out:
+                data, self._out = self._out, bytearray()
+                try:
+                    await self._stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    raise ConnectionEnded("the stream broke") from exc
+
+    async def write_forever(self) -> None:
+        """The writer: whatever was buffered since its last send goes out in one."""
+        while True:
+            await self._has_output.wait()
+            self._has_output = trio.Event()
+            await self.flush()
 
     async def send(self, frame: str) -> None:
-        await self._ws.send_message(frame)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if not self._open:
+            raise ConnectionEnded("the connection is closing")
+        self.queue(TextMessage(data=frame))
+        if len(self._out) > HIGH_WATER:  # a slow reader: wait for it
+            await self.flush()
+
+    async def refuse(self, status: int, body: bytes) -> None:
+        """Answer the upgrade request with an HTTP error and a JSON `body`."""
+        self.queue(RejectConnection(status_code=status, has_body=True, headers=[
+            (b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]))
+        self.queue(RejectData(data=body))
+        await self.flush()
+
+    # --- reading -----------------------------------------------------------------------
+
+    async def _receive_some(self) -> bytes:
+        try:
+            return await self._stream.receive_some(RECEIVE_BYTES)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise ConnectionEnded("the stream broke") from exc
+
+    async def _read(self) -> None:
+        """Feed one read to wsproto (the end of the stream too)."""
+        data = await self._receive_some()
+        if self._ws.state is ConnectionState.CLOSED:
+            raise ConnectionEnded("the connection is closed")
+        self._ws.receive_data(data or None)  # None: the peer closed the stream
+
+    async def request(self) -> Request | None:
+        """The upgrade request, or None if the peer sent none in time (or left)."""
+        with trio.move_on_after(HANDSHAKE_TIMEOUT):
+            while data := await self._receive_some():
+                self._ws.receive_data(data)
+                for event in self._ws.events():
+                    if isinstance(event, Request):
+                        return event
+        return None
+
+    def _take(self, event: Event) -> None:
+        """Act on one event of an upgraded connection."""
+        if isinstance(event, Message):
+            self._part_bytes += len(event.data)
+            if self._part_bytes > self._settings.max_frame:
+                if self._open:
+                    self.queue(CloseConnection(MESSAGE_TOO_BIG, "message too big"))
+                return
+            self._parts.append(event.data)
+            if event.message_finished:
+                parts, self._parts, self._part_bytes = self._parts, [], 0
+                self._messages.append("".join(cast(list[str], parts))
+                                      if isinstance(event, TextMessage)
+                                      else b"".join(cast(list[bytes], parts)))
+        elif isinstance(event, Ping):
+            if self._open:
+                self.queue(event.response())
+        elif isinstance(event, Pong):
+            self._pong.set()
+        elif isinstance(event, CloseConnection) and self._ws.state in (
+                ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+            self.queue(event.response())
+
+    async def receive(self) -> str | bytes:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._messages:
+            if not self._open:
+                raise ConnectionEnded("the connection is closing")
+            await self._read()
+            for event in self._ws.events():
+                self._take(event)
+        return self._messages.popleft()
+
+    # --- closing -----------------------------------------------------------------------
 
     async def close(self, code: int, reason: str) -> None:
-        with trio.move_on_after(self._close_timeout):  # then the stream is closed anyway
-            await self._ws.aclose(code, reason)
+        """Send a close frame and await the peer's, for at most `ping_timeout`."""
+        with trio.move_on_after(self._settings.ping_timeout):
+            try:
+                if self._open:
+                    self.queue(CloseConnection(code, reason))
+                await self.flush()
+                while self._ws.state is not ConnectionState.CLOSED:
+                    await self._read()
+                    for event in self._ws.events():
+                        self._take(event)
+            except ConnectionEnded:
+                pass
+
+    async def wind_up(self) -> None:
+        """Send what is still buffered (a close frame, a refusal), without waiting long."""
+        with trio.move_on_after(self._settings.ping_timeout):
+            try:
+                await self.flush()
+            except ConnectionEnded:
+                pass
+
+    # --- liveness ----------------------------------------------------------------------
+
+    async def keep_alive(self, connection: trio.CancelScope) -> None:
+        """Ping every `ping_interval`; a ping unanswered for `ping_timeout` cancels
+        `connection` (which detaches the worker). Pongs arrive through `receive`, which
+        the worker protocol always awaits while the worker is connected."""
+        while True:
+            await trio.sleep(self._settings.ping_interval)
+            self._pong = trio.Event()
+            if not self._open:
+                return
+            self.queue(Ping(b"workyard"))
+            with trio.move_on_after(self._settings.ping_timeout):
+                await self._pong.wait()
+                continue
+            log.info("worker connection from %s did not answer a ping within %g s; "
+                     "dropping it", _peer(self._stream), self._settings.ping_timeout)
+            connection.cancel()
+            return
 
 
 class _LeanUpgrade:
-    """A trio-websocket handshake as a `WorkerUpgrade`; once accepted, the connection
-    is pinged in `nursery`, and an unanswered ping cancels that nursery."""
+    """A wsproto upgrade request as a `WorkerUpgrade`; once accepted, the connection is
+    pinged in `nursery`, and an unanswered ping cancels that nursery."""
 
-    def __init__(self, request: WebSocketRequest, query: str, nursery: trio.Nursery,
-                 settings: Settings) -> None:
-        self._request = request
+    def __init__(self, socket: _LeanSocket, request: Request, query: str,
+                 nursery: trio.Nursery) -> None:
+        self._socket = socket
         self._nursery = nursery
-        self._settings = settings
         self.args = MultiDict(urllib.parse.parse_qsl(query, keep_blank_values=True))
         self.headers = Headers([(k.decode("latin-1"), v.decode("latin-1"))
-                                for k, v in request.headers])
+                                for k, v in request.extra_headers])
 
     async def refuse(self, status: int, body: bytes) -> None:
-        await self._request.reject(status, extra_headers=[(b"content-type", b"application/json")],
-                                   body=body)
+        await self._socket.refuse(status, body)
 
     async def accept(self) -> WorkerSocket:
-        ws = await self._request.accept()
-        self._nursery.start_soon(self._keep_alive, ws)
-        return _LeanSocket(ws, self._settings.ping_timeout)
+        self._socket.queue(AcceptConnection())
+        self._nursery.start_soon(self._socket.keep_alive, self._nursery.cancel_scope)
+        return self._socket
 
-    async def _keep_alive(self, ws: WebSocketConnection) -> None:
-        """Ping every `ping_interval`; a ping unanswered for `ping_timeout` ends the
-        connection (cancelling its nursery detaches the worker)."""
-        while True:
-            await trio.sleep(self._settings.ping_interval)
-            try:
-                with trio.fail_after(self._settings.ping_timeout):
-                    await ws.ping()
-            except trio.TooSlowError:
-                log.info("worker connection from %s did not answer a ping within %g s; "
-                         "dropping it", getattr(ws.remote, "url", ws.remote),
-                         self._settings.ping_timeout)
-                self._nursery.cancel_scope.cancel()
-                return
+
+def _peer(stream: trio.SocketStream) -> object:
+    try:
+        return stream.socket.getpeername()
+    except OSError:
+        return "a closed socket"
 
 
 async def serve_worker_port(
@@ -97,34 +262,39 @@ async def serve_worker_port(
     settings: Settings,
     listener: socket.socket,
     *,
-    task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `/work/queue` on `listener` (a bound, listening socket) until cancelled."""
 
-    async def handle(request: WebSocketRequest) -> None:
-        path, _, query = request.path.partition("?")
-        if path != PATH:
-            await request.reject(404, extra_headers=[(b"content-type", b"application/json")],
-                                 body=encode({"error": f"this port serves only {PATH}"}))
-            return
-        try:
-            async with trio.open_nursery() as nursery:
-                await serve_worker(_LeanUpgrade(request, query, nursery, settings), hub, auth)
-                nursery.cancel_scope.cancel()  # stop pinging
-        except* ConnectionClosed:
-            pass  # the peer went away: the worker is already detached
-        except* Exception:  # one connection's failure must not take the port down
-            log.exception("worker connection from %s failed",
-                          getattr(request.remote, "url", request.remote))
+    async def handle(stream: trio.SocketStream) -> None:
+        async with stream:
+            socket = _LeanSocket(stream, settings)
+            try:
+                request = await socket.request()
+            except (ConnectionEnded, RemoteProtocolError) as exc:
+                hint = getattr(exc, "event_hint", None)
+                if hint is not None:  # an HTTP request that is not a WebSocket upgrade
+                    socket.queue(hint)
+                    await socket.wind_up()
+                return
+            if request is None:
+                return
+            path, _, query = request.target.partition("?")
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(socket.write_forever)
+                    if path == PATH:
+                        await serve_worker(_LeanUpgrade(socket, request, query, nursery),
+                                           hub, auth)
+                    else:
+                        await socket.refuse(404, encode(
+                            {"error": f"this port serves only {PATH}"}))
+                    nursery.cancel_scope.cancel()  # stop the writer and the pings
+            except* ConnectionEnded:
+                pass  # the peer went away: the worker is already detached
+            except* Exception:  # one connection's failure must not take the port down
+                log.exception("worker connection from %s failed", _peer(stream))
+            await socket.wind_up()
 
-    server = WebSocketServer(
-        handle, [trio.SocketListener(trio.socket.from_stdlib_socket(listener))],
-        max_message_size=settings.max_frame,
-        # answers one read brought are queued at once (trio-websocket's default queue
-        # of 1 costs a task switch per message), and a read takes what has arrived
-        message_queue_size=MESSAGE_QUEUE,
-        receive_buffer_size=RECEIVE_BYTES,
-        # a peer that completes no closing handshake is let go after this long
-        disconnect_timeout=settings.ping_timeout,
-    )
-    await server.run(task_status=task_status)
+    listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(listener))]
+    await trio.serve_listeners(handle, listeners, task_status=task_status)

@@ -1,11 +1,12 @@
 """The lean worker port (`Settings.worker_port`): seed 000's `/work/queue` served by
-trio-websocket beside the main port, with the same protocol and real ping liveness.
+trio + wsproto beside the main port, with the same protocol and real ping liveness.
 
 Workers here are seed 000 clients (trio-websocket, plain JSON); the protocol's
 details are tested on the main port (`test_seed000.py`, `test_server.py`) and share
 their code with this port, so these tests check the port's own wiring: both
 declaration forms, refusals before the upgrade, authorization, 404 for other paths,
-and a silent peer dropped by its unanswered ping.
+the port's WebSocket handling (fragments, pings, size limit) and a silent peer dropped
+by its unanswered ping.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_
 from workyard import Settings
 from workyard.cli import main
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, Request, TextMessage
+from wsproto.events import AcceptConnection, CloseConnection, Ping, Pong, Request, TextMessage
 
 TOKENS = {"worker_tokens": frozenset({"w"}), "producer_tokens": frozenset({"p"})}
 PRODUCER = {"Authorization": "Bearer p"}
@@ -164,24 +165,58 @@ async def test_authorization(start_server: StartServer, settings: Settings) -> N
     assert closed.value.reason.code == 1008 and "token" in closed.value.reason.reason
 
 
+async def test_fragments_pings_and_oversized_messages(
+    start_server: StartServer, settings: Settings
+) -> None:
+    """The port's own WebSocket handling: a fragmented message is one message, a
+    peer's ping is answered, and a message over `max_frame` closes with 1009."""
+    served = await start_server(replace(settings, max_frame=1000))
+    stream, ws = await bare_client(worker_url(served))
+    async with stream:
+        declaration = json.dumps([{"name": "tag"}])
+        await stream.send_all(ws.send(TextMessage(declaration[:5], message_finished=False))
+                              + ws.send(Ping(b"hi"))
+                              + ws.send(TextMessage(declaration[5:])))
+        assert await next_event(stream, ws) == Pong(b"hi")
+        async with http_client(served.url) as http:
+            task_id = await submit(http)
+            event = await next_event(stream, ws)
+            assert isinstance(event, TextMessage) and json.loads(event.data)["task_id"] == task_id
+        await stream.send_all(ws.send(TextMessage("x" * 600, message_finished=False))
+                              + ws.send(TextMessage("x" * 600)))
+        closed = await next_event(stream, ws)
+        assert isinstance(closed, CloseConnection) and closed.code == 1009
+
+
 # --- liveness ----------------------------------------------------------------------------
 
 
-async def silent_worker(url: str) -> tuple[trio.SocketStream, dict[str, Any]]:
-    """Connect, upgrade and read the first task with a bare wsproto client, which then
-    never reads again, so it never answers a ping (as a frozen or vanished peer)."""
+async def bare_client(url: str) -> tuple[trio.SocketStream, WSConnection]:
+    """A wsproto client, upgraded, for what trio-websocket does not let a test do."""
     parsed = httpx.URL(url)
     stream = await trio.open_tcp_stream(parsed.host, parsed.port)
     ws = WSConnection(ConnectionType.CLIENT)
     target = parsed.raw_path.decode()
     await stream.send_all(ws.send(Request(host=f"{parsed.host}:{parsed.port}", target=target)))
+    assert isinstance(await next_event(stream, ws), AcceptConnection)
+    return stream, ws
+
+
+async def next_event(stream: trio.SocketStream, ws: WSConnection) -> Any:
     with trio.fail_after(NET_TIMEOUT):
         while True:
-            ws.receive_data(await stream.receive_some(65536))
             for event in ws.events():
-                assert isinstance(event, AcceptConnection | TextMessage), event
-                if isinstance(event, TextMessage):
-                    return stream, json.loads(event.data)
+                return event
+            ws.receive_data(await stream.receive_some(65536))
+
+
+async def silent_worker(url: str) -> tuple[trio.SocketStream, dict[str, Any]]:
+    """Connect, upgrade and read the first task with a bare wsproto client, which then
+    never reads again, so it never answers a ping (as a frozen or vanished peer)."""
+    stream, ws = await bare_client(url)
+    event = await next_event(stream, ws)
+    assert isinstance(event, TextMessage), event
+    return stream, json.loads(event.data)
 
 
 async def test_a_peer_that_stops_answering_pings_is_dropped_and_its_task_rescheduled(
