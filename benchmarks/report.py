@@ -47,6 +47,7 @@ def rows() -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
         lines.append(f"| 1 | dispatch: echo ceiling (bare trio-websocket, same clients) | "
                      f"{_fmt(s['echo_round_trips_per_s'])} round trips/s | - | ({n} runs) |")
         for mode, label in (("seed000", "seed 000 workers (1 task per frame)"),
+                            ("worker_port", "seed 000 workers on `--worker-port`"),
                             ("batched", "`?max=32` workers (task arrays)")):
             m = s.get(mode)
             if not m:
