@@ -30,6 +30,9 @@ BENCHMARKS: list[tuple[str, list[str], list[str], float]] = [
      ["--runs", "1", "--tasks", "5000", "--latency-seconds", "2"], 900),
     ("poll_latency.py", ["--rounds", "1000", "--out", str(HERE / "results/poll_latency.json")],
      ["--rounds", "100"], 300),
+    ("demo_fleet.py", ["--runs", "3"], ["--runs", "1", "--tasks", "2000"], 300),
+    ("demo_fleet.py", ["--runs", "3", "--worker-port"],
+     ["--runs", "1", "--tasks", "2000", "--worker-port"], 300),
 ]
 
 
