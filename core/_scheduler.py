@@ -104,11 +104,11 @@ class WorkerState:
     last_assigned: int = 0
     version: int = 0
     buckets: list[_Bucket] = field(default_factory=list)
+    #: task names in declaration order (not a set: drain order must not depend on hashing)
+    names: tuple[str, ...] = field(init=False)
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Task names in declaration order (not a set: drain order must not depend on hashing)."""
-        return tuple(dict.fromkeys(s.name for s in self.subscriptions))
+    def __post_init__(self) -> None:
+        self.names = tuple(dict.fromkeys(s.name for s in self.subscriptions))
 
     @property
     def free(self) -> bool:
@@ -510,23 +510,18 @@ class Scheduler:
         w.version += 1
         if not w.free or self.policy is Policy.RANDOM:
             return
-        tie = w.attach_seq if self.policy is Policy.ATTACH_ORDER else w.last_assigned
-        entry = (len(w.outstanding), tie, w.version, w.id)
+        entry = self._entry(w)
         for b in w.buckets:
             heap = b.heap
             heapq.heappush(heap, entry)
-            if len(heap) > 4 * len(b.members) + 64:
-                self._compact(b)
+            if len(heap) > 4 * len(b.members) + 64:  # mostly stale entries: rebuild
+                b.heap = [self._entry(m) for m in b.members.values() if m.free]
+                heapq.heapify(b.heap)
 
-    def _compact(self, b: _Bucket) -> None:
-        policy = self.policy
-        b.heap = [
-            (len(w.outstanding), w.attach_seq if policy is Policy.ATTACH_ORDER else w.last_assigned,
-             w.version, w.id)
-            for w in b.members.values()
-            if w.free
-        ]
-        heapq.heapify(b.heap)
+    def _entry(self, w: WorkerState) -> tuple[int, int, int, str]:
+        """A free worker's place in a bucket heap: fewest outstanding, then the tie-break."""
+        tie = w.attach_seq if self.policy is Policy.ATTACH_ORDER else w.last_assigned
+        return (len(w.outstanding), tie, w.version, w.id)
 
     def _route(self, q: _Queue, task: Task, now: float, effects: list[Effect]) -> None:
         w = self.pick(task.name, task.attrs)
