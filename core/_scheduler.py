@@ -181,8 +181,14 @@ class _Queue:
         self.processed = 0
         self.failed = 0
 
-    def group_key(self, attrs: Mapping[str, str]) -> tuple[str | None, ...]:
-        return tuple(attrs.get(k) for k in self.routing_keys)
+    def group_for(self, attrs: Mapping[str, str]) -> _Group:
+        """The group of waiting tasks with these attrs (as far as routing looks at them)."""
+        key = tuple(attrs.get(k) for k in self.routing_keys)
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = _Group(
+                {k: v for k, v in zip(self.routing_keys, key) if v is not None})
+        return group
 
 
 # --- the scheduler -------------------------------------------------------------
@@ -529,13 +535,7 @@ class Scheduler:
             self._assign(q, task, w, now, effects)
             return
         q.queued += 1
-        key = q.group_key(task.attrs)
-        group = q.groups.get(key)
-        if group is None:
-            group = q.groups[key] = _Group(
-                {k: v for k, v in zip(q.routing_keys, key) if v is not None}
-            )
-        heapq.heappush(group.heap, (-task.priority, task.seq, task))
+        heapq.heappush(q.group_for(task.attrs).heap, (-task.priority, task.seq, task))
 
     def _assign(self, q: _Queue, task: Task, w: WorkerState, now: float,
                 effects: list[Effect]) -> None:
@@ -589,13 +589,7 @@ class Scheduler:
                        if entry[2].state is TaskState.QUEUED]
             q.groups.clear()
             for entry in waiting:
-                key = q.group_key(entry[2].attrs)
-                group = q.groups.get(key)
-                if group is None:
-                    group = q.groups[key] = _Group(
-                        {k: v for k, v in zip(q.routing_keys, key) if v is not None}
-                    )
-                group.heap.append(entry)
+                q.group_for(entry[2].attrs).heap.append(entry)
             for g in q.groups.values():
                 heapq.heapify(g.heap)
 
