@@ -132,28 +132,17 @@ class _Connection:
                 batch = self._waiting(1)
 
 
-def _capacity(raw: str | None) -> int | None:
+def _whole_number(raw: str | None, name: str, low: int, high: int | None = None) -> int | None:
+    """A query parameter as a whole number within bounds; None when absent."""
     if raw is None or raw == "":
         return None
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"`capacity` must be a whole number, not {raw!r}") from None
-    if value < 0:
-        raise ValueError("`capacity` must be 0 (unlimited) or more")
-    return value
-
-
-def _per_frame(raw: str | None) -> int:
-    """`max`: tasks per frame; given, every frame is a JSON array (a workyard extension)."""
-    if raw is None or raw == "":
-        return 0
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"`max` must be a whole number, not {raw!r}") from None
-    if not 1 <= value <= MAX_BATCH:
-        raise ValueError(f"`max` (tasks per frame) must be 1 to {MAX_BATCH}")
+        raise ValueError(f"`{name}` must be a whole number, not {raw!r}") from None
+    if value < low or (high is not None and value > high):
+        bounds = f"{low} or more" if high is None else f"{low} to {high}"
+        raise ValueError(f"`{name}` must be {bounds}")
     return value
 
 
@@ -168,8 +157,9 @@ async def serve_worker(upgrade: WorkerUpgrade, hub: Hub, auth: Auth) -> None:
         return
     try:
         subscriptions: list[Subscription] = subscriptions_from_query(args)
-        capacity = _capacity(args.get("capacity"))
-        per_frame = _per_frame(args.get("max"))
+        capacity = _whole_number(args.get("capacity"), "capacity", 0)  # 0: unlimited
+        # `max`: tasks per frame; given, every frame is a JSON array (a workyard extension)
+        per_frame = _whole_number(args.get("max"), "max", 1, MAX_BATCH) or 0
     except ValueError as exc:
         await upgrade.refuse(400, encode({"error": str(exc)}))
         return
