@@ -35,7 +35,7 @@ from typing import Any
 import msgspec
 from _common import machine, median, write_result
 from workyard import Attempt, Task, TaskState
-from workyard._sqlite import (
+from workyard.store._sqlite import (
     FINISH,
     INSERT,
     SCHEMA,

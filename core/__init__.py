@@ -9,12 +9,11 @@ The public API is re-exported here; the underscored modules are private.
 """
 
 from ._config import Settings
-from ._hub import Hub, Link
 from ._model import Attempt, Outcome, Subscription, Task, TaskState
-from ._scheduler import Dispatch, Effect, Finished, Policy, Requeued, Scheduler, WorkerState
-from ._server import build_app, serve
-from ._sqlite import SQLiteStore
-from ._store import MemoryStore, Store
+from .hub import Hub, Link
+from .scheduling import Dispatch, Effect, Finished, Policy, Requeued, Scheduler, WorkerState
+from .server import build_app, serve
+from .store import MemoryStore, SQLiteStore, Store
 
 __all__ = [
     "Attempt",

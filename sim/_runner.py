@@ -33,7 +33,7 @@ import trio
 import trio.testing
 
 from workyard import Hub, MemoryStore, Policy, Task, TaskState
-from workyard._wire import Answer
+from workyard.protocol import Answer
 
 from ._oracle import SpecificityOracle
 from ._scenario import FleetGroup, Scenario, Stream

@@ -27,7 +27,7 @@ import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from workyard import Hub, MemoryStore, Settings, SQLiteStore, Task, serve
-from workyard._server import open_hub
+from workyard.server import open_hub
 
 #: Upper bound for any wait on a real socket; a bound, never a sleep.
 NET_TIMEOUT = 10.0

@@ -11,9 +11,9 @@ from functools import partial
 
 import trio
 
-from ._cli_client import add_commands as client_commands
-from ._config import Settings
-from .sim._cli import add_commands as sim_commands
+from .._config import Settings
+from ..sim._cli import add_commands as sim_commands
+from ._client import add_commands as client_commands
 
 __all__ = ["main"]
 
@@ -44,7 +44,7 @@ def _serve(args: argparse.Namespace) -> int:
 async def _serve_until_signalled(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM, then shut down cleanly: the store flushes its
     queued writes and every worker connection closes."""
-    from ._server import serve
+    from ..server import serve
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:

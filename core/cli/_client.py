@@ -13,7 +13,7 @@ from typing import Any
 
 import trio
 
-from .client import Handlers, Job, PollingWorker, Producer, Worker, WorkerRejected
+from ..client import Handlers, Job, PollingWorker, Producer, Worker, WorkerRejected
 
 __all__ = ["add_commands"]
 
@@ -57,7 +57,7 @@ def demo_handler(mode: str, sleep: float) -> Callable[[Job], Awaitable[Any]]:
 
 
 def _setup_logging(level: str) -> None:
-    from .cli import _setup_logging as setup
+    from . import _setup_logging as setup
 
     setup(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise

@@ -17,7 +17,7 @@ import pytest
 from workyard import Attempt, Outcome, Task, TaskState
 from workyard.sim._scenario import load_scenario
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from loadtest import scenario as load_scenarios  # noqa: E402

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from ._model import JSON_NULL, Subscription, Task
+from .._model import JSON_NULL, Subscription, Task
 
 __all__ = [
     "Answer",

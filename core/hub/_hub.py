@@ -26,10 +26,10 @@ from typing import Any, Protocol
 
 import trio
 
-from ._model import Subscription, Task, TaskState
-from ._scheduler import Dispatch, Effect, Finished, Policy, Requeued, Scheduler, WorkerState
-from ._store import MemoryStore, Store
-from ._wire import Answer
+from .._model import Subscription, Task, TaskState
+from ..protocol import Answer
+from ..scheduling import Dispatch, Effect, Finished, Policy, Requeued, Scheduler, WorkerState
+from ..store import MemoryStore, Store
 
 __all__ = ["Hub", "Link"]
 

@@ -15,7 +15,7 @@ import trio
 from conftest import RecordingLink
 
 from workyard import Hub, MemoryStore, Outcome, Subscription, Task, TaskState
-from workyard._wire import Answer
+from workyard.protocol import Answer
 
 StartHub = Callable[..., Awaitable[Hub]]
 

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import trio
 
-from ._model import Task, TaskState
+from .._model import Task, TaskState
 
 __all__ = ["MemoryStore", "Store"]
 

@@ -30,7 +30,7 @@ import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ._model import Attempt, Outcome, Subscription, Task, TaskState
+from .._model import Attempt, Outcome, Subscription, Task, TaskState
 
 __all__ = [
     "Dispatch",

@@ -26,14 +26,12 @@ import os
 from typing import Protocol
 
 import trio
-from quart import Response, websocket
-from quart_trio import QuartTrio
 from werkzeug.datastructures import Headers, MultiDict
 
-from ._auth import Auth, Role, bearer
-from ._hub import Hub
-from ._model import Subscription, Task
-from ._wire import (
+from .._auth import Auth, Role, bearer
+from .._model import Subscription, Task
+from ..hub import Hub
+from ..protocol import (
     MAX_BATCH,
     Authorization,
     TaskFrame,
@@ -44,7 +42,7 @@ from ._wire import (
     subscriptions_from_query,
 )
 
-__all__ = ["WorkerSocket", "WorkerUpgrade", "add_websocket_routes", "serve_worker"]
+__all__ = ["WorkerSocket", "WorkerUpgrade", "new_worker_id", "serve_worker"]
 
 log = logging.getLogger("workyard.ws")
 
@@ -214,44 +212,3 @@ async def serve_worker(upgrade: WorkerUpgrade, hub: Hub, auth: Auth) -> None:
         hub.detach(worker_id, conn)
     if conn.closed_because:
         await socket.close(POLICY_VIOLATION, conn.closed_because[:120])
-
-
-# --- the main port: quart's websocket --------------------------------------------------
-
-
-class _QuartSocket:
-    """quart's `websocket` context as a `WorkerSocket`."""
-
-    async def receive(self) -> str | bytes:
-        return await websocket.receive()
-
-    async def send(self, frame: str) -> None:
-        await websocket.send(frame)
-
-    async def close(self, code: int, reason: str) -> None:
-        await websocket.close(code, reason)
-
-
-class _QuartUpgrade:
-    """quart's `websocket` context as a `WorkerUpgrade`. quart refuses an upgrade by
-    the route returning a response, so `refuse` keeps it for the route to return."""
-
-    def __init__(self) -> None:
-        self.args = websocket.args
-        self.headers = websocket.headers
-        self.refusal: Response | None = None
-
-    async def refuse(self, status: int, body: bytes) -> None:
-        self.refusal = Response(body, status=status, content_type="application/json")
-
-    async def accept(self) -> WorkerSocket:
-        await websocket.accept()
-        return _QuartSocket()
-
-
-def add_websocket_routes(app: QuartTrio, hub: Hub, auth: Auth) -> None:
-    @app.websocket("/work/queue")
-    async def work_queue() -> Response | None:
-        upgrade = _QuartUpgrade()
-        await serve_worker(upgrade, hub, auth)
-        return upgrade.refusal

@@ -13,15 +13,13 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 from quart_trio import QuartTrio
 
-from ._app import create_app
-from ._auth import Auth
-from ._config import Settings
-from ._hub import Hub
-from ._polling import add_polling_routes
-from ._sqlite import SQLiteStore
-from ._store import MemoryStore, Store
-from ._worker_port import serve_worker_port
-from ._ws import add_websocket_routes
+from .._auth import Auth
+from .._config import Settings
+from ..compat import add_polling_routes, add_websocket_routes
+from ..http import create_app
+from ..hub import Hub
+from ..store import MemoryStore, SQLiteStore, Store
+from ..transports import serve_worker_port
 
 __all__ = ["build_app", "open_listener", "serve"]
 

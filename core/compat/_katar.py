@@ -68,13 +68,13 @@ import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from ._app import ApiError, json_response, require
-from ._auth import Auth, Role
-from ._config import Settings
-from ._hub import Hub
-from ._model import JSON_NULL, Subscription, Task
-from ._scheduler import WorkerState
-from ._wire import MAX_BATCH, Answer, error_text, filters_from_query
+from .._auth import Auth, Role
+from .._config import Settings
+from .._model import JSON_NULL, Subscription, Task
+from ..http import ApiError, json_response, require
+from ..hub import Hub
+from ..protocol import MAX_BATCH, Answer, error_text, filters_from_query
+from ..scheduling import WorkerState
 
 __all__ = ["PollingFleet", "add_polling_routes"]
 

@@ -13,11 +13,11 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from ._auth import Auth, Role, bearer
-from ._config import Settings
-from ._hub import Hub
-from ._model import TaskState
-from ._wire import decode_submission, encode
+from .._auth import Auth, Role, bearer
+from .._config import Settings
+from .._model import TaskState
+from ..hub import Hub
+from ..protocol import decode_submission, encode
 
 __all__ = ["create_app", "json_response"]
 

@@ -40,11 +40,11 @@ from wsproto.events import (
 )
 from wsproto.utilities import RemoteProtocolError
 
-from ._auth import Auth
-from ._config import Settings
-from ._hub import Hub
-from ._wire import encode
-from ._ws import WorkerSocket, serve_worker
+from .._auth import Auth
+from .._config import Settings
+from ..hub import Hub
+from ..protocol import encode
+from ._websocket import WorkerSocket, serve_worker
 
 __all__ = ["serve_worker_port"]
 

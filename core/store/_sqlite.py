@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 import msgspec
 import trio
 
-from ._model import Attempt, Task, TaskState
-from ._store import OnCommit
+from .._model import Attempt, Task, TaskState
+from ._memory import OnCommit
 
 __all__ = ["SQLiteStore"]
 

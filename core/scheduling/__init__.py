@@ -1,0 +1,5 @@
+"""The functional core: which worker gets which task. Pure code, no I/O, no clock."""
+
+from ._scheduler import Dispatch, Effect, Finished, Policy, Requeued, Scheduler, WorkerState
+
+__all__ = ["Dispatch", "Effect", "Finished", "Policy", "Requeued", "Scheduler", "WorkerState"]
