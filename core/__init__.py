@@ -9,6 +9,16 @@ The public API is re-exported here; the underscored modules are private.
 """
 
 from ._config import Settings
+from ._errors import (
+    Conflict,
+    InvalidInput,
+    InvalidSetting,
+    NotFound,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+    WorkyardError,
+)
 from ._model import Attempt, Outcome, Subscription, Task, TaskState
 from .hub import Hub, Link
 from .scheduling import Dispatch, Effect, Finished, Policy, Requeued, Scheduler, WorkerState
@@ -17,12 +27,16 @@ from .store import MemoryStore, SQLiteStore, Store
 
 __all__ = [
     "Attempt",
+    "Conflict",
     "Dispatch",
     "Effect",
     "Finished",
     "Hub",
+    "InvalidInput",
+    "InvalidSetting",
     "Link",
     "MemoryStore",
+    "NotFound",
     "Outcome",
     "Policy",
     "Requeued",
@@ -33,7 +47,11 @@ __all__ = [
     "Subscription",
     "Task",
     "TaskState",
+    "TooLarge",
+    "Unauthorized",
+    "Unavailable",
     "WorkerState",
+    "WorkyardError",
     "build_app",
     "serve",
 ]

@@ -70,10 +70,23 @@ from quart_trio import QuartTrio
 
 from .._auth import Auth, Role
 from .._config import Settings
-from .._model import JSON_NULL, Subscription, Task
-from ..http import ApiError, json_response, require
+from .._errors import Conflict, InvalidInput, NotFound
+from .._model import Subscription, Task
+from ..http import json_response, require
 from ..hub import Hub
-from ..protocol import MAX_BATCH, Answer, error_text, filters_from_query
+from ..protocol import (
+    MAX_BATCH,
+    MAX_NAME,
+    MAX_POLL_TASKS,
+    MAX_POLL_WAIT,
+    Answer,
+    PollBody,
+    PolledTask,
+    Registration,
+    Report,
+    error_text,
+    filters_from_query,
+)
 from ..scheduling import WorkerState
 
 __all__ = ["PollingFleet", "add_polling_routes"]
@@ -82,45 +95,9 @@ log = logging.getLogger("workyard.polling")
 
 #: the seed's default polling interval, in milliseconds
 DEFAULT_INTERVAL_MS = 30_000
-MAX_TASKS = 100
-MAX_WAIT = 60.0
-MAX_NAME = 200
 ANONYMOUS = "anonymous-poll-"
 WORKER_HEADER = "X-Worker-Id"
 PRESQUE_HEADER = "X-presque-workerid"
-
-
-# --- wire ------------------------------------------------------------------------------
-
-
-class PollBody(msgspec.Struct):
-    tasks: list[msgspec.Raw] = []
-    worker_id: str | None = None
-    max: int | None = None
-    wait: float | None = None
-
-
-class Report(msgspec.Struct):
-    id: str | int = msgspec.field(name="_id")
-    status: str
-    error: msgspec.Raw = JSON_NULL
-    result: msgspec.Raw = JSON_NULL
-
-
-class PolledTask(msgspec.Struct):
-    id: str = msgspec.field(name="_id")
-    data: msgspec.Raw
-    name: str
-    attrs: dict[str, str]
-    timeout: float
-
-    @classmethod
-    def of(cls, task: Task) -> PolledTask:
-        return cls(task.id, task.data, task.name, task.attrs, task.timeout)
-
-
-class Registration(msgspec.Struct):
-    worker_id: str | None = None
 
 
 _poll_body = msgspec.json.Decoder(PollBody)
@@ -149,14 +126,14 @@ def _entry_id(raw: msgspec.Raw) -> str | None:
 
 def _name(value: str, what: str) -> str:
     if not value or len(value) > MAX_NAME or not value.isprintable():
-        raise ApiError(400, f"{what} must be 1 to {MAX_NAME} printable characters, not {value!r}")
+        raise InvalidInput(f"{what} must be 1 to {MAX_NAME} printable characters, not {value!r}")
     return value
 
 
 def worker_name(value: str) -> str:
     _name(value, "`worker_id`")
     if value.startswith("anonymous-"):
-        raise ApiError(400, "`worker_id` must not start with 'anonymous-' (reserved for "
+        raise InvalidInput("`worker_id` must not start with 'anonymous-' (reserved for "
                        "pollers without an identity)")
     return value
 
@@ -168,9 +145,9 @@ def _bounded(body_value: float | None, name: str, default: float, high: float) -
     try:
         value = float(raw)
     except (TypeError, ValueError):
-        raise ApiError(400, f"`{name}` must be a number, not {raw!r}") from None
+        raise InvalidInput(f"`{name}` must be a number, not {raw!r}") from None
     if math.isnan(value) or not 0 <= value <= high:
-        raise ApiError(400, f"`{name}` must be between 0 and {high:g}")
+        raise InvalidInput(f"`{name}` must be between 0 and {high:g}")
     return value
 
 
@@ -276,7 +253,7 @@ class PollingFleet:
                 del self.pollers[key]  # displaced by a connection that took over its id
         taken = self.hub.scheduler.workers.get(key)
         if taken is not None:
-            raise ApiError(409, f"worker id {key!r} is in use by a {taken.transport} worker")
+            raise Conflict(f"worker id {key!r} is in use by a {taken.transport} worker")
         poller = _Poller(key, worker_id, queue, subs, now)
         self.hub.attach(key, subs, poller, capacity=0, transport="polling", room=0)
         self.pollers[key] = poller
@@ -291,7 +268,7 @@ class PollingFleet:
             return poller
         held = self._state(poller)
         if held is not None and held.outstanding:
-            raise ApiError(409, f"worker {poller.worker_id!r} holds {len(held.outstanding)} "
+            raise Conflict(f"worker {poller.worker_id!r} holds {len(held.outstanding)} "
                            f"leased {poller.queue!r} task(s) taken with other filters; report "
                            "them before changing filters, or poll with another worker_id")
         self.drop(poller, "re-attached with other filters")
@@ -372,7 +349,7 @@ class PollingFleet:
                 self.hub.close_poll(poller.key)
             poller.last_seen = self.hub.now()
         if poll.gone is not None:
-            raise ApiError(409, f"this poll ended: {poll.gone}")
+            raise Conflict(f"this poll ended: {poll.gone}")
         if poller.worker_id is None and not poll.tasks:
             self._release_anonymous(poller.key)
         return poll.tasks
@@ -524,7 +501,7 @@ def add_polling_routes(app: QuartTrio, hub: Hub, settings: Settings) -> PollingF
     @app.get("/v1/queue/")
     @app.post("/v1/queue/")
     async def no_queue() -> Response:
-        raise ApiError(400, "the queue name is missing: use /v1/queue/{queue}")
+        raise InvalidInput("the queue name is missing: use /v1/queue/{queue}")
 
     @app.get("/v1/queue/<queue>")
     async def configuration(queue: str) -> Response:
@@ -539,10 +516,10 @@ def add_polling_routes(app: QuartTrio, hub: Hub, settings: Settings) -> PollingF
             settings_ = msgspec.json.decode(await request.get_data(cache=False),
                                             type=dict[str, Any])
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise ApiError(400, f"the configuration must be a JSON object: {exc}") from None
+            raise InvalidInput(f"the configuration must be a JSON object: {exc}") from None
         interval = settings_.get("interval", DEFAULT_INTERVAL_MS)
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
-            raise ApiError(400, "`interval` must be a positive number of milliseconds")
+            raise InvalidInput("`interval` must be a positive number of milliseconds")
         await hub.store.configure(queue, msgspec.json.encode(settings_))
         fleet.configuration[queue] = settings_
         return json_response({"configuration": fleet.queue_configuration(queue)})
@@ -555,19 +532,19 @@ def add_polling_routes(app: QuartTrio, hub: Hub, settings: Settings) -> PollingF
         try:
             body = _poll_body.decode(raw) if raw.strip() else PollBody()
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise ApiError(400, "the body must be a JSON object such as {} or "
+            raise InvalidInput("the body must be a JSON object such as {} or "
                            f"{{\"tasks\": [...]}}: {error_text(exc)}") from None
         if len(body.tasks) > MAX_BATCH:
-            raise ApiError(400, f"at most {MAX_BATCH} reports per request, not {len(body.tasks)}")
+            raise InvalidInput(f"at most {MAX_BATCH} reports per request, not {len(body.tasks)}")
         worker_id = _worker_id(body.worker_id, WORKER_HEADER)
-        room = _bounded(body.max, "max", 1, MAX_TASKS)
+        room = _bounded(body.max, "max", 1, MAX_POLL_TASKS)
         if room != int(room):
-            raise ApiError(400, "`max` must be a whole number")
-        wait = _bounded(body.wait, "wait", 0.0, MAX_WAIT)
+            raise InvalidInput("`max` must be a whole number")
+        wait = _bounded(body.wait, "wait", 0.0, MAX_POLL_WAIT)
         try:
             subs = [Subscription.of(queue, filters_from_query(request.args))]
         except ValueError as exc:
-            raise ApiError(400, str(exc)) from None
+            raise InvalidInput(str(exc)) from None
 
         poller = fleet.attach(worker_id, queue, subs) if worker_id is not None else None
         problems = await fleet.report(worker_id, body.tasks)
@@ -593,12 +570,12 @@ def add_polling_routes(app: QuartTrio, hub: Hub, settings: Settings) -> PollingF
             body = _registration.decode(raw) if raw.strip() else Registration()
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             if PRESQUE_HEADER not in request.headers:
-                raise ApiError(400, f"the body must be {{\"worker_id\": \"...\"}}: "
+                raise InvalidInput(f"the body must be {{\"worker_id\": \"...\"}}: "
                                f"{error_text(exc)}") from None
             body = Registration()
         worker_id = _worker_id(body.worker_id, PRESQUE_HEADER, WORKER_HEADER)
         if worker_id is None:
-            raise ApiError(400, "`worker_id` is missing: send {\"worker_id\": \"...\"} or an "
+            raise InvalidInput("`worker_id` is missing: send {\"worker_id\": \"...\"} or an "
                            f"{PRESQUE_HEADER} header")
         fleet.register(worker_id, queue)
         return Response("", status=201)
@@ -609,7 +586,7 @@ def add_polling_routes(app: QuartTrio, hub: Hub, settings: Settings) -> PollingF
         _name(queue, "queue")
         worker_id = _worker_id(None, PRESQUE_HEADER, WORKER_HEADER)
         if worker_id is None:
-            raise ApiError(400, "`worker_id` is missing: DELETE /w/{queue}?worker_id=...")
+            raise InvalidInput("`worker_id` is missing: DELETE /w/{queue}?worker_id=...")
         fleet.unregister(worker_id, queue)
         return Response("", status=204)
 
@@ -622,7 +599,7 @@ def add_polling_routes(app: QuartTrio, hub: Hub, settings: Settings) -> PollingF
         if worker_id:
             view = fleet.worker_view(worker_id)
             if view is None:
-                raise ApiError(404, f"no worker {worker_id!r}")
+                raise NotFound(f"no worker {worker_id!r}")
             return json_response(view)
         queue = queue or request.args.get("queue_name")
         if queue:

@@ -15,23 +15,14 @@ from werkzeug.exceptions import HTTPException
 
 from .._auth import Auth, Role, bearer
 from .._config import Settings
+from .._errors import Conflict, InvalidInput, NotFound, TooLarge, Unauthorized, WorkyardError
 from .._model import TaskState
 from ..hub import Hub
-from ..protocol import decode_submission, encode
+from ..protocol import MAX_LIST, MAX_TASK_WAIT, decode_submission, encode
 
 __all__ = ["create_app", "json_response"]
 
 log = logging.getLogger("workyard.http")
-
-MAX_WAIT = 300.0
-MAX_LIST = 1000
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -40,7 +31,7 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 def require(auth: Auth, role: Role) -> None:
     if not auth.allows(bearer(request.headers, request.args), role):
-        raise ApiError(401, f"a valid {role.value} bearer token is required")
+        raise Unauthorized(f"a valid {role.value} bearer token is required")
 
 
 def number_arg(name: str, default: float, low: float, high: float) -> float:
@@ -50,9 +41,9 @@ def number_arg(name: str, default: float, low: float, high: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ApiError(400, f"`{name}` must be a number, not {raw!r}") from None
+        raise InvalidInput(f"`{name}` must be a number, not {raw!r}") from None
     if not (low <= value <= high) or math.isnan(value):
-        raise ApiError(400, f"`{name}` must be between {low:g} and {high:g}")
+        raise InvalidInput(f"`{name}` must be between {low:g} and {high:g}")
     return value
 
 
@@ -64,9 +55,12 @@ def create_app(hub: Hub, settings: Settings) -> QuartTrio:
     app.extensions["workyard.hub"] = hub
     app.extensions["workyard.auth"] = auth
 
-    @app.errorhandler(ApiError)
-    async def api_error(exc: ApiError) -> Response:
-        return json_response({"error": exc.message}, exc.status)
+    @app.errorhandler(WorkyardError)
+    async def workyard_error(exc: WorkyardError) -> Response:
+        response = json_response(exc.body(), exc.status)
+        if exc.status == TooLarge.status:
+            response.headers["Connection"] = "close"  # as below: the body was not read
+        return response
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
@@ -84,16 +78,10 @@ def create_app(hub: Hub, settings: Settings) -> QuartTrio:
     async def submit() -> Response:
         require(auth, Role.PRODUCER)
         body = await request.get_data(cache=False, as_text=False, parse_form_data=False)
-        try:
-            specs, batch = decode_submission(body)
-        except ValueError as exc:
-            raise ApiError(400, str(exc)) from None
+        specs, batch = decode_submission(body)
         now = hub.now()
         tasks = [spec.to_task(now) for spec in specs]
-        try:
-            ids = await hub.submit(tasks)
-        except RuntimeError as exc:
-            raise ApiError(503, str(exc)) from None
+        ids = await hub.submit(tasks)  # the store's failures are Unavailable (503)
         if batch:
             return json_response({"ids": ids}, 201)
         created = ids[0] == tasks[0].id
@@ -102,10 +90,10 @@ def create_app(hub: Hub, settings: Settings) -> QuartTrio:
     @app.get("/tasks/<task_id>")
     async def get_task(task_id: str) -> Response:
         require(auth, Role.PRODUCER)
-        wait = number_arg("wait", 0.0, 0.0, MAX_WAIT)
+        wait = number_arg("wait", 0.0, 0.0, MAX_TASK_WAIT)
         task = await (hub.wait(task_id, wait) if wait > 0 else hub.get(task_id))
         if task is None:
-            raise ApiError(404, f"no task {task_id!r}")
+            raise NotFound(f"no task {task_id!r}")
         return json_response(task)
 
     @app.delete("/tasks/<task_id>")
@@ -113,10 +101,9 @@ def create_app(hub: Hub, settings: Settings) -> QuartTrio:
         require(auth, Role.PRODUCER)
         task = await hub.get(task_id)
         if task is None:
-            raise ApiError(404, f"no task {task_id!r}")
+            raise NotFound(f"no task {task_id!r}")
         if task.state.final:
-            return json_response(
-                {"error": f"task {task_id!r} is already {task.state.value}", "task": task}, 409)
+            raise Conflict(f"task {task_id!r} is already {task.state.value}", task=task)
         return json_response(await hub.cancel(task_id))
 
     @app.get("/tasks")
@@ -126,7 +113,7 @@ def create_app(hub: Hub, settings: Settings) -> QuartTrio:
         try:
             state = TaskState(state_arg) if state_arg else None
         except ValueError:
-            raise ApiError(400, f"`state` must be one of {', '.join(TaskState)}") from None
+            raise InvalidInput(f"`state` must be one of {', '.join(TaskState)}") from None
         limit = int(number_arg("limit", 100, 1, MAX_LIST))
         name = request.args.get("name")
         live = hub.scheduler.tasks

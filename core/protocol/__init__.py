@@ -1,7 +1,19 @@
 """What crosses a socket: wire structs and limits, shared by the hub and its clients."""
 
-from ._wire import (
+from ._limits import (
+    FIRST_MESSAGE_TIMEOUT,
+    HANDSHAKE_TIMEOUT,
     MAX_BATCH,
+    MAX_BODY,
+    MAX_FRAME,
+    MAX_LIST,
+    MAX_NAME,
+    MAX_POLL_TASKS,
+    MAX_POLL_WAIT,
+    MAX_TASK_WAIT,
+)
+from ._polling import PollBody, PolledBatch, PolledTask, Registration, Report
+from ._wire import (
     RESERVED_PARAMS,
     Answer,
     Authorization,
@@ -19,11 +31,25 @@ from ._wire import (
 )
 
 __all__ = [
+    "FIRST_MESSAGE_TIMEOUT",
+    "HANDSHAKE_TIMEOUT",
     "MAX_BATCH",
+    "MAX_BODY",
+    "MAX_FRAME",
+    "MAX_LIST",
+    "MAX_NAME",
+    "MAX_POLL_TASKS",
+    "MAX_POLL_WAIT",
+    "MAX_TASK_WAIT",
     "RESERVED_PARAMS",
     "Answer",
     "Authorization",
     "Declaration",
+    "PollBody",
+    "PolledBatch",
+    "PolledTask",
+    "Registration",
+    "Report",
     "TaskFrame",
     "TaskSpec",
     "decode_answers",

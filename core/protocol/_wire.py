@@ -10,7 +10,9 @@ from typing import Any, Literal
 
 import msgspec
 
+from .._errors import InvalidInput
 from .._model import JSON_NULL, Subscription, Task
+from ._limits import MAX_BATCH
 
 __all__ = [
     "Answer",
@@ -22,8 +24,6 @@ __all__ = [
     "encode",
     "error_text",
 ]
-
-MAX_BATCH = 1000
 
 encode = msgspec.json.Encoder().encode
 
@@ -50,15 +50,15 @@ class TaskSpec(msgspec.Struct, forbid_unknown_fields=True):
 
     def validate(self, where: str) -> None:
         if not self.name or len(self.name) > 200:
-            raise ValueError(f"{where}.name must be 1 to 200 characters")
+            raise InvalidInput(f"{where}.name must be 1 to 200 characters")
         if not self.timeout > 0:
-            raise ValueError(f"{where}.timeout must be greater than 0")
+            raise InvalidInput(f"{where}.timeout must be greater than 0")
         if self.retries < 0:
-            raise ValueError(f"{where}.retries must be 0 or more")
+            raise InvalidInput(f"{where}.retries must be 0 or more")
         if self.schedule_timeout is not None and not self.schedule_timeout > 0:
-            raise ValueError(f"{where}.schedule_timeout must be greater than 0")
+            raise InvalidInput(f"{where}.schedule_timeout must be greater than 0")
         if self.key is not None and not self.key:
-            raise ValueError(f"{where}.key must not be empty")
+            raise InvalidInput(f"{where}.key must not be empty")
 
     def to_task(self, now: float) -> Task:
         return Task(
@@ -89,7 +89,7 @@ def decode_submission(body: bytes) -> tuple[list[TaskSpec], bool]:
             parsed.validate("$")
             return [parsed], False
         if len(envelope) != 1:
-            raise ValueError("a batch is {\"tasks\": [...]} with no other fields")
+            raise InvalidInput("a batch is {\"tasks\": [...]} with no other fields")
         try:
             specs = _many.decode(envelope["tasks"])
         except msgspec.ValidationError as exc:  # `tasks` itself is wrong: msgspec names no path
@@ -97,11 +97,11 @@ def decode_submission(body: bytes) -> tuple[list[TaskSpec], bool]:
                 raise
             raise msgspec.ValidationError(f"{exc} - at `$.tasks`") from None
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise ValueError(error_text(exc).replace("`$[", "`$.tasks[")) from None
+        raise InvalidInput(error_text(exc).replace("`$[", "`$.tasks[")) from None
     if not specs:
-        raise ValueError("`tasks` must hold at least one task")
+        raise InvalidInput("`tasks` must hold at least one task")
     if len(specs) > MAX_BATCH:
-        raise ValueError(f"`tasks` holds {len(specs)} tasks; at most {MAX_BATCH}")
+        raise InvalidInput(f"`tasks` holds {len(specs)} tasks; at most {MAX_BATCH}")
     for i, spec in enumerate(specs):
         spec.validate(f"$.tasks[{i}]")
     return specs, True
@@ -141,7 +141,7 @@ def decode_answers(frame: str | bytes) -> list[Answer]:
     try:
         parsed = _answers.decode(frame)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise ValueError(error_text(exc)) from None
+        raise InvalidInput(error_text(exc)) from None
     return parsed if isinstance(parsed, list) else [parsed]
 
 
@@ -170,16 +170,16 @@ def decode_declarations(frame: str | bytes) -> list[Subscription] | Authorizatio
     try:
         parsed = _first.decode(frame)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise ValueError(f"expected a JSON array of task declarations: {error_text(exc)}") from None
+        raise InvalidInput(f"expected a JSON array of task declarations: {error_text(exc)}") from None
     if isinstance(parsed, Authorization):
         # msgspec accepts any object here (the `kind` tag is optional): without a token it
         # is a stray object such as one declaration outside its array, not an authorization.
         if not parsed.bearer:
-            raise ValueError('expected a JSON array of task declarations or '
+            raise InvalidInput('expected a JSON array of task declarations or '
                              '{"kind": "authorization", "jwt": "Bearer <token>"}')
         return parsed
     if not parsed:
-        raise ValueError("no tasks declared: the array is empty")
+        raise InvalidInput("no tasks declared: the array is empty")
     return [Subscription.of(d.name, d.filter) for d in parsed]
 
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import msgspec
 import trio
 
+from .._errors import Unavailable
 from .._model import Attempt, Task, TaskState
 from ._memory import OnCommit
 
@@ -238,7 +239,7 @@ class SQLiteStore:
         self._queue(op)
         await op.done.wait()
         if op.error is not None:
-            raise RuntimeError(f"the store could not save the tasks: {op.error}") from op.error
+            raise Unavailable(f"the store could not save the tasks: {op.error}") from op.error
         return op.ids
 
     def finish(self, task: Task, then: OnCommit) -> None:

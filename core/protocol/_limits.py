@@ -1,0 +1,38 @@
+"""Every limit of the wire protocol, in one place: the hub enforces them and the SDK
+(`workyard.client`) stays within them."""
+
+from __future__ import annotations
+
+__all__ = [
+    "FIRST_MESSAGE_TIMEOUT",
+    "HANDSHAKE_TIMEOUT",
+    "MAX_BATCH",
+    "MAX_BODY",
+    "MAX_FRAME",
+    "MAX_LIST",
+    "MAX_NAME",
+    "MAX_POLL_TASKS",
+    "MAX_POLL_WAIT",
+    "MAX_TASK_WAIT",
+]
+
+#: tasks per POST /tasks batch, tasks per WebSocket frame (`max`), reports per poll
+MAX_BATCH = 1000
+#: tasks one poll may ask for (`max`)
+MAX_POLL_TASKS = 100
+#: seconds a long poll may wait (`wait`)
+MAX_POLL_WAIT = 60.0
+#: seconds GET /tasks/{id}?wait= may wait for a task to finish
+MAX_TASK_WAIT = 300.0
+#: tasks one GET /tasks listing returns (`limit`)
+MAX_LIST = 1000
+#: characters in a task name, a queue name or a worker id
+MAX_NAME = 200
+#: bytes of one HTTP request body, by default (setting `max_body`)
+MAX_BODY = 16 * 1024 * 1024
+#: bytes of one WebSocket message, by default (setting `max_frame`)
+MAX_FRAME = 16 * 1024 * 1024
+#: seconds a WebSocket worker has to send its first message (declarations or authorization)
+FIRST_MESSAGE_TIMEOUT = 30.0
+#: seconds a client of the lean worker port has to complete its upgrade request
+HANDSHAKE_TIMEOUT = 10.0
