@@ -21,11 +21,21 @@ from ._errors import (
 )
 from ._model import Attempt, Outcome, Subscription, Task, TaskState
 from .hub import Hub, Link
-from .scheduling import Dispatch, Effect, Finished, Policy, Requeued, Scheduler, WorkerState
+from .scheduling import (
+    UNCHANGED,
+    Dispatch,
+    Effect,
+    Finished,
+    Policy,
+    Requeued,
+    Scheduler,
+    WorkerState,
+)
 from .server import build_app, serve
 from .store import MemoryStore, SQLiteStore, Store
 
 __all__ = [
+    "UNCHANGED",
     "Attempt",
     "Conflict",
     "Dispatch",

@@ -425,8 +425,7 @@ class _Simulation:
         w.connected = True
         w.since = self.now
         self.oracle.attach(g.subscriptions)  # before: the backlog may be delivered at once
-        self.hub.attach(w.id, g.subscriptions, w, capacity=g.capacity, transport=g.transport,
-                        room=0 if w.polling else None)
+        self.hub.attach(w.id, g.subscriptions, w, capacity=g.capacity, transport=g.transport)
         if g.churn is not None:
             uptime = self.churn_rng.expovariate(1.0 / g.churn.mtbf)
             self._push(self._after(uptime), _DISCONNECT, w)
@@ -465,14 +464,16 @@ class _Simulation:
         w.poll_id = next(self.poll_ids)
         w.poll_open = True
         w.returning = False
-        self.hub.open_poll(w.id, min(free, poll.max or free))
+        for name in dict.fromkeys(s.name for s in w.group.subscriptions):
+            self.hub.open_poll(w.id, name, min(free, poll.max or free))
         if not w.returning:  # nothing yet: hold the poll open for `wait`
             self._push(self.now_tick + round(poll.wait * self.per_tick), _POLL_END,
                        w, None, w.poll_id)
 
     def _poll_end(self, w: _Worker) -> None:
         """The poll answers: execute what it brought, then poll again."""
-        self.hub.close_poll(w.id)
+        for name in dict.fromkeys(s.name for s in w.group.subscriptions):
+            self.hub.close_poll(w.id, name)
         w.poll_open = w.returning = False
         tasks, w.inbox = w.inbox, []
         for task in tasks:

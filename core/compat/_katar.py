@@ -253,9 +253,10 @@ class PollingFleet:
                 del self.pollers[key]  # displaced by a connection that took over its id
         taken = self.hub.scheduler.workers.get(key)
         if taken is not None:
-            raise Conflict(f"worker id {key!r} is in use by a {taken.transport} worker")
+            raise Conflict(f"worker id {key!r} is in use by a "
+                           f"{self.hub.transports.get(key, 'websocket')} worker")
         poller = _Poller(key, worker_id, queue, subs, now)
-        self.hub.attach(key, subs, poller, capacity=0, transport="polling", room=0)
+        self.hub.attach(key, subs, poller, capacity=0, transport="polling")
         self.pollers[key] = poller
         if not self._sweeping:
             self._sweeping = True
@@ -280,8 +281,9 @@ class PollingFleet:
         state = self._state(poller)
         registered = self.registered.get(poller.worker_id or "")
         if state is not None and registered is not None:
-            registered.processed += state.processed
-            registered.failed += state.failed
+            counts = self.hub.worker_counts[poller.key]
+            registered.processed += counts.processed
+            registered.failed += counts.failed
         if self.pollers.get(poller.key) is poller:
             del self.pollers[poller.key]
         self.hub.detach(poller.key, poller)
@@ -292,7 +294,8 @@ class PollingFleet:
     def _state(self, poller: _Poller) -> WorkerState | None:
         """The scheduler's view of `poller` (None once detached or displaced)."""
         state = self.hub.scheduler.workers.get(poller.key)
-        return state if state is not None and state.transport == "polling" else None
+        polling = self.hub.transports.get(poller.key) == "polling"
+        return state if state is not None and polling else None
 
     def _release_anonymous(self, key: str) -> None:
         """An anonymous poller holding nothing and not polling has no reason to stay."""
@@ -329,13 +332,13 @@ class PollingFleet:
         """Open a poll for up to `room` tasks; wait up to `wait` s for the first one."""
         if poller.poll is not None:  # a newer poll from the same worker supersedes it
             old, poller.poll = poller.poll, None
-            self.hub.close_poll(poller.key)
+            self.hub.close_poll(poller.key, poller.queue)
             old.wake.set()
         poll = poller.poll = _Poll(tasks=poller.unclaimed[:room])
         del poller.unclaimed[:room]
         try:
             if room > len(poll.tasks):
-                self.hub.open_poll(poller.key, room - len(poll.tasks))
+                self.hub.open_poll(poller.key, poller.queue, room - len(poll.tasks))
             if not poll.tasks and wait > 0 and poll.gone is None:
                 with trio.move_on_after(wait):
                     await poll.wake.wait()
@@ -346,7 +349,7 @@ class PollingFleet:
         finally:
             if poller.poll is poll:
                 poller.poll = None
-                self.hub.close_poll(poller.key)
+                self.hub.close_poll(poller.key, poller.queue)
             poller.last_seen = self.hub.now()
         if poll.gone is not None:
             raise Conflict(f"this poll ended: {poll.gone}")
@@ -437,6 +440,7 @@ class PollingFleet:
     def worker_view(self, worker_id: str) -> dict[str, Any] | None:
         live = [w for key, w in self.hub.scheduler.workers.items()
                 if self._owner(key) == worker_id]
+        counts = [self.hub.worker_counts[w.id] for w in live]
         entry = self.registered.get(worker_id)
         if entry is None and not live:
             return None
@@ -444,20 +448,21 @@ class PollingFleet:
         return {
             "worker_id": worker_id,
             "started_at": int(started),
-            "processed": (entry.processed if entry else 0) + sum(w.processed for w in live),
-            "failed": (entry.failed if entry else 0) + sum(w.failed for w in live),
+            "processed": (entry.processed if entry else 0) + sum(c.processed for c in counts),
+            "failed": (entry.failed if entry else 0) + sum(c.failed for c in counts),
         }
 
     def queue_view(self, queue: str) -> dict[str, Any]:
         q = self.hub.scheduler.queues.get(queue)
+        counts = self.hub.queue_counts.get(queue)
         workers = {self._owner(key) for key in (q.workers if q is not None else ())}
         workers |= {wid for wid, e in self.registered.items() if queue in e.queues}
         workers.discard(None)
         return {
             "queue_name": queue,
             "workers_list": sorted(workers),  # type: ignore[type-var]
-            "processed": q.processed if q is not None else 0,
-            "failed": q.failed if q is not None else 0,
+            "processed": counts.processed if counts is not None else 0,
+            "failed": counts.failed if counts is not None else 0,
         }
 
     def queue_configuration(self, queue: str) -> dict[str, Any]:

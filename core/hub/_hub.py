@@ -26,12 +26,12 @@ from typing import Any, Protocol
 
 import trio
 
-from .._model import Subscription, Task, TaskState
+from .._model import Outcome, Subscription, Task, TaskState
 from ..protocol import Answer
 from ..scheduling import Dispatch, Effect, Finished, Policy, Requeued, Scheduler, WorkerState
 from ..store import MemoryStore, Store
 
-__all__ = ["Hub", "Link"]
+__all__ = ["Counts", "Hub", "Link"]
 
 log = logging.getLogger("workyard.hub")
 
@@ -44,6 +44,15 @@ class Link(Protocol):
 
     def close(self, reason: str) -> None:
         """End the connection (another connection took over its worker id)."""
+
+
+@dataclass(slots=True)
+class Counts:
+    """Answers and losses of one attached worker, or of one queue, counted from effects."""
+
+    processed: int = 0
+    failed: int = 0
+    lost: int = 0
 
 
 @dataclass(slots=True)
@@ -73,6 +82,13 @@ class Hub:
         #: equals trio's mock time exactly and runs are reproducible
         self._wall_clock = wall_clock
         self._links: dict[str, Link] = {}
+        #: by attached worker id: "websocket" or "polling"
+        self.transports: dict[str, str] = {}
+        #: by attached worker id, since it attached
+        self.worker_counts: dict[str, Counts] = {}
+        #: by queue (task name), since the hub started
+        self.queue_counts: dict[str, Counts] = {}
+        self._draining = False
         self._waiters: dict[str, list[_Waiter]] = {}
         #: final in the scheduler, not yet durable
         self._finishing: dict[str, Task] = {}
@@ -173,7 +189,6 @@ class Hub:
         *,
         capacity: int | None = None,
         transport: str = "websocket",
-        room: int | None = None,
     ) -> WorkerState:
         """Attach a worker; a previous connection with the same id is closed and detached.
 
@@ -187,10 +202,12 @@ class Hub:
         if capacity is None:
             capacity = self.default_capacity
         effects = self.scheduler.attach(
-            worker_id, subscriptions, now=self.now(), transport=transport, room=room,
+            worker_id, subscriptions, now=self.now(), polling=transport == "polling",
             capacity=capacity or None,  # 0: unlimited
         )
         self._links[worker_id] = link
+        self.transports[worker_id] = transport
+        self.worker_counts[worker_id] = Counts()
         worker = self.scheduler.workers[worker_id]
         log.info("worker %s attached (%s): %s", worker_id, transport,
                  ", ".join(_describe(s) for s in worker.subscriptions))
@@ -202,6 +219,8 @@ class Hub:
         if self._links.get(worker_id) is not link:
             return
         del self._links[worker_id]
+        del self.transports[worker_id]
+        del self.worker_counts[worker_id]
         effects = self.scheduler.detach(worker_id, now=self.now())
         log.info("worker %s detached; %d outstanding tasks rescheduled", worker_id,
                  sum(isinstance(e, Requeued) for e in effects))
@@ -219,41 +238,43 @@ class Hub:
         self._apply(effects)
         return ignored
 
-    def open_poll(self, worker_id: str, room: int) -> None:
-        self._apply(self.scheduler.open_poll(worker_id, room, now=self.now()))
+    def open_poll(self, worker_id: str, name: str, room: int) -> None:
+        self._apply(self.scheduler.open_poll(worker_id, name, room, now=self.now()))
 
-    def close_poll(self, worker_id: str) -> None:
-        self.scheduler.close_poll(worker_id)
+    def close_poll(self, worker_id: str, name: str) -> None:
+        self.scheduler.close_poll(worker_id, name)
 
     # -- views ------------------------------------------------------------------
 
     def workers(self) -> list[dict[str, Any]]:
-        return [
-            {
+        views = []
+        for w in self.scheduler.workers.values():
+            counts = self.worker_counts.get(w.id, Counts())
+            views.append({
                 "id": w.id,
-                "transport": w.transport,
+                "transport": self.transports.get(w.id, "websocket"),
                 "subscriptions": [s.to_json() for s in w.subscriptions],
                 "capacity": w.capacity,
                 "outstanding": len(w.outstanding),
-                "processed": w.processed,
-                "failed": w.failed,
-                "lost": w.lost,
+                "processed": counts.processed,
+                "failed": counts.failed,
+                "lost": counts.lost,
                 "connected_since": w.connected,
-            }
-            for w in self.scheduler.workers.values()
-        ]
+            })
+        return views
 
     def queues(self) -> dict[str, dict[str, int]]:
-        return {
-            name: {
+        views = {}
+        for name, q in sorted(self.scheduler.queues.items()):
+            counts = self.queue_counts.get(name, Counts())
+            views[name] = {
                 "queued": q.queued,
                 "running": q.running,
                 "workers": len(q.workers),
-                "processed": q.processed,
-                "failed": q.failed,
+                "processed": counts.processed,
+                "failed": counts.failed,
             }
-            for name, q in sorted(self.scheduler.queues.items())
-        }
+        return views
 
     # -- effects ----------------------------------------------------------------
 
@@ -264,11 +285,53 @@ class Hub:
                 self._watch(effect.task.name)
             elif type(effect) is Finished:
                 task = effect.task
+                if effect.worker is not None:
+                    self._count(task, effect.worker)
                 self._finishing[task.id] = task
                 self.store.finish(task, self._announce)
             elif type(effect) is Requeued:
+                counts = self.worker_counts.get(effect.worker)
+                if counts is not None:
+                    counts.lost += 1
                 log.info("task %s lost worker %s (%s); rescheduled", effect.task.id,
                          effect.worker, effect.outcome)
+        if self.scheduler.pending and not self._draining:
+            self._continue_drain()
+
+    def _count(self, task: Task, worker: str) -> None:
+        """Count the answer or the loss of `worker` that ended `task`."""
+        outcome = next(a.outcome for a in reversed(task.attempts) if a.worker == worker)
+        counts = self.worker_counts.get(worker)
+        if outcome is Outcome.DONE or outcome is Outcome.ERROR:
+            queue = self.queue_counts.setdefault(task.name, Counts())
+            if outcome is Outcome.DONE:
+                queue.processed += 1
+            else:
+                queue.failed += 1
+            if counts is not None:
+                if outcome is Outcome.DONE:
+                    counts.processed += 1
+                else:
+                    counts.failed += 1
+        elif counts is not None:  # lost, retries exhausted
+            counts.lost += 1
+
+    def _continue_drain(self) -> None:
+        """The scheduler left a drain pending: finish it in steps, checkpointing between."""
+        if self._nursery is None:  # not running: nobody else to let in
+            while self.scheduler.pending:
+                self._apply(self.scheduler.drain(now=self.now()))
+            return
+        self._draining = True
+        self._nursery.start_soon(self._drain_actor)
+
+    async def _drain_actor(self) -> None:
+        try:
+            while self.scheduler.pending:
+                await trio.lowlevel.checkpoint()
+                self._apply(self.scheduler.drain(now=self.now()))
+        finally:
+            self._draining = False
 
     def _announce(self, task: Task) -> None:
         """A final state is durable: show it."""

@@ -1,5 +1,23 @@
 """The functional core: which worker gets which task. Pure code, no I/O, no clock."""
 
-from ._scheduler import Dispatch, Effect, Finished, Policy, Requeued, Scheduler, WorkerState
+from ._scheduler import (
+    UNCHANGED,
+    Dispatch,
+    Effect,
+    Finished,
+    Policy,
+    Requeued,
+    Scheduler,
+    WorkerState,
+)
 
-__all__ = ["Dispatch", "Effect", "Finished", "Policy", "Requeued", "Scheduler", "WorkerState"]
+__all__ = [
+    "UNCHANGED",
+    "Dispatch",
+    "Effect",
+    "Finished",
+    "Policy",
+    "Requeued",
+    "Scheduler",
+    "WorkerState",
+]

@@ -13,8 +13,12 @@ Rules (seed 000, improved):
   candidates, however busy they are.
 * Even spread: among candidates, the fewest outstanding tasks over all task
   names; ties go to the one assigned least recently.
-* A worker at capacity (or a polling worker with no open poll) is not a
-  candidate; the task waits in the hub until one frees up.
+* A worker at capacity (or a polling worker with no open poll for the task's
+  name) is not a candidate; the task waits in the hub until one frees up.
+* No call does unbounded work: one that would dispatch more than `drain_budget`
+  waiting tasks stops there and leaves the rest `pending`; the caller continues
+  with `drain()`. Meanwhile new tasks of that queue wait their turn behind the
+  backlog (FIFO within a priority holds).
 
 Cost of a decision: workers are indexed by (task name, filter shape, filter
 values), so routing a task costs one dict lookup per distinct filter shape of its
@@ -29,10 +33,12 @@ import itertools
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Final, Literal
 
 from .._model import Attempt, Outcome, Subscription, Task, TaskState
 
 __all__ = [
+    "UNCHANGED",
     "Dispatch",
     "Effect",
     "Finished",
@@ -41,6 +47,14 @@ __all__ = [
     "Scheduler",
     "WorkerState",
 ]
+
+
+class _Unchanged(enum.Enum):
+    UNCHANGED = "unchanged"
+
+
+#: `update(capacity=UNCHANGED)` keeps the capacity (None already means unlimited)
+UNCHANGED: Final = _Unchanged.UNCHANGED
 
 
 class Policy(enum.StrEnum):
@@ -67,9 +81,15 @@ class Dispatch:
 
 @dataclass(slots=True, frozen=True)
 class Finished:
-    """`task` reached a final state: persist it, then announce it."""
+    """`task` reached a final state: persist it, then announce it.
+
+    `worker` is the one whose answer (done or error) or loss (retries exhausted)
+    ended it, so the caller can count per worker; None for a cancel of a queued
+    task or a schedule_timeout.
+    """
 
     task: Task
+    worker: str | None
 
 
 @dataclass(slots=True, frozen=True)
@@ -92,14 +112,12 @@ class WorkerState:
     id: str
     subscriptions: tuple[Subscription, ...]
     capacity: int | None = None
-    transport: str = "websocket"
     connected: float = 0.0
-    #: polling workers: tasks the open poll may still take (None: no limit, 0: not polling)
-    room: int | None = None
+    #: takes tasks only into open polls (`rooms`), never unasked
+    polling: bool = False
+    #: polling workers: per task name, tasks the open poll may still take
+    rooms: dict[str, int] = field(default_factory=dict)
     outstanding: dict[str, Task] = field(default_factory=dict)
-    processed: int = 0
-    failed: int = 0
-    lost: int = 0
     attach_seq: int = 0
     last_assigned: int = 0
     version: int = 0
@@ -110,10 +128,10 @@ class WorkerState:
     def __post_init__(self) -> None:
         self.names = tuple(dict.fromkeys(s.name for s in self.subscriptions))
 
-    @property
-    def free(self) -> bool:
+    def free_for(self, name: str) -> bool:
+        """Can it take one more task called `name` now?"""
         return (self.capacity is None or len(self.outstanding) < self.capacity) and (
-            self.room is None or self.room > 0
+            not self.polling or self.rooms.get(name, 0) > 0
         )
 
 
@@ -124,9 +142,10 @@ class _Bucket:
     entry is stale once the worker's version moves on, and is dropped lazily.
     """
 
-    __slots__ = ("heap", "members")
+    __slots__ = ("heap", "members", "name")
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
+        self.name = name
         self.members: dict[str, WorkerState] = {}
         self.heap: list[tuple[int, int, int, str]] = []
 
@@ -153,11 +172,9 @@ class _Queue:
     __slots__ = (
         "buckets",
         "deadlines",
-        "failed",
         "groups",
         "levels",
         "name",
-        "processed",
         "queued",
         "routing_keys",
         "running",
@@ -178,8 +195,6 @@ class _Queue:
         self.workers: dict[str, WorkerState] = {}
         self.queued = 0
         self.running = 0
-        self.processed = 0
-        self.failed = 0
 
     def group_for(self, attrs: Mapping[str, str]) -> _Group:
         """The group of waiting tasks with these attrs (as far as routing looks at them)."""
@@ -197,8 +212,13 @@ class _Queue:
 class Scheduler:
     """Matches tasks to workers. Not thread-safe; one owner drives it."""
 
-    def __init__(self, policy: Policy = Policy.EVEN, *, seed: int | None = None) -> None:
+    def __init__(self, policy: Policy = Policy.EVEN, *, seed: int | None = None,
+                 drain_budget: int | None = 256) -> None:
+        if drain_budget is not None and drain_budget < 1:
+            raise ValueError("drain_budget must be at least 1 (or None: no limit)")
         self.policy = Policy(policy)
+        #: most waiting tasks one call dispatches; None: no limit
+        self.drain_budget = drain_budget
         self.workers: dict[str, WorkerState] = {}
         #: tasks not yet final
         self.tasks: dict[str, Task] = {}
@@ -208,6 +228,10 @@ class Scheduler:
         self._assign_seq = itertools.count(1)
         self._last_seq = 0
         self._deadline_seq = itertools.count()
+        #: dispatches the current call may still make from waiting tasks
+        self._budget: int | None = drain_budget
+        #: queues whose drain ran out of budget, in the order they did
+        self._unfinished: dict[str, None] = {}
 
     # -- queries ----------------------------------------------------------------
 
@@ -252,6 +276,24 @@ class Scheduler:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
+    @property
+    def pending(self) -> bool:
+        """Is a drain unfinished? Then call `drain()` (after a checkpoint) until it is not."""
+        return bool(self._unfinished)
+
+    def drain(self, *, now: float) -> list[Effect]:
+        """Continue the drains that ran out of budget, up to the budget again."""
+        self._start_call()
+        effects: list[Effect] = []
+        for name in list(self._unfinished):
+            if self._budget == 0:
+                break
+            del self._unfinished[name]
+            q = self.queues.get(name)
+            if q is not None and q.queued:
+                self._drain(q, now, effects)
+        return effects
+
     # -- fleet ------------------------------------------------------------------
 
     def attach(
@@ -261,28 +303,66 @@ class Scheduler:
         *,
         now: float,
         capacity: int | None = None,
-        transport: str = "websocket",
-        room: int | None = None,
+        polling: bool = False,
     ) -> list[Effect]:
-        """Add a worker; the backlog it qualifies for is dispatched to it at once."""
+        """Add a worker; the backlog it qualifies for is dispatched to it at once.
+
+        A `polling` worker takes tasks only into polls it opens (`open_poll`).
+        """
+        self._start_call()
         if worker_id in self.workers:
             raise ValueError(f"worker {worker_id!r} is already attached")
-        subs = tuple({sub.key: sub for sub in subscriptions}.values())
-        if not subs:
-            raise ValueError("a worker must declare at least one task")
-        if capacity is not None and capacity < 1:
-            raise ValueError("capacity must be at least 1")
+        subs = _unique(subscriptions)
+        _check_capacity(capacity)
         w = WorkerState(
             worker_id,
             subs,
             capacity=capacity,
-            transport=transport,
             connected=now,
-            room=room,
+            polling=polling,
             attach_seq=next(self._attach_seq),
         )
         self.workers[worker_id] = w
-        for sub in subs:
+        self._index(w)
+        self._touch(w)
+        effects: list[Effect] = []
+        self._drain_names(w.names, now, effects)
+        return effects
+
+    def update(
+        self,
+        worker_id: str,
+        *,
+        now: float,
+        subscriptions: Iterable[Subscription] | None = None,
+        capacity: int | None | Literal[_Unchanged.UNCHANGED] = UNCHANGED,
+    ) -> list[Effect]:
+        """Change a live worker's subscriptions (the full new list) and/or capacity.
+
+        Its outstanding tasks stay with it; tasks it may now take are dispatched,
+        and less specific workers may now be candidates for tasks it no longer takes.
+        """
+        self._start_call()
+        w = self.workers[worker_id]
+        subs = _unique(subscriptions) if subscriptions is not None else None
+        if capacity is not UNCHANGED:
+            _check_capacity(capacity)
+            w.capacity = capacity
+        names = w.names
+        if subs is not None:
+            self._unindex(w)
+            w.subscriptions = subs
+            w.names = tuple(dict.fromkeys(s.name for s in subs))
+            self._index(w)
+            names = tuple(dict.fromkeys(names + w.names))
+        self._touch(w)
+        effects: list[Effect] = []
+        self._drain_names(names, now, effects)
+        return effects
+
+    def _index(self, w: WorkerState) -> None:
+        worker_id = w.id
+        for sub in w.subscriptions:
             q = self.queue(sub.name)
             q.workers[worker_id] = w
             shape = sub.shape
@@ -293,20 +373,28 @@ class Scheduler:
             for values in sub.value_keys():
                 b = by_values.get(values)
                 if b is None:
-                    b = by_values[values] = _Bucket()
+                    b = by_values[values] = _Bucket(sub.name)
                 if worker_id not in b.members:
                     b.members[worker_id] = w
                     w.buckets.append(b)
-        self._touch(w)
-        effects: list[Effect] = []
-        self._drain_names(w.names, now, effects)
-        return effects
 
     def detach(self, worker_id: str, *, now: float) -> list[Effect]:
         """Remove a worker; everything outstanding on it is rescheduled in this step."""
+        self._start_call()
         w = self.workers.pop(worker_id, None)
         if w is None:
             return []
+        self._unindex(w)
+        effects: list[Effect] = []
+        for task in list(w.outstanding.values()):
+            self._release(w, task)
+            self._lose(task, worker_id, Outcome.WORKER_LOST, now, effects)
+        # Less specific workers may now be candidates for waiting tasks.
+        self._drain_names(w.names, now, effects)
+        return effects
+
+    def _unindex(self, w: WorkerState) -> None:
+        worker_id = w.id
         w.version += 1  # invalidates its heap entries
         for b in w.buckets:
             b.members.pop(worker_id, None)
@@ -324,27 +412,20 @@ class Scheduler:
                     if emptied is not None and not emptied.members:
                         del by_values[values]
         w.buckets.clear()
-        effects: list[Effect] = []
-        for task in list(w.outstanding.values()):
-            self._release(w, task)
-            self._lose(task, worker_id, Outcome.WORKER_LOST, now, effects)
-        # Less specific workers may now be candidates for waiting tasks.
-        self._drain_names(w.names, now, effects)
-        return effects
 
-    def open_poll(self, worker_id: str, room: int, *, now: float) -> list[Effect]:
-        """A polling worker may now take up to `room` tasks."""
+    def open_poll(self, worker_id: str, name: str, room: int, *, now: float) -> list[Effect]:
+        """A polling worker may now take up to `room` tasks called `name`."""
+        self._start_call()
         w = self.workers[worker_id]
-        w.room = room
+        w.rooms[name] = room
         self._touch(w)
         effects: list[Effect] = []
-        self._drain_names(w.names, now, effects)
+        self._drain_names((name,), now, effects)
         return effects
 
-    def close_poll(self, worker_id: str) -> None:
+    def close_poll(self, worker_id: str, name: str) -> None:
         w = self.workers.get(worker_id)
-        if w is not None and w.room != 0:
-            w.room = 0
+        if w is not None and w.rooms.pop(name, 0):
             self._touch(w)
 
     # -- tasks ------------------------------------------------------------------
@@ -356,6 +437,7 @@ class Scheduler:
 
     def submit(self, task: Task, *, now: float) -> list[Effect]:
         """Queue a new task (or one recovered from the store) and route it."""
+        self._start_call()
         if task.id in self.tasks:
             raise ValueError(f"task {task.id!r} is already scheduled")
         task.state = TaskState.QUEUED
@@ -387,6 +469,7 @@ class Scheduler:
         attempt is accepted while the task is not final, and the current attempt
         (if any) is superseded. Answers for final or unknown tasks are ignored.
         """
+        self._start_call()
         task = self.tasks.get(task_id)
         if task is None:
             return [], "unknown task, or already final"
@@ -394,16 +477,6 @@ class Scheduler:
             return [], f"task was never assigned to worker {worker_id!r}"
         effects: list[Effect] = []
         q = self.queues[task.name]
-        answerer = self.workers.get(worker_id)
-        if answerer is not None:
-            if ok:
-                answerer.processed += 1
-            else:
-                answerer.failed += 1
-        if ok:
-            q.processed += 1
-        else:
-            q.failed += 1
         outcome = Outcome.DONE if ok else Outcome.ERROR
         holder: WorkerState | None = None
         if task.state is TaskState.RUNNING:
@@ -419,13 +492,14 @@ class Scheduler:
         if task.attempts[-1].worker != worker_id:
             late = next(a for a in reversed(task.attempts) if a.worker == worker_id)
             late.outcome = outcome
-        self._finish(task, TaskState.DONE if ok else TaskState.FAILED, now, effects,
+        self._finish(task, TaskState.DONE if ok else TaskState.FAILED, worker_id, now, effects,
                      result=result, error=None if ok else (error or "worker reported an error"))
         if holder is not None:
             self._drain_names(holder.names, now, effects)
         return effects, None
 
     def cancel(self, task_id: str, *, now: float) -> list[Effect]:
+        self._start_call()
         task = self.tasks.get(task_id)
         if task is None:
             return []
@@ -436,17 +510,18 @@ class Scheduler:
             attempt.ended, attempt.outcome = now, Outcome.CANCELLED
             q.running -= 1
             holder = self.workers.get(attempt.worker)
-            self._finish(task, TaskState.CANCELLED, now, effects, error="cancelled")
+            self._finish(task, TaskState.CANCELLED, None, now, effects, error="cancelled")
             if holder is not None:
                 self._release(holder, task)
                 self._drain_names(holder.names, now, effects)
         else:
             q.queued -= 1
-            self._finish(task, TaskState.CANCELLED, now, effects, error="cancelled")
+            self._finish(task, TaskState.CANCELLED, None, now, effects, error="cancelled")
         return effects
 
     def expire(self, name: str, *, now: float) -> list[Effect]:
         """Apply every deadline of queue `name` that is due at `now`."""
+        self._start_call()
         q = self.queues.get(name)
         effects: list[Effect] = []
         if q is None:
@@ -460,7 +535,7 @@ class Scheduler:
             if entry[3] == 0:  # schedule_timeout
                 q.queued -= 1
                 self._finish(
-                    task, TaskState.FAILED, now, effects,
+                    task, TaskState.FAILED, None, now, effects,
                     error=f"no worker took the task within its schedule_timeout "
                     f"of {task.schedule_timeout:g} s",
                 )
@@ -493,7 +568,8 @@ class Scheduler:
 
     def _best(self, buckets: list[_Bucket]) -> WorkerState | None:
         if self.policy is Policy.RANDOM:
-            free = {wid: w for b in buckets for wid, w in b.members.items() if w.free}
+            free = {wid: w for b in buckets for wid, w in b.members.items()
+                    if w.free_for(b.name)}
             return self._rng.choice(list(free.values())) if free else None
         best: tuple[int, int, int, str] | None = None
         workers = self.workers
@@ -514,14 +590,16 @@ class Scheduler:
     def _touch(self, w: WorkerState) -> None:
         """Re-index a worker after its load or freedom changed."""
         w.version += 1
-        if not w.free or self.policy is Policy.RANDOM:
+        if self.policy is Policy.RANDOM:
             return
         entry = self._entry(w)
         for b in w.buckets:
+            if not w.free_for(b.name):
+                continue
             heap = b.heap
             heapq.heappush(heap, entry)
             if len(heap) > 4 * len(b.members) + 64:  # mostly stale entries: rebuild
-                b.heap = [self._entry(m) for m in b.members.values() if m.free]
+                b.heap = [self._entry(m) for m in b.members.values() if m.free_for(b.name)]
                 heapq.heapify(b.heap)
 
     def _entry(self, w: WorkerState) -> tuple[int, int, int, str]:
@@ -530,7 +608,8 @@ class Scheduler:
         return (len(w.outstanding), tie, w.version, w.id)
 
     def _route(self, q: _Queue, task: Task, now: float, effects: list[Effect]) -> None:
-        w = self.pick(task.name, task.attrs)
+        # Behind a pending drain it waits its turn: the backlog goes first.
+        w = None if q.name in self._unfinished else self.pick(task.name, task.attrs)
         if w is not None:
             self._assign(q, task, w, now, effects)
             return
@@ -544,11 +623,14 @@ class Scheduler:
         q.running += 1
         w.outstanding[task.id] = task
         w.last_assigned = next(self._assign_seq)
-        if w.room is not None:
-            w.room -= 1
+        if w.polling:
+            w.rooms[q.name] -= 1
         self._touch(w)
         self._push_deadline(q, now + task.timeout, task.id, len(task.attempts))
         effects.append(Dispatch(w.id, task))
+
+    def _start_call(self) -> None:
+        self._budget = self.drain_budget
 
     def _drain_names(self, names: Iterable[str], now: float, effects: list[Effect]) -> None:
         for name in names:
@@ -559,6 +641,9 @@ class Scheduler:
     def _drain(self, q: _Queue, now: float, effects: list[Effect]) -> None:
         """Dispatch waiting tasks while some group has a free candidate, best task first."""
         while q.queued:
+            if self._budget == 0:  # the rest is the next `drain()`'s
+                self._unfinished[q.name] = None
+                return
             best: tuple[Task, _Group, WorkerState] | None = None
             for key, group in list(q.groups.items()):
                 head = group.head()
@@ -577,6 +662,8 @@ class Scheduler:
             task, group, w = best
             heapq.heappop(group.heap)
             q.queued -= 1
+            if self._budget is not None:
+                self._budget -= 1
             self._assign(q, task, w, now, effects)
 
     def _add_shape(self, q: _Queue, shape: tuple[str, ...]) -> None:
@@ -618,14 +705,11 @@ class Scheduler:
         q.running -= 1
         attempt = task.attempts[-1]
         attempt.ended, attempt.outcome = now, outcome
-        w = self.workers.get(worker_id)
-        if w is not None:
-            w.lost += 1
         lost = task.lost_attempts()
         if lost > task.retries:
             why = "timed out" if outcome is Outcome.TIMEOUT else "lost its worker"
             self._finish(
-                task, TaskState.FAILED, now, effects,
+                task, TaskState.FAILED, worker_id, now, effects,
                 error=f"attempt {len(task.attempts)} {why} ({worker_id}); "
                 f"{lost} attempts failed this way and retries={task.retries} are exhausted",
             )
@@ -634,14 +718,15 @@ class Scheduler:
         effects.append(Requeued(task, worker_id, outcome))
         self._route(q, task, now, effects)
 
-    def _finish(self, task: Task, state: TaskState, now: float, effects: list[Effect], *,
-                result: object = None, error: str | None = None) -> None:
+    def _finish(self, task: Task, state: TaskState, worker: str | None, now: float,
+                effects: list[Effect], *, result: object = None,
+                error: str | None = None) -> None:
         task.state = state
         task.finished = now
         task.result = result  # type: ignore[assignment]
         task.error = error
         del self.tasks[task.id]
-        effects.append(Finished(task))
+        effects.append(Finished(task, worker))
 
     def _pending(self, deadline: tuple[float, int, str, int]) -> bool:
         """Can this deadline still fire: is its task still waiting, or running that attempt?"""
@@ -654,3 +739,15 @@ class Scheduler:
 
     def _push_deadline(self, q: _Queue, when: float, task_id: str, attempt_no: int) -> None:
         heapq.heappush(q.deadlines, (when, next(self._deadline_seq), task_id, attempt_no))
+
+
+def _unique(subscriptions: Iterable[Subscription]) -> tuple[Subscription, ...]:
+    subs = tuple({sub.key: sub for sub in subscriptions}.values())
+    if not subs:
+        raise ValueError("a worker must declare at least one task")
+    return subs
+
+
+def _check_capacity(capacity: int | None) -> None:
+    if capacity is not None and capacity < 1:
+        raise ValueError("capacity must be at least 1")

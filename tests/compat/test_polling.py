@@ -57,7 +57,7 @@ def parked(served: Served, key: str) -> Any:
     """A condition: the polling worker `key` ("worker_id@queue") has a poll open."""
     def check() -> bool:
         worker = served.hub.scheduler.workers.get(key)
-        return worker is not None and bool(worker.room)
+        return worker is not None and any(worker.rooms.values())
     return check
 
 
@@ -269,7 +269,7 @@ async def test_a_newer_poll_supersedes_a_waiting_one_and_delete_ends_it(
         nursery.start_soon(partial(long_poll, json={"max": 2}, headers={"X-Worker-Id": "p1"}))
         await until(lambda: len(responses) == 1)
         assert responses[0].status_code == 204 and trio.current_time() == start
-        assert virtual.hub.scheduler.workers["p1@resize"].room == 2
+        assert virtual.hub.scheduler.workers["p1@resize"].rooms["resize"] == 2
         batch = await vhttp.post("/tasks", json={"tasks": [{"name": "resize"}] * 2})
     # Both tasks, dispatched in the same step, come back in one response.
     assert [t["_id"] for t in responses[1].json()["tasks"]] == batch.json()["ids"]

@@ -367,3 +367,121 @@ def test_subscription_values_accept_commas_and_lists() -> None:
         Subscription.of("t", {"cloud": ""})
     with pytest.raises(ValueError):
         Subscription.of("", {})
+
+
+# --- budgeted drains ------------------------------------------------------------------
+
+
+def test_a_worker_attaching_to_a_large_backlog_takes_it_in_budgeted_steps() -> None:
+    s = Scheduler(drain_budget=100)
+    ts = [task() for _ in range(250)]
+    for t in ts:
+        s.submit(t, now=0.0)
+    steps = [dispatched(s.attach("w", [sub("tag")], now=1.0))]
+    while s.pending:
+        steps.append(dispatched(s.drain(now=1.0)))
+    assert [len(step) for step in steps] == [100, 100, 50]
+    assert [tid for step in steps for _, tid in step] == [t.id for t in ts]
+    assert s.drain(now=1.0) == [] and not s.pending
+
+
+def test_submit_during_a_pending_drain_does_not_overtake_waiting_tasks() -> None:
+    s = Scheduler(drain_budget=2)
+    waiting = [task() for _ in range(4)]
+    for t in waiting:
+        s.submit(t, now=0.0)
+    assert dispatched(s.attach("w", [sub("tag")], now=1.0)) == [("w", t.id) for t in waiting[:2]]
+    assert s.pending
+    late = task()
+    assert s.submit(late, now=1.0) == []  # queued behind the backlog
+    assert late.state is TaskState.QUEUED
+    order = []
+    while s.pending:
+        order += [tid for _, tid in dispatched(s.drain(now=1.0))]
+    assert order == [waiting[2].id, waiting[3].id, late.id]
+
+
+def test_an_unlimited_budget_drains_in_one_call() -> None:
+    s = Scheduler(drain_budget=None)
+    for _ in range(1000):
+        s.submit(task(), now=0.0)
+    assert len(dispatched(s.attach("w", [sub("tag")], now=1.0))) == 1000
+    assert not s.pending
+
+
+# --- polling ----------------------------------------------------------------------------
+
+
+def test_a_polling_worker_takes_only_tasks_of_the_queue_it_polls() -> None:
+    s = Scheduler()
+    s.attach("p", [sub("resize"), sub("crop")], now=0.0, polling=True)
+    crop, resize = task("crop"), task("resize")
+    assert s.submit(crop, now=0.0) == [] and s.submit(resize, now=0.0) == []  # no poll open
+    assert dispatched(s.open_poll("p", "resize", 5, now=1.0)) == [("p", resize.id)]
+    assert crop.state is TaskState.QUEUED
+    assert s.workers["p"].rooms["resize"] == 4
+    s.close_poll("p", "resize")
+    assert s.submit(task("resize"), now=2.0) == []
+    assert dispatched(s.open_poll("p", "crop", 1, now=3.0)) == [("p", crop.id)]
+    assert s.submit(task("crop"), now=3.0) == []  # its room is used up
+
+
+def test_a_polling_worker_counts_its_load_over_every_task_name() -> None:
+    s = Scheduler()
+    s.attach("p", [sub("a"), sub("b")], now=0.0, polling=True)
+    s.attach("w", [sub("b")], now=0.0)
+    s.open_poll("p", "a", 1, now=0.0)
+    s.open_poll("p", "b", 1, now=0.0)
+    s.submit(task("a"), now=0.0)  # p now has one outstanding
+    b = task("b")
+    assert dispatched(s.submit(b, now=0.0)) == [("w", b.id)]
+
+
+# --- update -----------------------------------------------------------------------------
+
+
+def test_update_changes_filters_and_keeps_outstanding_tasks() -> None:
+    s = Scheduler()
+    s.attach("w", [sub("tag", cloud="aws")], now=0.0, capacity=1)
+    running, gcp = task(attrs={"cloud": "aws"}), task(attrs={"cloud": "gcp"})
+    s.submit(running, now=0.0)
+    assert s.submit(gcp, now=0.0) == []
+    assert s.update("w", now=1.0, subscriptions=[sub("tag", cloud="gcp")]) == []  # still full
+    assert list(s.workers["w"].outstanding) == [running.id]
+    assert s.submit(task(attrs={"cloud": "aws"}), now=1.0) == []  # no longer its filter
+    assert dispatched(s.update("w", now=2.0, capacity=2)) == [("w", gcp.id)]
+    assert s.workers["w"].capacity == 2
+    effects, ignored = s.complete("w", running.id, ok=True, now=3.0)
+    assert ignored is None and finished(effects)[0].state is TaskState.DONE
+
+
+def test_update_moves_a_worker_between_specificity_levels() -> None:
+    s = Scheduler()
+    s.attach("a", [sub("tag", cloud="aws")], now=0.0, capacity=1)
+    s.attach("b", [sub("tag", cloud="aws")], now=0.0, capacity=1)
+    attrs = {"cloud": "aws"}
+    for _ in range(3):
+        s.submit(task(attrs=attrs), now=0.0)
+    assert [w.id for w in s.candidates("tag", attrs)] == ["a", "b"]
+    s.update("b", now=1.0, subscriptions=[sub("tag")])
+    assert [w.id for w in s.candidates("tag", attrs)] == ["a"]
+    s.update("a", now=1.0, subscriptions=[sub("other")])
+    assert sorted(w.id for w in s.candidates("tag", attrs)) == ["b"]
+
+
+# --- effects say who ----------------------------------------------------------------------
+
+
+def test_finished_names_the_worker_that_ended_the_task() -> None:
+    s = Scheduler()
+    s.attach("a", [sub("tag")], now=0.0)
+    done, lost = task(), task(retries=0)
+    s.submit(done, now=0.0)
+    s.submit(lost, now=0.0)
+    effects, _ = s.complete("a", done.id, ok=True, now=1.0)
+    assert [(e.task.id, e.worker) for e in effects if isinstance(e, Finished)] == [(done.id, "a")]
+    assert [(e.task.id, e.worker) for e in s.detach("a", now=2.0)
+            if isinstance(e, Finished)] == [(lost.id, "a")]
+    queued = task(schedule_timeout=1.0)
+    s.submit(queued, now=2.0)
+    assert [e.worker for e in s.expire("tag", now=3.0) if isinstance(e, Finished)] == [None]
