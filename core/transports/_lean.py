@@ -1,6 +1,6 @@
 """The lean worker port: `GET /work/queue` served by trio and wsproto directly.
 
-The same protocol as the main port (`serve_worker` in `_ws.py`), without ASGI or a
+The same protocol as the main port (`serve_worker` in `_websocket.py`), without ASGI or a
 WebSocket library's per-message machinery in between. Two things keep a frame cheap:
 
 * writes are coalesced: `send` only appends a frame to the connection's buffer, and
@@ -42,8 +42,9 @@ from wsproto.utilities import RemoteProtocolError
 
 from .._auth import Auth
 from .._config import Settings
+from .._errors import NotFound, TooLarge
 from ..hub import Hub
-from ..protocol import encode
+from ..protocol import HANDSHAKE_TIMEOUT, encode
 from ._websocket import WorkerSocket, serve_worker
 
 __all__ = ["serve_worker_port"]
@@ -54,9 +55,6 @@ PATH = "/work/queue"
 RECEIVE_BYTES = 64 * 1024
 #: buffered outgoing bytes beyond which `send` waits for the peer to take them
 HIGH_WATER = 1024 * 1024
-#: seconds a client has to complete its upgrade request
-HANDSHAKE_TIMEOUT = 10.0
-MESSAGE_TOO_BIG = 1009
 
 
 class ConnectionEnded(Exception):
@@ -156,7 +154,8 @@ class _LeanSocket:
             self._part_bytes += len(event.data)
             if self._part_bytes > self._settings.max_frame:
                 if self._open:
-                    self.queue(CloseConnection(MESSAGE_TOO_BIG, "message too big"))
+                    too_big = TooLarge("message too big")
+                    self.queue(CloseConnection(too_big.close_code, too_big.reason))
                 return
             self._parts.append(event.data)
             if event.message_finished:
@@ -287,8 +286,8 @@ async def serve_worker_port(
                         await serve_worker(_LeanUpgrade(socket, request, query, nursery),
                                            hub, auth)
                     else:
-                        await socket.refuse(404, encode(
-                            {"error": f"this port serves only {PATH}"}))
+                        elsewhere = NotFound(f"this port serves only {PATH}")
+                        await socket.refuse(elsewhere.status, encode(elsewhere.body()))
                     nursery.cancel_scope.cancel()  # stop the writer and the pings
             except* ConnectionEnded:
                 pass  # the peer went away: the worker is already detached

@@ -4,7 +4,7 @@ The protocol is written once, in `serve_worker`, against two small interfaces:
 `WorkerUpgrade` (the upgrade request: query, headers, accept or refuse with an
 HTTP status) and `WorkerSocket` (an accepted connection: receive, send, close).
 Each server is a thin adapter: quart's `websocket` on the main port (below) and
-trio + wsproto on the optional lean worker port (`_worker_port.py`).
+trio + wsproto on the optional lean worker port (`_lean.py`).
 
 Each connection is an actor: a nursery holding a sender (hub → worker frames)
 and the receive loop (worker answers). However the connection ends — the peer
@@ -29,9 +29,11 @@ import trio
 from werkzeug.datastructures import Headers, MultiDict
 
 from .._auth import Auth, Role, bearer
+from .._errors import Conflict, InvalidInput, Unauthorized, WorkyardError
 from .._model import Subscription, Task
 from ..hub import Hub
 from ..protocol import (
+    FIRST_MESSAGE_TIMEOUT,
     MAX_BATCH,
     Authorization,
     TaskFrame,
@@ -45,10 +47,6 @@ from ..protocol import (
 __all__ = ["WorkerSocket", "WorkerUpgrade", "new_worker_id", "serve_worker"]
 
 log = logging.getLogger("workyard.ws")
-
-#: seconds a client has to send its first message (declarations or authorization)
-FIRST_MESSAGE_TIMEOUT = 30.0
-POLICY_VIOLATION = 1008
 
 _ids = itertools.count(1)
 _prefix = os.urandom(3).hex()
@@ -137,11 +135,39 @@ def _whole_number(raw: str | None, name: str, low: int, high: int | None = None)
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"`{name}` must be a whole number, not {raw!r}") from None
+        raise InvalidInput(f"`{name}` must be a whole number, not {raw!r}") from None
     if value < low or (high is not None and value > high):
         bounds = f"{low} or more" if high is None else f"{low} to {high}"
-        raise ValueError(f"`{name}` must be {bounds}")
+        raise InvalidInput(f"`{name}` must be {bounds}")
     return value
+
+
+def _refusal(exc: Exception) -> WorkyardError:
+    """What to tell the worker: a WorkyardError as it is, any other ValueError (the
+    model's and the scheduler's checks) as invalid input."""
+    return exc if isinstance(exc, WorkyardError) else InvalidInput(str(exc))
+
+
+async def _first_messages(socket: WorkerSocket, auth: Auth, authorized: bool,
+                          subscriptions: list[Subscription]) -> list[Subscription]:
+    """Read first messages until the worker is authorized and has declared its tasks."""
+    while not authorized or not subscriptions:
+        what = "authorization" if not authorized else "task declarations"
+        try:
+            with trio.fail_after(FIRST_MESSAGE_TIMEOUT):
+                first = decode_declarations(await socket.receive())
+        except trio.TooSlowError:
+            late = Unauthorized if not authorized else InvalidInput
+            raise late(f"no {what} received in time") from None
+        if isinstance(first, Authorization):
+            authorized = auth.allows(first.bearer, Role.WORKER)
+            if not authorized:
+                raise Unauthorized("invalid worker token")
+        elif not authorized:
+            raise Unauthorized("authorization required first")
+        else:
+            subscriptions = first
+    return subscriptions
 
 
 async def serve_worker(upgrade: WorkerUpgrade, hub: Hub, auth: Auth) -> None:
@@ -150,49 +176,28 @@ async def serve_worker(upgrade: WorkerUpgrade, hub: Hub, auth: Auth) -> None:
     args = upgrade.args
     token = bearer(upgrade.headers, args)
     authorized = auth.allows(token, Role.WORKER)
-    if token is not None and not authorized:
-        await upgrade.refuse(401, encode({"error": "invalid worker token"}))
-        return
     try:
+        if token is not None and not authorized:
+            raise Unauthorized("invalid worker token")
         subscriptions: list[Subscription] = subscriptions_from_query(args)
         capacity = _whole_number(args.get("capacity"), "capacity", 0)  # 0: unlimited
         # `max`: tasks per frame; given, every frame is a JSON array (a workyard extension)
         per_frame = _whole_number(args.get("max"), "max", 1, MAX_BATCH) or 0
-    except ValueError as exc:
-        await upgrade.refuse(400, encode({"error": str(exc)}))
+    except (WorkyardError, ValueError) as exc:
+        refusal = _refusal(exc)
+        await upgrade.refuse(refusal.status, encode(refusal.body()))
         return
     worker_id = args.get("worker_id") or new_worker_id()
 
     socket = await upgrade.accept()
-    try:
-        while not authorized or not subscriptions:
-            what = "authorization" if not authorized else "task declarations"
-            try:
-                with trio.fail_after(FIRST_MESSAGE_TIMEOUT):
-                    first = decode_declarations(await socket.receive())
-            except trio.TooSlowError:
-                await socket.close(POLICY_VIOLATION, f"no {what} received in time")
-                return
-            if isinstance(first, Authorization):
-                authorized = auth.allows(first.bearer, Role.WORKER)
-                if not authorized:
-                    await socket.close(POLICY_VIOLATION, "invalid worker token")
-                    return
-            elif not authorized:
-                await socket.close(POLICY_VIOLATION, "authorization required first")
-                return
-            else:
-                subscriptions = first
-    except ValueError as exc:
-        log.info("worker %s refused: %s", worker_id, exc)
-        await socket.close(POLICY_VIOLATION, str(exc)[:120])
-        return
-
     conn = _Connection(socket, per_frame)
     try:
+        subscriptions = await _first_messages(socket, auth, authorized, subscriptions)
         hub.attach(worker_id, subscriptions, conn, capacity=capacity)
-    except ValueError as exc:
-        await socket.close(POLICY_VIOLATION, str(exc)[:120])
+    except (WorkyardError, ValueError) as exc:
+        refusal = _refusal(exc)
+        log.info("worker %s refused: %s", worker_id, refusal.message)
+        await socket.close(refusal.close_code, refusal.reason)
         return
     try:
         async with trio.open_nursery() as nursery:
@@ -210,5 +215,6 @@ async def serve_worker(upgrade: WorkerUpgrade, hub: Hub, auth: Auth) -> None:
                     hub.answer(worker_id, answer)
     finally:
         hub.detach(worker_id, conn)
-    if conn.closed_because:
-        await socket.close(POLICY_VIOLATION, conn.closed_because[:120])
+    if conn.closed_because:  # another connection took over this worker id
+        displaced = Conflict(conn.closed_because)
+        await socket.close(displaced.close_code, displaced.reason)
