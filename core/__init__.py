@@ -13,7 +13,7 @@ from ._model import Attempt, Outcome, Subscription, Task, TaskState
 from .hub import Hub, Link
 from .scheduling import Dispatch, Effect, Finished, Policy, Requeued, Scheduler, WorkerState
 from .server import build_app, serve
-from .store import MemoryStore, SQLiteStore, Store
+from .store import MemoryStore, SQLiteStore, Store, StoreError
 
 __all__ = [
     "Attempt",
@@ -30,6 +30,7 @@ __all__ = [
     "Scheduler",
     "Settings",
     "Store",
+    "StoreError",
     "Subscription",
     "Task",
     "TaskState",

@@ -18,6 +18,7 @@ from .._config import Settings
 from .._model import TaskState
 from ..hub import Hub
 from ..protocol import decode_submission, encode
+from ..store import StoreError
 
 __all__ = ["create_app", "json_response"]
 
@@ -92,7 +93,7 @@ def create_app(hub: Hub, settings: Settings) -> QuartTrio:
         tasks = [spec.to_task(now) for spec in specs]
         try:
             ids = await hub.submit(tasks)
-        except RuntimeError as exc:
+        except (RuntimeError, StoreError) as exc:
             raise ApiError(503, str(exc)) from None
         if batch:
             return json_response({"ids": ids}, 201)
@@ -135,7 +136,7 @@ def create_app(hub: Hub, settings: Settings) -> QuartTrio:
                             and (name is None or t.name == name)), key=lambda t: -t.seq)[:limit]
         else:
             found = [live.get(t.id, t) for t in
-                     await hub.store.find(name=name, state=state, limit=limit)]
+                     await hub.store.tasks.find(name=name, state=state, limit=limit)]
         return json_response({"tasks": found})
 
     @app.get("/workers")
