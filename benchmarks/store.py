@@ -35,14 +35,14 @@ from typing import Any
 import msgspec
 from _common import machine, median, write_result
 from workyard import Attempt, Task, TaskState
+from workyard.store._migrations import migrate
 from workyard.store._sqlite import (
-    FINISH,
     INSERT,
-    SCHEMA,
+    SAVE,
     _execute_chunked,
-    _finish_sql,
     _insert_sql,
     _row,
+    _save_sql,
 )
 
 _encode = msgspec.json.Encoder().encode
@@ -50,11 +50,11 @@ Writer = Callable[[sqlite3.Connection, list[tuple[Any, ...]], bool], None]
 
 
 def executemany(db: sqlite3.Connection, rows: list[tuple[Any, ...]], finish: bool) -> None:
-    db.executemany(FINISH if finish else INSERT, rows)
+    db.executemany(SAVE if finish else INSERT, rows)
 
 
 def chunked(db: sqlite3.Connection, rows: list[tuple[Any, ...]], finish: bool) -> None:
-    _execute_chunked(db, _finish_sql if finish else _insert_sql, rows)
+    _execute_chunked(db, _save_sql if finish else _insert_sql, rows)
 
 
 def one(write: Writer, spin: bool, tasks: int, batch: int, tmp: Path) -> dict[str, float]:
@@ -63,7 +63,7 @@ def one(write: Writer, spin: bool, tasks: int, batch: int, tmp: Path) -> dict[st
                          cached_statements=512)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = NORMAL")
-    db.executescript(SCHEMA)
+    migrate(db, str(path))
     todo = [Task(id=uuid.uuid4().hex, name="bench", data=msgspec.Raw(b'{"i":1}'), seq=i + 1,
                  created=time.time()) for i in range(tasks)]
     measured: dict[str, float] = {}

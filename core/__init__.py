@@ -32,7 +32,7 @@ from .scheduling import (
     WorkerState,
 )
 from .server import build_app, serve
-from .store import MemoryStore, SQLiteStore, Store
+from .store import MemoryStore, SQLiteStore, Store, StoreError
 
 __all__ = [
     "UNCHANGED",
@@ -54,6 +54,7 @@ __all__ = [
     "Scheduler",
     "Settings",
     "Store",
+    "StoreError",
     "Subscription",
     "Task",
     "TaskState",

@@ -127,7 +127,7 @@ async def _read_tasks(db: Path) -> list[Task]:
     store = SQLiteStore(db)
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
-        tasks = await store.find(name=None, state=None, limit=2**62)
+        tasks = await store.tasks.find(name=None, state=None, limit=2**62)
         nursery.cancel_scope.cancel()
     return tasks
 

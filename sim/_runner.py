@@ -25,14 +25,15 @@ import math
 import random
 import time
 from array import array
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 import trio.testing
 
-from workyard import Hub, MemoryStore, Policy, Task, TaskState
+from workyard import Hub, Policy, Task, TaskState
+from workyard.store import Change, FinishTask
+from workyard.testing import MemoryStore
 from workyard.protocol import Answer
 
 from ._oracle import SpecificityOracle
@@ -180,10 +181,10 @@ class _RecordingStore(MemoryStore):
         super().__init__()
         self._sim = sim
 
-    def finish(self, task: Task, then: Callable[[Task], None]) -> None:
-        self.tasks.pop(task.id, None)
-        self._sim.finished(task)
-        then(task)
+    def applied(self, change: Change) -> None:
+        if type(change) is FinishTask:
+            self.rows.pop(change.task.id, None)
+            self._sim.finished(change.task)
 
 
 class _Simulation:

@@ -26,8 +26,9 @@ import pytest
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from workyard import Hub, MemoryStore, Settings, SQLiteStore, Task, serve
+from workyard import Hub, Settings, SQLiteStore, Task, serve
 from workyard.server import open_hub
+from workyard.testing import MemoryStore
 
 #: Upper bound for any wait on a real socket; a bound, never a sleep.
 NET_TIMEOUT = 10.0

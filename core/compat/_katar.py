@@ -499,7 +499,7 @@ def add_polling_routes(app: QuartTrio, hub: Hub, settings: Settings) -> PollingF
 
     @app.before_serving
     async def load_configurations() -> None:
-        stored = await hub.store.configurations()
+        stored = await hub.store.queues.configurations()
         fleet.configuration.update(
             {queue: msgspec.json.decode(raw) for queue, raw in stored.items()})
 
@@ -525,7 +525,7 @@ def add_polling_routes(app: QuartTrio, hub: Hub, settings: Settings) -> PollingF
         interval = settings_.get("interval", DEFAULT_INTERVAL_MS)
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
             raise InvalidInput("`interval` must be a positive number of milliseconds")
-        await hub.store.configure(queue, msgspec.json.encode(settings_))
+        await hub.store.queues.configure(queue, msgspec.json.encode(settings_))
         fleet.configuration[queue] = settings_
         return json_response({"configuration": fleet.queue_configuration(queue)})
 

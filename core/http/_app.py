@@ -122,7 +122,7 @@ def create_app(hub: Hub, settings: Settings) -> QuartTrio:
                             and (name is None or t.name == name)), key=lambda t: -t.seq)[:limit]
         else:
             found = [live.get(t.id, t) for t in
-                     await hub.store.find(name=name, state=state, limit=limit)]
+                     await hub.store.tasks.find(name=name, state=state, limit=limit)]
         return json_response({"tasks": found})
 
     @app.get("/workers")

@@ -107,7 +107,7 @@ class Hub:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run)
             self._nursery = nursery
-            recovered = await self.store.unfinished()
+            recovered = await self.store.tasks.unfinished()
             now = self.now()
             for task in recovered:
                 self._submit(task, now)
@@ -136,7 +136,7 @@ class Hub:
         """Store tasks durably, then schedule them. Returns ids (existing ones for known keys)."""
         for task in tasks:
             self.scheduler.number(task)
-        ids = await self.store.insert(tasks)
+        ids = await self.store.tasks.insert(tasks)
         now = self.now()
         for task, task_id in zip(tasks, ids):
             if task.id == task_id:
@@ -154,12 +154,12 @@ class Hub:
             return task
         if task_id in self._finishing:  # final but not yet durable: wait the few ms
             return await self.wait(task_id, math.inf)
-        return await self.store.get(task_id)
+        return await self.store.tasks.get(task_id)
 
     async def wait(self, task_id: str, timeout: float) -> Task | None:
         """The task once final, or as it stands after `timeout` seconds."""
         if task_id not in self.scheduler.tasks and task_id not in self._finishing:
-            return await self.store.get(task_id)
+            return await self.store.tasks.get(task_id)
         waiter = _Waiter()
         self._waiters.setdefault(task_id, []).append(waiter)
         try:
@@ -171,7 +171,7 @@ class Hub:
                 waiters.remove(waiter)
                 if not waiters:
                     del self._waiters[task_id]
-        return waiter.task or self.scheduler.tasks.get(task_id) or await self.store.get(task_id)
+        return waiter.task or self.scheduler.tasks.get(task_id) or await self.store.tasks.get(task_id)
 
     async def cancel(self, task_id: str) -> Task | None:
         """Cancel a task that is not final; returns it as stored (None if unknown)."""
@@ -282,13 +282,14 @@ class Hub:
         for effect in effects:
             if type(effect) is Dispatch:
                 self._links[effect.worker].deliver(effect.task)
+                self.store.tasks.started(effect.task)
                 self._watch(effect.task.name)
             elif type(effect) is Finished:
                 task = effect.task
                 if effect.worker is not None:
                     self._count(task, effect.worker)
                 self._finishing[task.id] = task
-                self.store.finish(task, self._announce)
+                self.store.tasks.finish(task, self._announce)
             elif type(effect) is Requeued:
                 counts = self.worker_counts.get(effect.worker)
                 if counts is not None:
@@ -375,7 +376,7 @@ class Hub:
     async def _purge_actor(self) -> None:
         while True:
             await trio.sleep(self.purge_interval)
-            purged = await self.store.purge(self.now() - self.retention)
+            purged = await self.store.tasks.purge(self.now() - self.retention)
             if purged:
                 log.info("purged %d final tasks older than %g s", purged, self.retention)
 

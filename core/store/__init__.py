@@ -1,6 +1,41 @@
-"""Durable state: the store interface, an in-memory store and SQLite."""
+"""Durable state behind one narrow seam.
 
-from ._memory import MemoryStore, OnCommit, Store
+* `_interface.py`: the `Store` (one attribute per aggregate: `tasks`, `queues`; the
+  writer actor `run`; `commit` and `commit_soon`), the change types it applies, and
+  `StoreError`.
+* `_sqlite.py`: `SQLiteStore`, one file, group commit, units of work that fail alone.
+* `_migrations.py`: the SQLite schema's numbered versions.
+* `_memory.py`: `MemoryStore`, the in-memory double (public as `workyard.testing`).
+"""
+
+from ._interface import (
+    Change,
+    ConfigureQueue,
+    FinishTask,
+    InsertTasks,
+    OnCommit,
+    QueueStore,
+    Result,
+    StartAttempt,
+    Store,
+    StoreError,
+    TaskStore,
+)
+from ._memory import MemoryStore
 from ._sqlite import SQLiteStore
 
-__all__ = ["MemoryStore", "OnCommit", "SQLiteStore", "Store"]
+__all__ = [
+    "Change",
+    "ConfigureQueue",
+    "FinishTask",
+    "InsertTasks",
+    "MemoryStore",
+    "OnCommit",
+    "QueueStore",
+    "Result",
+    "SQLiteStore",
+    "StartAttempt",
+    "Store",
+    "StoreError",
+    "TaskStore",
+]

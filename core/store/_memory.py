@@ -1,107 +1,204 @@
-"""The durable store interface, and the in-memory store the simulator and tests use.
+"""The in-memory store: the test double for the store seam, used by tests and the simulator.
 
-The hub writes a task twice: when it is submitted (before the 201) and when it is
-final (before anyone can see the final state). Queue configurations (set by an
-admin for polling workers) are kept beside the tasks. Everything in between lives in
-the scheduler; after a crash, whatever was not final is queued again.
+It keeps the semantics of the durable stores (idempotency keys, newest-first finds,
+purge, atomic commits that fail alone, 64-bit integer columns) so a test that passes
+on it means the same on SQLite; the contract suite (`tests/store/test_contract.py`)
+holds both to that. Commits are instant: `commit_soon` applies the change and calls
+`then` before it returns. Tasks are copied in and out, so the store holds what was
+written, not the live object the scheduler keeps changing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import msgspec
 import trio
 
 from .._model import Task, TaskState
+from ._interface import (
+    Change,
+    ConfigureQueue,
+    FinishTask,
+    InsertTasks,
+    OnCommit,
+    Result,
+    StartAttempt,
+    StoreError,
+)
 
-__all__ = ["MemoryStore", "Store"]
+__all__ = ["MemoryStore"]
 
-OnCommit = Callable[[Task], None]
+log = logging.getLogger("workyard.store")
+
+#: SQLite's INTEGER range; the memory store refuses what SQLite would.
+_INT64 = range(-(2**63), 2**63)
+_MISSING: Any = object()
 
 
-class Store(Protocol):
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The writer actor: open, serve writes until cancelled, close."""
+def _copy(task: Task) -> Task:
+    return msgspec.structs.replace(
+        task, attrs=dict(task.attrs),
+        attempts=[msgspec.structs.replace(a) for a in task.attempts])
 
-    async def insert(self, tasks: list[Task]) -> list[str]:
-        """Store new tasks durably. Returns their ids; a task whose idempotency key is
-        already stored is not inserted and gets the existing task's id instead."""
+
+def _check(task: Task) -> None:
+    for column in ("seq", "priority", "retries"):
+        value = getattr(task, column)
+        if value not in _INT64:
+            raise StoreError(f"task {task.id}: {column} {value} does not fit in 64 bits")
+
+
+class _Undo:
+    """What a failing commit must put back: (dict, key, old value) in write order."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[dict[str, Any], str, Any]] = []
+
+    def set(self, d: dict[str, Any], key: str, value: Any) -> None:
+        self.log.append((d, key, d.get(key, _MISSING)))
+        d[key] = value
+
+    def rollback(self) -> None:
+        for d, key, old in reversed(self.log):
+            if old is _MISSING:
+                d.pop(key, None)
+            else:
+                d[key] = old
+
+
+class _Tasks:
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    async def insert(self, tasks: Sequence[Task]) -> list[str]:
+        (ids,) = await self._store.commit(InsertTasks(tasks))
+        assert ids is not None
+        return ids
+
+    def started(self, task: Task) -> None:
+        self._store.commit_soon(StartAttempt(task))
 
     def finish(self, task: Task, then: OnCommit) -> None:
-        """Store a final state; call `then(task)` once it is durable."""
+        self._store.commit_soon(FinishTask(task), lambda: then(task))
 
-    async def get(self, task_id: str) -> Task | None: ...
+    async def get(self, task_id: str) -> Task | None:
+        task = self._store.rows.get(task_id)
+        return None if task is None else _copy(task)
 
     async def find(self, *, name: str | None, state: TaskState | None, limit: int) -> list[Task]:
-        """Newest first."""
+        found = [t for t in self._store.rows.values()
+                 if (name is None or t.name == name) and (state is None or t.state is state)]
+        found.sort(key=lambda t: t.seq, reverse=True)
+        return [_copy(t) for t in found[:limit]]
 
     async def unfinished(self) -> list[Task]:
-        """Tasks not final, oldest first: what a restarted hub queues again."""
+        found = sorted((t for t in self._store.rows.values() if t.finished is None),
+                       key=lambda t: t.seq)
+        return [_copy(t) for t in found]
 
     async def purge(self, finished_before: float) -> int:
-        """Delete final tasks that finished before the given time; returns how many."""
+        rows, keys = self._store.rows, self._store.keys
+        old = [t for t in rows.values() if t.finished is not None and t.finished < finished_before]
+        for task in old:
+            del rows[task.id]
+            if task.key is not None:
+                keys.pop(task.key, None)
+        return len(old)
+
+
+class _Queues:
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
 
     async def configurations(self) -> dict[str, bytes]:
-        """Every queue's stored configuration (a JSON object), by queue name."""
+        return dict(self._store.configurations)
 
     async def configure(self, queue: str, configuration: bytes) -> None:
-        """Store a queue's configuration durably, replacing the previous one."""
+        await self._store.commit(ConfigureQueue(queue, configuration))
 
 
 class MemoryStore:
-    """A `Store` in a dict: instant commits, nothing survives the process."""
+    """A `Store` in dicts: instant commits, nothing survives the process."""
 
     def __init__(self) -> None:
-        self.tasks: dict[str, Task] = {}
-        self._keys: dict[str, str] = {}
-        self._configurations: dict[str, bytes] = {}
+        #: the stored tasks by id (copies), their keys, the queue configurations
+        self.rows: dict[str, Task] = {}
+        self.keys: dict[str, str] = {}
+        self.configurations: dict[str, bytes] = {}
+        self._tasks = _Tasks(self)
+        self._queues = _Queues(self)
+
+    @property
+    def tasks(self) -> _Tasks:
+        return self._tasks
+
+    @property
+    def queues(self) -> _Queues:
+        return self._queues
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         await trio.sleep_forever()
 
-    async def insert(self, tasks: list[Task]) -> list[str]:
-        ids = []
-        for task in tasks:
-            existing = self._keys.get(task.key) if task.key is not None else None
-            if existing is not None and existing in self.tasks:
-                ids.append(existing)
-                continue
-            self.tasks[task.id] = task
-            if task.key is not None:
-                self._keys[task.key] = task.id
-            ids.append(task.id)
-        return ids
+    async def commit(self, *changes: Change) -> list[Result]:
+        await trio.lowlevel.checkpoint()
+        return self._commit(changes)
 
-    def finish(self, task: Task, then: OnCommit) -> None:
-        self.tasks[task.id] = task
-        then(task)
+    def commit_soon(self, change: Change, then: Callable[[], None] | None = None) -> None:
+        try:
+            self._commit((change,))
+        except StoreError:
+            log.exception("store write failed: %s", type(change).__name__)
+        if then is not None:
+            then()
 
-    async def get(self, task_id: str) -> Task | None:
-        return self.tasks.get(task_id)
+    def _commit(self, changes: Sequence[Change]) -> list[Result]:
+        undo = _Undo()
+        try:
+            results = [self._apply(change, undo) for change in changes]
+        except Exception as exc:
+            undo.rollback()
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"the store could not commit: {exc!r}") from exc
+        for change in changes:
+            self.applied(change)
+        return results
 
-    async def find(self, *, name: str | None, state: TaskState | None, limit: int) -> list[Task]:
-        found = [
-            t for t in reversed(self.tasks.values())
-            if (name is None or t.name == name) and (state is None or t.state is state)
-        ]
-        return found[:limit]
+    def applied(self, change: Change) -> None:
+        """Called for every change once committed. A subclass may override it to watch
+        the writes (the simulator does)."""
 
-    async def unfinished(self) -> list[Task]:
-        return [t for t in self.tasks.values() if not t.state.final]
-
-    async def purge(self, finished_before: float) -> int:
-        old = [t.id for t in self.tasks.values() if t.finished is not None
-               and t.finished < finished_before]
-        for task_id in old:
-            task = self.tasks.pop(task_id)
-            if task.key is not None:
-                self._keys.pop(task.key, None)
-        return len(old)
-
-    async def configurations(self) -> dict[str, bytes]:
-        return dict(self._configurations)
-
-    async def configure(self, queue: str, configuration: bytes) -> None:
-        self._configurations[queue] = configuration
+    def _apply(self, change: Change, undo: _Undo) -> Result:
+        """Apply one change, recording in `undo` what it overwrote."""
+        if type(change) is InsertTasks:
+            ids = []
+            for task in change.tasks:
+                existing = self.keys.get(task.key) if task.key is not None else None
+                if existing is not None:
+                    ids.append(existing)
+                    continue
+                _check(task)
+                if task.id in self.rows:
+                    raise StoreError(f"task {task.id} is already stored")
+                undo.set(self.rows, task.id, _copy(task))
+                if task.key is not None:
+                    undo.set(self.keys, task.key, task.id)
+                ids.append(task.id)
+            return ids
+        if type(change) is StartAttempt or type(change) is FinishTask:
+            task = change.task
+            stored = self.rows.get(task.id)
+            if stored is not None:  # like an UPDATE: a task not stored stays so
+                undo.set(self.rows, task.id, msgspec.structs.replace(
+                    stored, state=task.state, finished=task.finished, result=task.result,
+                    error=task.error,
+                    attempts=[msgspec.structs.replace(a) for a in task.attempts]))
+            return None
+        if type(change) is ConfigureQueue:
+            undo.set(self.configurations, change.queue, bytes(change.configuration))
+            return None
+        raise StoreError(f"unknown change {change!r}")

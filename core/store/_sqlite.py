@@ -1,9 +1,18 @@
-"""SQLite store (WAL) with group commit.
+"""SQLite store (WAL) with group commit and units of work that fail alone.
 
-Concurrent requests do not each pay for a transaction: writes queue up while the
-previous transaction commits, and the writer actor commits everything queued in
-one transaction on a worker thread. Reads use their own connection, which WAL
-lets run beside the writer.
+Concurrent writes do not each pay for a transaction: units of work (one `commit`
+call, or one `commit_soon` change) queue up while the previous transaction commits,
+and the writer actor applies everything queued in one transaction on a worker
+thread. Reads, and purging, use a second connection, which WAL lets run beside the
+writer.
+
+A unit that raises is rolled back alone: the batch runs inside a SAVEPOINT, and if
+anything in it fails the writer rolls back to it and replays the batch one unit per
+SAVEPOINT, dropping the units that fail. The happy path thus pays two statements per
+batch rather than two per unit (every statement is a GIL round trip, see `CHUNK`).
+The failed units get a `StoreError`; the others commit; the writer keeps serving.
+
+The schema is versioned (`_migrations.py`) and brought up to date when `run` starts.
 """
 
 from __future__ import annotations
@@ -11,7 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,9 +28,18 @@ from typing import Any, TypeVar
 import msgspec
 import trio
 
-from .._errors import Unavailable
 from .._model import Attempt, Task, TaskState
-from ._memory import OnCommit
+from ._interface import (
+    Change,
+    ConfigureQueue,
+    FinishTask,
+    InsertTasks,
+    OnCommit,
+    Result,
+    StartAttempt,
+    StoreError,
+)
+from ._migrations import migrate, refuse_newer
 
 __all__ = ["SQLiteStore"]
 
@@ -29,38 +47,13 @@ T = TypeVar("T")
 
 log = logging.getLogger("workyard.store")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS tasks (
-    id TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    attrs BLOB NOT NULL,
-    data BLOB NOT NULL,
-    priority INTEGER NOT NULL,
-    timeout REAL NOT NULL,
-    retries INTEGER NOT NULL,
-    schedule_timeout REAL,
-    key TEXT UNIQUE,
-    state TEXT NOT NULL,
-    created REAL NOT NULL,
-    finished REAL,
-    result BLOB,
-    error TEXT,
-    attempts BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (seq) WHERE finished IS NULL;
-CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished) WHERE finished IS NOT NULL;
-CREATE INDEX IF NOT EXISTS tasks_name ON tasks (name, seq);
-CREATE TABLE IF NOT EXISTS queue_configurations (
-    queue TEXT PRIMARY KEY,
-    configuration BLOB NOT NULL
-);
-"""
-
 COLUMNS = ("id, seq, name, attrs, data, priority, timeout, retries, schedule_timeout, key, "
            "state, created, finished, result, error, attempts")
 INSERT = f"INSERT INTO tasks ({COLUMNS}) VALUES ({', '.join('?' * 16)})"
-FINISH = "UPDATE tasks SET state = ?, finished = ?, result = ?, error = ?, attempts = ? WHERE id = ?"
+#: One task's changing columns (a `StartAttempt` or a `FinishTask`), one row at a time.
+SAVE = "UPDATE tasks SET state = ?, finished = ?, result = ?, error = ?, attempts = ? WHERE id = ?"
+CONFIGURE = ("INSERT INTO queue_configurations (queue, configuration) VALUES (?, ?) "
+             "ON CONFLICT (queue) DO UPDATE SET configuration = excluded.configuration")
 
 #: Rows per statement. The writer thread runs one multi-row statement per chunk rather
 #: than one per row (`executemany`): each statement releases and retakes the GIL, and
@@ -77,18 +70,19 @@ def _insert_sql(rows: int) -> str:
 
 
 @functools.cache
-def _finish_sql(rows: int) -> str:
+def _save_sql(rows: int) -> str:
     return ("UPDATE tasks SET state = v.column1, finished = v.column2, result = v.column3, "
             "error = v.column4, attempts = v.column5 FROM (VALUES "
             f"{', '.join(['(?, ?, ?, ?, ?, ?)'] * rows)}) AS v WHERE tasks.id = v.column6")
 
 
 def _execute_chunked(db: sqlite3.Connection, sql: Callable[[int], str],
-                     rows: list[tuple[object, ...]]) -> None:
+                     rows: Sequence[tuple[object, ...]]) -> None:
     """Run `rows` through multi-row statements of at most CHUNK rows each."""
     for i in range(0, len(rows), CHUNK):
         part = rows[i:i + CHUNK]
         db.execute(sql(len(part)), [value for row in part for value in row])
+
 
 _encode = msgspec.json.Encoder().encode
 _attrs = msgspec.json.Decoder(dict[str, str])
@@ -104,6 +98,13 @@ def _row(task: Task) -> tuple[object, ...]:
     )
 
 
+def _save_row(task: Task) -> tuple[object, ...]:
+    """The columns a `StartAttempt` or `FinishTask` writes, taken when the change is
+    handed over: the scheduler goes on changing the task meanwhile."""
+    return (task.state.value, task.finished, None if task.result is None else bytes(task.result),
+            task.error, _encode(task.attempts), task.id)
+
+
 def _task(row: tuple[Any, ...]) -> Task:
     (id_, seq, name, attrs, data, priority, timeout, retries, schedule_timeout, key, state,
      created, finished, result, error, attempts) = row
@@ -116,146 +117,46 @@ def _task(row: tuple[Any, ...]) -> Task:
     )
 
 
-@dataclass(slots=True)
-class _Insert:
-    tasks: list[Task]
-    done: trio.Event = field(default_factory=trio.Event)
-    ids: list[str] = field(default_factory=list)
+#: A change as the writer thread applies it: a task's changing columns (`_save_row`),
+#: or the change itself.
+_Op = tuple[object, ...] | InsertTasks | ConfigureQueue
+
+
+@dataclass(slots=True, eq=False)
+class _Unit:
+    """One unit of work: applied, or rolled back, as a whole."""
+
+    changes: Sequence[Change]
+    ops: list[_Op] = field(default_factory=list)
+    #: set once the unit is committed or has failed, for a `commit` awaiting it
+    done: trio.Event | None = None
+    #: called once the unit is committed or has failed, for `commit_soon`
+    then: Callable[[], None] | None = None
+    results: list[Result] = field(default_factory=list)
     error: BaseException | None = None
 
 
-@dataclass(slots=True)
-class _Finish:
-    row: tuple[object, ...]
-    task: Task
-    then: OnCommit
+def _describe(changes: Sequence[Change]) -> str:
+    return " + ".join(type(c).__name__ for c in changes)
 
 
-class SQLiteStore:
-    """A `Store` in one SQLite file."""
+class _Tasks:
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
 
-    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
-        self.path = str(path)
-        self.synchronous = synchronous.upper()
-        if self.synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
-        self._pending: list[_Insert | _Finish] = []
-        self._wake = trio.Event()
-        self._aside_db: sqlite3.Connection | None = None
-        self._aside_limiter = trio.CapacityLimiter(1)
-        self.commits = 0  # transactions committed: the group-commit ratio is writes / commits
+    async def insert(self, tasks: Sequence[Task]) -> list[str]:
+        (ids,) = await self._store.commit(InsertTasks(tasks))
+        assert ids is not None
+        return ids
 
-    def _connect(self) -> sqlite3.Connection:
-        # Room for the multi-row statements of every chunk size besides the others.
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                             cached_statements=2 * CHUNK + 64)
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute(f"PRAGMA synchronous = {self.synchronous}")
-        db.execute("PRAGMA busy_timeout = 5000")
-        return db
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        writer = await trio.to_thread.run_sync(self._connect)
-        await trio.to_thread.run_sync(writer.executescript, SCHEMA)
-        self._aside_db = await trio.to_thread.run_sync(self._connect)
-        try:
-            task_status.started()
-            while True:
-                await self._wake.wait()
-                self._wake = trio.Event()
-                batch, self._pending = self._pending, []
-                # A batch taken off the queue is committed even if we are cancelled
-                # meanwhile: otherwise neither this loop nor the flush below writes it.
-                with trio.CancelScope(shield=True):
-                    await self._commit(writer, batch)
-        finally:
-            # Cancelled: flush what callers already handed over, then close.
-            with trio.CancelScope(shield=True):
-                if self._pending:
-                    await self._commit(writer, self._pending)
-                writer.close()
-                self._aside_db.close()
-
-    async def _commit(self, db: sqlite3.Connection, batch: list[_Insert | _Finish]) -> None:
-        try:
-            await trio.to_thread.run_sync(self._write, db, batch)
-        except sqlite3.Error as exc:  # disk full, corrupt file, ...: fail the waiters loudly
-            log.exception("store write failed")
-            for op in batch:
-                if isinstance(op, _Insert):
-                    op.error = exc
-        self.commits += 1
-        for op in batch:
-            if isinstance(op, _Insert):
-                op.done.set()
-            else:
-                op.then(op.task)
-
-    @staticmethod
-    def _write(db: sqlite3.Connection, batch: list[_Insert | _Finish]) -> None:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            finals: list[tuple[object, ...]] = []
-            for op in batch:
-                if isinstance(op, _Finish):
-                    finals.append(op.row)
-                    continue
-                if finals:  # keep order: a finish queued before this insert goes first
-                    _execute_chunked(db, _finish_sql, finals)
-                    finals = []
-                keyed = [t for t in op.tasks if t.key is not None]
-                existing: dict[str, str] = {}
-                for t in keyed:
-                    hit = db.execute("SELECT id FROM tasks WHERE key = ?", (t.key,)).fetchone()
-                    if hit is not None:
-                        existing[t.key] = hit[0]  # type: ignore[index]
-                fresh = []
-                for t in op.tasks:
-                    if t.key is not None and t.key in existing:
-                        op.ids.append(existing[t.key])
-                    else:
-                        if t.key is not None:
-                            existing[t.key] = t.id  # a repeat within this batch
-                        fresh.append(_row(t))
-                        op.ids.append(t.id)
-                _execute_chunked(db, _insert_sql, fresh)
-            if finals:
-                _execute_chunked(db, _finish_sql, finals)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            for op in batch:
-                if isinstance(op, _Insert):
-                    op.ids.clear()
-            raise
-
-    def _queue(self, op: _Insert | _Finish) -> None:
-        self._pending.append(op)
-        self._wake.set()
-
-    async def insert(self, tasks: list[Task]) -> list[str]:
-        op = _Insert(tasks)
-        self._queue(op)
-        await op.done.wait()
-        if op.error is not None:
-            raise Unavailable(f"the store could not save the tasks: {op.error}") from op.error
-        return op.ids
+    def started(self, task: Task) -> None:
+        self._store.commit_soon(StartAttempt(task))
 
     def finish(self, task: Task, then: OnCommit) -> None:
-        row = (task.state.value, task.finished,
-               None if task.result is None else bytes(task.result), task.error,
-               _encode(task.attempts), task.id)
-        self._queue(_Finish(row, task, then))
-
-    async def _aside(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` on the second connection: reads, and the rare writes (purge, queue
-        configuration) that need not wait for, or slow down, a group commit."""
-        assert self._aside_db is not None, "the store is not running"
-        return await trio.to_thread.run_sync(fn, self._aside_db, limiter=self._aside_limiter)
+        self._store.commit_soon(FinishTask(task), lambda: then(task))
 
     async def get(self, task_id: str) -> Task | None:
-        row = await self._aside(lambda db: db.execute(
+        row = await self._store._aside(lambda db: db.execute(
             f"SELECT {COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone())
         return None if row is None else _task(row)
 
@@ -271,27 +172,264 @@ class SQLiteStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC LIMIT ?"
-        rows = await self._aside(lambda db: db.execute(sql, (*args, limit)).fetchall())
+        rows = await self._store._aside(lambda db: db.execute(sql, (*args, limit)).fetchall())
         return [_task(r) for r in rows]
 
     async def unfinished(self) -> list[Task]:
-        rows = await self._aside(lambda db: db.execute(
+        rows = await self._store._aside(lambda db: db.execute(
             f"SELECT {COLUMNS} FROM tasks WHERE finished IS NULL ORDER BY seq").fetchall())
         return [_task(r) for r in rows]
 
     async def purge(self, finished_before: float) -> int:
+        # On the second connection, outside group commit: a large delete must not hold
+        # up the hot path, and nothing else commits with it.
         def delete(db: sqlite3.Connection) -> int:
             return db.execute("DELETE FROM tasks WHERE finished IS NOT NULL AND finished < ?",
                               (finished_before,)).rowcount
-        return await self._aside(delete)
+        return await self._store._aside(delete)
+
+
+class _Queues:
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
 
     async def configurations(self) -> dict[str, bytes]:
-        rows = await self._aside(lambda db: db.execute(
+        rows = await self._store._aside(lambda db: db.execute(
             "SELECT queue, configuration FROM queue_configurations").fetchall())
         return {queue: bytes(configuration) for queue, configuration in rows}
 
     async def configure(self, queue: str, configuration: bytes) -> None:
-        await self._aside(lambda db: db.execute(
-            "INSERT INTO queue_configurations (queue, configuration) VALUES (?, ?) "
-            "ON CONFLICT (queue) DO UPDATE SET configuration = excluded.configuration",
-            (queue, configuration)))
+        await self._store.commit(ConfigureQueue(queue, configuration))
+
+
+class SQLiteStore:
+    """A `Store` in one SQLite file."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
+        self.path = str(path)
+        self.synchronous = synchronous.upper()
+        if self.synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
+        self._pending: list[_Unit] = []
+        self._wake = trio.Event()
+        self._closed = False
+        self._aside_db: sqlite3.Connection | None = None
+        self._aside_limiter = trio.CapacityLimiter(1)
+        self._tasks = _Tasks(self)
+        self._queues = _Queues(self)
+        self.commits = 0  # transactions committed: the group-commit ratio is writes / commits
+
+    @property
+    def tasks(self) -> _Tasks:
+        return self._tasks
+
+    @property
+    def queues(self) -> _Queues:
+        return self._queues
+
+    # -- the writer actor -----------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        # Room for the multi-row statements of every chunk size besides the others.
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                             cached_statements=2 * CHUNK + 64)
+        db.execute("PRAGMA busy_timeout = 5000")
+        return db
+
+    def _open_writer(self) -> sqlite3.Connection:
+        db = self._connect()
+        try:
+            refuse_newer(db, self.path)  # before anything writes to a file we do not know
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute(f"PRAGMA synchronous = {self.synchronous}")
+            migrate(db, self.path)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _open_reader(self) -> sqlite3.Connection:
+        db = self._connect()
+        db.execute(f"PRAGMA synchronous = {self.synchronous}")
+        return db
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        writer = await trio.to_thread.run_sync(self._open_writer)
+        self._aside_db = await trio.to_thread.run_sync(self._open_reader)
+        self._closed = False
+        try:
+            task_status.started()
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                batch, self._pending = self._pending, []
+                # A batch taken off the queue is committed even if we are cancelled
+                # meanwhile: otherwise neither this loop nor the flush below writes it.
+                with trio.CancelScope(shield=True):
+                    await self._commit(writer, batch)
+        finally:
+            # Cancelled: flush what callers already handed over, then close.
+            with trio.CancelScope(shield=True):
+                self._closed = True
+                if self._pending:
+                    batch, self._pending = self._pending, []
+                    await self._commit(writer, batch)
+                writer.close()
+                self._aside_db.close()
+                self._aside_db = None
+
+    async def _commit(self, db: sqlite3.Connection, batch: list[_Unit]) -> None:
+        try:
+            await trio.to_thread.run_sync(self._write, db, batch)
+        except Exception as exc:  # disk full, corrupt file, ...: fail every unit loudly
+            log.exception("store transaction failed")
+            for unit in batch:
+                if unit.error is None:
+                    unit.error, unit.results = exc, []
+        self.commits += 1
+        for unit in batch:
+            if unit.done is not None:
+                unit.done.set()
+                continue
+            if unit.error is not None:
+                log.error("store write failed (%s): %r", _describe(unit.changes), unit.error)
+            if unit.then is not None:
+                try:
+                    unit.then()
+                except Exception:  # a callback's bug must not stop the writer
+                    log.exception("store commit callback failed")
+
+    def _write(self, db: sqlite3.Connection, batch: list[_Unit]) -> None:
+        """One transaction for the whole batch, on the writer thread."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("SAVEPOINT batch")
+            try:
+                self._apply(db, batch)
+                db.execute("RELEASE batch")
+            except Exception:  # noqa: BLE001 - find the failing units, commit the others
+                db.execute("ROLLBACK TO batch")
+                db.execute("RELEASE batch")
+                self._apply_one_by_one(db, batch)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def _apply_one_by_one(self, db: sqlite3.Connection, batch: list[_Unit]) -> None:
+        """Apply each unit in its own SAVEPOINT; a unit that raises is rolled back alone."""
+        for unit in batch:
+            if unit.error is not None:
+                continue
+            db.execute("SAVEPOINT unit")
+            try:
+                self._apply(db, [unit])
+            except Exception as exc:  # noqa: BLE001 - any failure is this unit's alone
+                db.execute("ROLLBACK TO unit")
+                unit.error, unit.results = exc, []
+            db.execute("RELEASE unit")
+
+    @staticmethod
+    def _apply(db: sqlite3.Connection, units: list[_Unit]) -> None:
+        """Apply `units` in order. Consecutive saves of task columns share multi-row
+        statements; a task saved twice keeps its last save (both are whole snapshots,
+        and one UPDATE ... FROM would pick either)."""
+        saves: dict[object, tuple[object, ...]] = {}
+
+        def flush() -> None:
+            if saves:
+                _execute_chunked(db, _save_sql, list(saves.values()))
+                saves.clear()
+
+        for unit in units:
+            if unit.error is not None:
+                continue
+            results: list[Result] = []
+            for op in unit.ops:
+                if type(op) is tuple:
+                    saves.pop(op[-1], None)  # keep the order of distinct saves
+                    saves[op[-1]] = op
+                    results.append(None)
+                    continue
+                flush()  # keep order: a save queued before this change goes first
+                if type(op) is InsertTasks:
+                    results.append(_insert(db, op.tasks))
+                elif type(op) is ConfigureQueue:
+                    db.execute(CONFIGURE, (op.queue, op.configuration))
+                    results.append(None)
+                else:
+                    raise TypeError(f"unknown change {op!r}")
+            unit.results = results
+        flush()
+
+    # -- handing over writes --------------------------------------------------------
+
+    @staticmethod
+    def _prepare(unit: _Unit) -> _Unit:
+        try:
+            for change in unit.changes:
+                if type(change) is StartAttempt or type(change) is FinishTask:
+                    unit.ops.append(_save_row(change.task))
+                elif type(change) is InsertTasks or type(change) is ConfigureQueue:
+                    unit.ops.append(change)
+                else:
+                    raise TypeError(f"unknown change {change!r}")
+        except Exception as exc:  # noqa: BLE001 - the unit fails alone, reported as usual
+            unit.error = exc
+        return unit
+
+    def _queue(self, unit: _Unit) -> None:
+        if self._closed:
+            raise StoreError(f"the store {self.path} is closed")
+        self._pending.append(unit)
+        self._wake.set()
+
+    async def commit(self, *changes: Change) -> list[Result]:
+        unit = self._prepare(_Unit(changes, done=trio.Event()))
+        if unit.error is None:
+            self._queue(unit)
+            assert unit.done is not None
+            await unit.done.wait()
+        if unit.error is not None:
+            raise StoreError(f"the store could not commit {_describe(changes)}: "
+                             f"{unit.error}") from unit.error
+        return unit.results
+
+    def commit_soon(self, change: Change, then: Callable[[], None] | None = None) -> None:
+        if self._closed:  # shutting down: say so, and do not leave anyone waiting
+            log.error("store write dropped (%s): the store %s is closed",
+                      type(change).__name__, self.path)
+            if then is not None:
+                then()
+            return
+        self._queue(self._prepare(_Unit((change,), then=then)))
+
+    async def _aside(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` on the second connection: reads, and the rare writes (purge) that
+        need not wait for, or slow down, a group commit."""
+        if self._aside_db is None:
+            raise StoreError(f"the store {self.path} is not running")
+        return await trio.to_thread.run_sync(fn, self._aside_db, limiter=self._aside_limiter)
+
+
+def _insert(db: sqlite3.Connection, tasks: Sequence[Task]) -> list[str]:
+    """Insert `tasks`, skipping those whose key is stored or repeated; returns the ids."""
+    existing: dict[str, str] = {}
+    for t in tasks:
+        if t.key is not None and t.key not in existing:
+            hit = db.execute("SELECT id FROM tasks WHERE key = ?", (t.key,)).fetchone()
+            if hit is not None:
+                existing[t.key] = hit[0]
+    ids, fresh = [], []
+    for t in tasks:
+        if t.key is not None and t.key in existing:
+            ids.append(existing[t.key])
+            continue
+        if t.key is not None:
+            existing[t.key] = t.id  # a repeat within this change
+        fresh.append(_row(t))
+        ids.append(t.id)
+    _execute_chunked(db, _insert_sql, fresh)
+    return ids

@@ -319,7 +319,7 @@ async def test_sync_producer_submits_in_batches(server: Served) -> None:
     ids, last = await trio.to_thread.run_sync(produce)
     assert len(set(ids)) == 2100
     assert last["state"] == "queued" and last["data"] == 2099
-    assert (await server.hub.store.get(ids[1500])) is not None
+    assert (await server.hub.store.tasks.get(ids[1500])) is not None
 
 
 # --- the CLI ---------------------------------------------------------------------------------

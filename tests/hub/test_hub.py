@@ -14,7 +14,8 @@ import pytest
 import trio
 from conftest import RecordingLink
 
-from workyard import Hub, MemoryStore, Outcome, Subscription, Task, TaskState
+from workyard import Hub, Outcome, Subscription, Task, TaskState
+from workyard.testing import MemoryStore
 from workyard.protocol import Answer
 
 StartHub = Callable[..., Awaitable[Hub]]
@@ -214,6 +215,6 @@ async def test_old_final_tasks_are_purged(
     await hub.submit([t])
     await hub.cancel(t.id)
     await trio.sleep(60.0)
-    assert await store.get(t.id) is not None
+    assert await store.tasks.get(t.id) is not None
     await trio.sleep(100.0)
-    assert await store.get(t.id) is None
+    assert await store.tasks.get(t.id) is None

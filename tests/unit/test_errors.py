@@ -18,13 +18,13 @@ from workyard import (
     MemoryStore,
     NotFound,
     Settings,
-    Task,
     TooLarge,
     Unauthorized,
     Unavailable,
     WorkyardError,
 )
 from workyard._errors import MESSAGE_TOO_BIG, POLICY_VIOLATION, TRY_AGAIN_LATER
+from workyard.store import Change, Result
 
 TABLE = [
     (InvalidInput, 400, POLICY_VIOLATION),
@@ -71,7 +71,7 @@ class _FailingStore(MemoryStore):
         super().__init__()
         self.error = error
 
-    async def insert(self, tasks: list[Task]) -> list[str]:
+    async def commit(self, *changes: Change) -> list[Result]:
         raise self.error
 
 

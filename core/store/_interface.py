@@ -1,0 +1,162 @@
+"""The store seam: one narrow interface per aggregate, and writes as data.
+
+The hub talks to the store through `Store`, which has one attribute per aggregate —
+`tasks` (`TaskStore`) and `queues` (`QueueStore`) — and one way to write:
+`commit(*changes)`. A change is a plain value (`InsertTasks`, `StartAttempt`,
+`FinishTask`, `ConfigureQueue`); the store's writer applies them. Several changes
+given to one `commit` are applied atomically, so a later change type (an event in
+an outbox, a worker registration) can commit in the same transaction as the task
+change it reports. The per-aggregate write methods are thin sugar over `commit`
+(or, for the hot path, `commit_soon`).
+
+Later aggregates get their own small interface and attribute here (`workers` for the
+worker registry, `pools` for worker pools, `outbox` for events) and their own change
+types in `Change`; nothing else about the seam changes.
+
+A unit of work (one `commit` call, or one `commit_soon` change) that cannot be
+applied fails alone with a `StoreError`; the other units of the same group commit
+are committed, and the writer keeps serving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import trio
+
+from .._errors import Unavailable
+from .._model import Task, TaskState
+
+__all__ = [
+    "Change",
+    "ConfigureQueue",
+    "FinishTask",
+    "InsertTasks",
+    "OnCommit",
+    "QueueStore",
+    "Result",
+    "StartAttempt",
+    "Store",
+    "StoreError",
+    "TaskStore",
+]
+
+OnCommit = Callable[[Task], None]
+
+
+class StoreError(Unavailable):
+    """The store could not carry out a write (or is not running); nothing of it was kept.
+    A client is told to try again later (503)."""
+
+
+# -- changes ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InsertTasks:
+    """Store new tasks. Its result is their ids, in order: a task whose idempotency key
+    is already stored (or repeated earlier in the same change) is not inserted and
+    gets the id of the task holding that key."""
+
+    tasks: Sequence[Task]
+
+
+@dataclass(frozen=True, slots=True)
+class StartAttempt:
+    """A task was dispatched: store its state (running) and its attempts, so a hub that
+    crashes now finds the attempt it cut off."""
+
+    task: Task
+
+
+@dataclass(frozen=True, slots=True)
+class FinishTask:
+    """A task reached a final state: store it (state, finished, result, error, attempts)."""
+
+    task: Task
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigureQueue:
+    """Store a queue's configuration (a JSON object), replacing the previous one."""
+
+    queue: str
+    configuration: bytes
+
+
+#: Every write the store knows. New aggregates add theirs here.
+Change = InsertTasks | StartAttempt | FinishTask | ConfigureQueue
+
+#: What `commit` gives back per change: the ids for `InsertTasks`, None for the others.
+Result = list[str] | None
+
+
+# -- one interface per aggregate ---------------------------------------------------
+
+
+class TaskStore(Protocol):
+    """Tasks: written when submitted, when dispatched and when final."""
+
+    async def insert(self, tasks: Sequence[Task]) -> list[str]:
+        """Store new tasks durably (`InsertTasks`); returns their ids."""
+        ...
+
+    def started(self, task: Task) -> None:
+        """Record a dispatched attempt (`StartAttempt`) in the next group commit.
+        Fire-and-forget: the hot path does not wait for it."""
+
+    def finish(self, task: Task, then: OnCommit) -> None:
+        """Store a final state (`FinishTask`) in the next group commit; call `then(task)`
+        once it is durable. If the write fails it is logged and `then` is still called,
+        so nobody waits forever for it."""
+
+    async def get(self, task_id: str) -> Task | None: ...
+
+    async def find(self, *, name: str | None, state: TaskState | None, limit: int) -> list[Task]:
+        """Tasks matching the filters, newest (highest seq) first, at most `limit`."""
+        ...
+
+    async def unfinished(self) -> list[Task]:
+        """Tasks not final, oldest first: what a restarted hub queues again. A task that
+        was running shows its cut-off attempt (the last one, without `ended`)."""
+        ...
+
+    async def purge(self, finished_before: float) -> int:
+        """Delete final tasks that finished before the given time; returns how many."""
+        ...
+
+
+class QueueStore(Protocol):
+    """Queue configurations, set by an admin for polling workers."""
+
+    async def configurations(self) -> dict[str, bytes]:
+        """Every queue's stored configuration (a JSON object), by queue name."""
+        ...
+
+    async def configure(self, queue: str, configuration: bytes) -> None:
+        """Store a queue's configuration durably (`ConfigureQueue`)."""
+        ...
+
+
+class Store(Protocol):
+    """A durable store: the aggregates, the writer actor, and the one way to write."""
+
+    @property
+    def tasks(self) -> TaskStore: ...
+
+    @property
+    def queues(self) -> QueueStore: ...
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The writer actor: open (and migrate), serve writes until cancelled, flush, close."""
+
+    async def commit(self, *changes: Change) -> list[Result]:
+        """Apply `changes` atomically, in order; returns once they are durable, with one
+        result per change. Raises `StoreError` (and keeps none of them) if any fails."""
+        ...
+
+    def commit_soon(self, change: Change, then: Callable[[], None] | None = None) -> None:
+        """Queue `change` for the next group commit without waiting; `then()` runs once it
+        is durable, or once it has failed (the failure is logged)."""

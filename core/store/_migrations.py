@@ -1,0 +1,100 @@
+"""Versioned schema migrations for the SQLite store, applied when the store starts.
+
+The schema version is SQLite's `PRAGMA user_version`. `MIGRATIONS` lists every step
+from an empty file; a store opening a file applies the steps above its version, each
+in its own transaction together with the new version number, so a crash mid-way
+leaves a file at some whole version. A file with a newer version than this code
+knows is refused: an older workyard must not write to a schema it does not know.
+
+Version 1 is the schema from before versioning, statement for statement: those files
+say user_version 0 and already hold the tables, and `IF NOT EXISTS` lets version 1
+run over them unchanged. Never edit a released step; add the next one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from ._interface import StoreError
+
+__all__ = ["MIGRATIONS", "VERSION", "migrate", "refuse_newer"]
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    why: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "tasks and queue configurations", (
+        """CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    attrs BLOB NOT NULL,
+    data BLOB NOT NULL,
+    priority INTEGER NOT NULL,
+    timeout REAL NOT NULL,
+    retries INTEGER NOT NULL,
+    schedule_timeout REAL,
+    key TEXT UNIQUE,
+    state TEXT NOT NULL,
+    created REAL NOT NULL,
+    finished REAL,
+    result BLOB,
+    error TEXT,
+    attempts BLOB NOT NULL
+)""",
+        "CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (seq) WHERE finished IS NULL",
+        "CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished) WHERE finished IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS tasks_name ON tasks (name, seq)",
+        """CREATE TABLE IF NOT EXISTS queue_configurations (
+    queue TEXT PRIMARY KEY,
+    configuration BLOB NOT NULL
+)""",
+    )),
+    Migration(2, "find(state=...) newest first reads an index instead of scanning", (
+        "CREATE INDEX IF NOT EXISTS tasks_state ON tasks (state, seq)",
+    )),
+)
+
+#: The schema version this code writes.
+VERSION = MIGRATIONS[-1].version
+
+
+def _version(db: sqlite3.Connection) -> int:
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    return int(version)
+
+
+def refuse_newer(db: sqlite3.Connection, path: str) -> int:
+    """The file's schema version; `StoreError` if it is newer than this code knows."""
+    version = _version(db)
+    if version > VERSION:
+        raise StoreError(f"{path}: schema version {version} is newer than this workyard "
+                         f"supports ({VERSION}); upgrade workyard to open it")
+    return version
+
+
+def migrate(db: sqlite3.Connection, path: str) -> int:
+    """Bring the file open on `db` (autocommit mode) to `VERSION`; returns the version
+    it had. Raises `StoreError` for a file newer than this code."""
+    found = refuse_newer(db, path)
+    for migration in MIGRATIONS:
+        if migration.version <= found:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if _version(db) < migration.version:  # another process may have migrated
+                for statement in migration.statements:
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {migration.version:d}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    refuse_newer(db, path)  # a newer workyard may have migrated it meanwhile
+    return found
