@@ -24,7 +24,7 @@ from msgspec import Meta
 from msgspec import inspect as mi
 
 from ._errors import InvalidSetting
-from .protocol._limits import MAX_BODY, MAX_FRAME
+from .protocol._limits import MAX_BODY, MAX_FRAME, MAX_SECONDS
 
 __all__ = ["Settings", "setting"]
 
@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 ENV_PREFIX = "WORKYARD_"
 #: the longest duration any setting takes: a year, which also keeps out `inf`
-YEAR = 365 * 24 * 3600.0
+YEAR = MAX_SECONDS
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
 Seconds = Annotated[float, Meta(gt=0, le=YEAR)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -18,6 +18,7 @@ import msgspec
 import trio
 
 from .._model import Subscription
+from ..protocol import PolledTask, TaskFrame
 
 __all__ = ["Handler", "Handlers", "Job"]
 
@@ -36,18 +37,16 @@ class Job:
     timeout: float = 60.0
 
     @classmethod
-    def from_frame(cls, frame: Mapping[str, Any]) -> Job:
-        """From the hub's task frame `{"task_id", "task_name", "attrs", "data", "timeout"}`."""
-        data = frame.get("data")
-        if isinstance(data, msgspec.Raw):
-            data = msgspec.json.decode(data)
-        return cls(
-            id=frame["task_id"],
-            name=frame["task_name"],
-            attrs=dict(frame.get("attrs") or {}),
-            data=data,
-            timeout=float(frame.get("timeout") or 60.0),
-        )
+    def from_frame(cls, frame: TaskFrame) -> Job:
+        """From a WebSocket task frame. Raises msgspec.DecodeError for undecodable data."""
+        return cls(id=frame.task_id, name=frame.task_name, attrs=frame.attrs,
+                   data=msgspec.json.decode(frame.data), timeout=frame.timeout)
+
+    @classmethod
+    def from_polled(cls, polled: PolledTask) -> Job:
+        """From a task in a poll's answer. Raises msgspec.DecodeError for undecodable data."""
+        return cls(id=polled.id, name=polled.name, attrs=polled.attrs,
+                   data=msgspec.json.decode(polled.data), timeout=polled.timeout)
 
 
 Handler = Callable[[Job], Awaitable[Any]]
