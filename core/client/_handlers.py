@@ -70,7 +70,7 @@ class Handlers:
 
     def add(self, name: str, fn: Handler, **filter: str | Iterable[str]) -> None:
         if not inspect.iscoroutinefunction(fn) and not inspect.iscoroutinefunction(
-            getattr(fn, "__call__", None)
+            getattr(fn, "__call__", None)  # noqa: B004 - an async __call__, not callable()
         ):
             raise TypeError(f"the handler for {name!r} must be an async function")
         sub = Subscription.of(name, {k: v if isinstance(v, str) else list(v)
@@ -112,7 +112,7 @@ class Handlers:
         except trio.TooSlowError:
             log.warning("task %s (%s) timed out after %gs", job.id, job.name, job.timeout)
             return _error(job, f"handler timed out after {job.timeout:g}s")
-        except Exception as exc:  # noqa: BLE001 - any handler failure is the task's error
+        except Exception as exc:  # any handler failure is the task's error
             log.warning("task %s (%s) failed: %s: %s", job.id, job.name,
                         type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             return _error(job, str(exc) or type(exc).__name__)
