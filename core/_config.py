@@ -1,71 +1,235 @@
-"""Server settings, from command-line flags or `WORKYARD_*` environment variables."""
+"""Server settings, each defined once: its type and bounds (the annotation), its default
+and help text (`setting(...)`). The `workyard serve` flags, the `WORKYARD_<NAME>`
+variables and the validation all come from that one definition.
+
+Values arrive as text (a variable, a flag) or typed (code); `msgspec.convert` turns
+them into the field's type and checks its bounds, and a refusal names the flag or
+variable it came from. Precedence: defaults, then variables, then flags. An empty
+variable counts as unset; tokens are comma-separated.
+"""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
-from dataclasses import dataclass, field
+import shlex
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Self, TypeVar
 
-__all__ = ["Settings"]
+import msgspec
+from msgspec import Meta
+from msgspec import inspect as mi
+
+from ._errors import InvalidSetting
+from .protocol._limits import MAX_BODY, MAX_FRAME, MAX_SECONDS
+
+__all__ = ["Settings", "setting"]
+
+T = TypeVar("T")
+
+ENV_PREFIX = "WORKYARD_"
+#: the longest duration any setting takes: a year, which also keeps out `inf`
+YEAR = MAX_SECONDS
+
+Port = Annotated[int, Meta(ge=0, le=65535)]
+Seconds = Annotated[float, Meta(gt=0, le=YEAR)]
+Bytes = Annotated[int, Meta(ge=1, le=1 << 32)]
+Text = Annotated[str, Meta(min_length=1)]
+Tokens = frozenset[str]
 
 
-def _tokens(value: str | None) -> frozenset[str]:
-    return frozenset(t.strip() for t in (value or "").split(",") if t.strip())
+def setting(default: T, help: str, *, flag: str | None = None,
+            metavar: str | None = None) -> T:
+    """A field's default, help text and (when not `--<field-name>`) flag name."""
+    meta = {"help": help, "flag": flag, "metavar": metavar}
+    return dataclasses.field(default=default, metadata=meta)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8470
-    #: a second port serving only `GET /work/queue` from a lean WebSocket server (0: a
-    #: free port); None: workers use the main port alone
-    worker_port: int | None = None
-    #: SQLite file; ":memory:" keeps nothing across restarts
-    db: str = "workyard.db"
-    #: SQLite synchronous mode: NORMAL survives a killed process, FULL also a power cut
-    synchronous: str = "NORMAL"
-    worker_tokens: frozenset[str] = field(default_factory=frozenset)
-    producer_tokens: frozenset[str] = field(default_factory=frozenset)
-    admin_tokens: frozenset[str] = field(default_factory=frozenset)
-    #: seconds between WebSocket pings to each worker
-    ping_interval: float = 20.0
-    #: a ping not acknowledged within this many seconds drops the worker
-    ping_timeout: float = 10.0
-    #: in-flight tasks per worker unless it asks for another `capacity` (0: unlimited)
-    default_capacity: int = 32
-    #: seconds a final task is kept before it is purged
-    retention: float = 24 * 3600.0
-    #: a polling worker that has not polled for this many seconds is gone
-    poll_liveness: float = 60.0
-    max_body: int = 16 * 1024 * 1024
-    max_frame: int = 16 * 1024 * 1024
-    log_level: str = "INFO"
+    host: Text = setting("127.0.0.1", "address to bind; with no tokens configured, "
+                         "loopback only", metavar="ADDR")
+    port: Port = setting(8470, "port; 0 picks a free one", metavar="N")
+    worker_port: Port | None = setting(
+        None, "also serve GET /work/queue on port N from a lean WebSocket server, faster "
+        "per frame, pings checked; 0 picks a free one; unset: the main port only",
+        metavar="N")
+    db: Text = setting("workyard.db", "SQLite file; ':memory:' keeps nothing", metavar="PATH")
+    synchronous: Literal["NORMAL", "FULL"] = setting(
+        "NORMAL", "SQLite synchronous mode: NORMAL survives kill -9, FULL power loss too",
+        flag="--sync", metavar="MODE")
+    worker_tokens: Tokens = setting(frozenset(), "comma-separated worker tokens",
+                                    flag="--worker-token", metavar="TOKENS")
+    producer_tokens: Tokens = setting(frozenset(), "comma-separated producer tokens",
+                                      flag="--producer-token", metavar="TOKENS")
+    admin_tokens: Tokens = setting(frozenset(), "comma-separated admin tokens",
+                                   flag="--admin-token", metavar="TOKENS")
+    ping_interval: Seconds = setting(20.0, "seconds between pings to WebSocket workers",
+                                     metavar="S")
+    ping_timeout: Seconds = setting(10.0, "drop a worker whose ping is unacknowledged "
+                                    "this many seconds", metavar="S")
+    default_capacity: Annotated[int, Meta(ge=0)] = setting(
+        32, "tasks in flight per worker unless it asks for another `capacity`; 0: unlimited",
+        flag="--capacity", metavar="N")
+    retention: Annotated[float, Meta(ge=0, le=100 * YEAR)] = setting(
+        24 * 3600.0, "seconds a final task is kept before it is purged", metavar="S")
+    poll_liveness: Seconds = setting(60.0, "a polling worker that has not polled for this "
+                                     "many seconds is gone", metavar="S")
+    max_body: Bytes = setting(MAX_BODY, "largest HTTP request body, in bytes", metavar="BYTES")
+    max_frame: Bytes = setting(MAX_FRAME, "largest WebSocket message, in bytes",
+                               metavar="BYTES")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting("INFO", "log level", metavar="LEVEL")
 
     @property
     def auth_enabled(self) -> bool:
         return bool(self.worker_tokens or self.producer_tokens or self.admin_tokens)
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
-        """Defaults, then `WORKYARD_<FIELD>` variables, then explicit overrides (not None)."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Self:
+        """Defaults, then `WORKYARD_<FIELD>` variables, then `overrides` (what flags
+        give; None: not given). Raises InvalidSetting naming the variable or flag."""
         env = os.environ if environ is None else environ
+        specs = {spec.name: spec for spec in fields(cls)}
+        unknown = set(overrides) - set(specs)
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no setting {', '.join(sorted(unknown))}")
         values: dict[str, object] = {}
-        for f in dataclasses.fields(cls):
-            raw = env.get(f"WORKYARD_{f.name.upper()}")
-            if raw is None:
-                continue
-            if f.name.endswith("_tokens"):
-                values[f.name] = _tokens(raw)
-            elif isinstance(f.default, bool):
-                values[f.name] = raw.lower() in ("1", "true", "yes")
-            elif isinstance(f.default, int) or f.type == "int | None":
-                values[f.name] = int(raw)
-            elif isinstance(f.default, float):
-                values[f.name] = float(raw)
+        for name, spec in specs.items():
+            raw, value = env.get(spec.env), overrides.get(name)
+            if value is not None and value != "":
+                shown = shlex.quote(value) if isinstance(value, str) else repr(value)
+                where = f"{spec.flag} {shown}"
+            elif raw:
+                value, where = raw, f"{spec.env}={shlex.quote(raw)}"
             else:
-                values[f.name] = raw
-        for name, value in overrides.items():
-            if value is not None:
-                values[name] = _tokens(value) if name.endswith("_tokens") and isinstance(
-                    value, str) else value
+                continue
+            try:
+                values[name] = spec.convert(value)
+            except msgspec.ValidationError:
+                raise InvalidSetting(f"{where}: expected {spec.expected}") from None
         return cls(**values)  # type: ignore[arg-type]
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """One flag per setting (`dest` is the field name; absent flags are None)."""
+        for spec in fields(cls):
+            parser.add_argument(spec.flag, dest=spec.name, metavar=spec.metavar,
+                                help=spec.help_text)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace,
+                  environ: Mapping[str, str] | None = None) -> Self:
+        """Settings from parsed `add_arguments` flags over the environment."""
+        return cls.from_env(environ, **{s.name: getattr(args, s.name) for s in fields(cls)})
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """One setting as its flag, variable and converter see it."""
+
+    name: str
+    type: Any  # the field's annotation, bounds included
+    info: mi.Type  # the same, as msgspec describes it
+    default: object
+    help: str
+    flag: str
+    metavar: str | None
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def expected(self) -> str:
+        return _describe(self.info)
+
+    @property
+    def help_text(self) -> str:
+        if isinstance(self.default, frozenset):
+            default = ", ".join(sorted(self.default)) or "none"
+        elif isinstance(self.default, float):
+            default = _number(self.default)
+        else:
+            default = "unset" if self.default is None else str(self.default)
+        return f"{self.help} ({_describe(self.info)}; default {default}; ${self.env})" \
+            .replace("%", "%%")
+
+    def convert(self, value: object) -> object:
+        """`value` (text from a variable or flag, or already typed) as this field's type."""
+        base = _without_none(self.info)
+        if isinstance(value, str):
+            if isinstance(base, mi.FrozenSetType):
+                value = [t.strip() for t in value.split(",") if t.strip()]
+            elif isinstance(base, mi.LiteralType):  # choices match whatever the case
+                value = next((v for v in base.values if str(v).lower() == value.lower()), value)
+        return msgspec.convert(value, self.type, strict=False)
+
+
+def fields(cls: type[Settings]) -> list[_Spec]:
+    """The settings of `cls` (a subclass may add its own), in definition order."""
+    info = mi.type_info(cls)
+    assert isinstance(info, mi.DataclassType)
+    described = {f.name: f.type for f in info.fields}
+    hints = typing.get_type_hints(cls, include_extras=True)
+    specs = []
+    for f in dataclasses.fields(cls):
+        meta: Mapping[str, Any] = f.metadata
+        specs.append(_Spec(
+            name=f.name,
+            type=hints[f.name],
+            info=described[f.name],
+            default=f.default,
+            help=meta.get("help", ""),
+            flag=meta.get("flag") or "--" + f.name.replace("_", "-"),
+            metavar=meta.get("metavar"),
+        ))
+    return specs
+
+
+def _without_none(info: mi.Type) -> mi.Type:
+    if isinstance(info, mi.UnionType):
+        rest = [t for t in info.types if not isinstance(t, mi.NoneType)]
+        if len(rest) == 1:
+            return rest[0]
+    return info
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _bounds(info: mi.IntType | mi.FloatType) -> str:
+    if info.ge is not None and info.le is not None:
+        return f" from {_number(info.ge)} to {_number(info.le)}"
+    parts = []
+    if info.gt is not None:
+        parts.append(f"above {_number(info.gt)}")
+    if info.ge is not None:
+        parts.append(f"{_number(info.ge)} or more")
+    if info.le is not None:
+        parts.append(f"at most {_number(info.le)}")
+    return (" " + " and ".join(parts)) if parts else ""
+
+
+def _describe(info: mi.Type) -> str:
+    """What a value must be, in words, e.g. "a whole number from 0 to 65535"."""
+    if isinstance(info, mi.Metadata):
+        return _describe(info.type)
+    if isinstance(info, mi.UnionType) and any(isinstance(t, mi.NoneType) for t in info.types):
+        return _describe(_without_none(info))
+    if isinstance(info, mi.BoolType):
+        return "true or false (or 1 or 0)"
+    if isinstance(info, mi.IntType):
+        return "a whole number" + _bounds(info)
+    if isinstance(info, mi.FloatType):
+        return "a number" + _bounds(info)
+    if isinstance(info, mi.LiteralType):
+        return "one of " + ", ".join(map(str, info.values))
+    if isinstance(info, mi.FrozenSetType):
+        return "comma-separated tokens"
+    if isinstance(info, mi.StrType):
+        return "non-empty text" if info.min_length else "text"
+    return str(info)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -18,6 +18,7 @@ import msgspec
 import trio
 
 from .._model import Subscription
+from ..protocol import PolledTask, TaskFrame
 
 __all__ = ["Handler", "Handlers", "Job"]
 
@@ -36,18 +37,16 @@ class Job:
     timeout: float = 60.0
 
     @classmethod
-    def from_frame(cls, frame: Mapping[str, Any]) -> Job:
-        """From the hub's task frame `{"task_id", "task_name", "attrs", "data", "timeout"}`."""
-        data = frame.get("data")
-        if isinstance(data, msgspec.Raw):
-            data = msgspec.json.decode(data)
-        return cls(
-            id=frame["task_id"],
-            name=frame["task_name"],
-            attrs=dict(frame.get("attrs") or {}),
-            data=data,
-            timeout=float(frame.get("timeout") or 60.0),
-        )
+    def from_frame(cls, frame: TaskFrame) -> Job:
+        """From a WebSocket task frame. Raises msgspec.DecodeError for undecodable data."""
+        return cls(id=frame.task_id, name=frame.task_name, attrs=frame.attrs,
+                   data=msgspec.json.decode(frame.data), timeout=frame.timeout)
+
+    @classmethod
+    def from_polled(cls, polled: PolledTask) -> Job:
+        """From a task in a poll's answer. Raises msgspec.DecodeError for undecodable data."""
+        return cls(id=polled.id, name=polled.name, attrs=polled.attrs,
+                   data=msgspec.json.decode(polled.data), timeout=polled.timeout)
 
 
 Handler = Callable[[Job], Awaitable[Any]]
@@ -71,7 +70,7 @@ class Handlers:
 
     def add(self, name: str, fn: Handler, **filter: str | Iterable[str]) -> None:
         if not inspect.iscoroutinefunction(fn) and not inspect.iscoroutinefunction(
-            getattr(fn, "__call__", None)
+            getattr(fn, "__call__", None)  # noqa: B004 - an async __call__, not callable()
         ):
             raise TypeError(f"the handler for {name!r} must be an async function")
         sub = Subscription.of(name, {k: v if isinstance(v, str) else list(v)
@@ -113,7 +112,7 @@ class Handlers:
         except trio.TooSlowError:
             log.warning("task %s (%s) timed out after %gs", job.id, job.name, job.timeout)
             return _error(job, f"handler timed out after {job.timeout:g}s")
-        except Exception as exc:  # noqa: BLE001 - any handler failure is the task's error
+        except Exception as exc:  # any handler failure is the task's error
             log.warning("task %s (%s) failed: %s: %s", job.id, job.name,
                         type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             return _error(job, str(exc) or type(exc).__name__)

@@ -27,6 +27,7 @@ import msgspec
 import trio
 
 from .._model import Subscription
+from ..protocol import MAX_POLL_TASKS, MAX_POLL_WAIT, PolledBatch, PolledTask
 from ._handlers import H, Handlers, Job
 from ._worker import WorkerRejected, default_worker_id
 
@@ -34,28 +35,7 @@ __all__ = ["PollingWorker"]
 
 log = logging.getLogger("workyard.client")
 
-#: the hub's longest long poll
-MAX_WAIT = 60.0
-MAX_TASKS = 100
-
-
-class _Polled(msgspec.Struct):
-    id: str = msgspec.field(name="_id")
-    name: str
-    data: msgspec.Raw = msgspec.Raw(b"null")
-    attrs: dict[str, str] = {}
-    timeout: float = 60.0
-
-    def job(self) -> Job:
-        return Job(id=self.id, name=self.name, attrs=self.attrs,
-                   data=msgspec.json.decode(self.data), timeout=self.timeout)
-
-
-class _Batch(msgspec.Struct):
-    tasks: list[_Polled]
-
-
-_batch = msgspec.json.Decoder(_Batch)
+_batch = msgspec.json.Decoder(PolledBatch)
 _error_body = msgspec.json.Decoder(dict[str, Any])
 
 
@@ -123,10 +103,10 @@ class PollingWorker:
         backoff_min: float = 0.5,
         backoff_max: float = 30.0,
     ) -> None:
-        if not 1 <= concurrency <= MAX_TASKS:
-            raise ValueError(f"concurrency must be 1 to {MAX_TASKS}")
-        if not 0 <= wait <= MAX_WAIT:
-            raise ValueError(f"wait must be 0 to {MAX_WAIT:g} seconds")
+        if not 1 <= concurrency <= MAX_POLL_TASKS:
+            raise ValueError(f"concurrency must be 1 to {MAX_POLL_TASKS}")
+        if not 0 <= wait <= MAX_POLL_WAIT:
+            raise ValueError(f"wait must be 0 to {MAX_POLL_WAIT:g} seconds")
         if heartbeat <= 0:
             raise ValueError("heartbeat must be positive (and below the hub's poll liveness)")
         self.url = url
@@ -286,9 +266,9 @@ class PollingWorker:
         if self._scope is not None:
             self._scope.cancel()
 
-    async def _run_job(self, lane: _Lane, polled: _Polled) -> None:
+    async def _run_job(self, lane: _Lane, polled: PolledTask) -> None:
         try:
-            job = polled.job()
+            job = Job.from_polled(polled)
         except msgspec.DecodeError as exc:  # the hub relays valid JSON; report it if not
             answer = {"task_id": polled.id, "result": "error", "error": f"undecodable data: {exc}"}
         else:

@@ -14,15 +14,12 @@ from typing import Any, Self, TypeVar
 import httpx
 import msgspec
 
+from ..protocol import MAX_BATCH, MAX_TASK_WAIT
+
 __all__ = ["AsyncProducer", "HubError", "Producer"]
 
 T = TypeVar("T")
 Call = Generator[httpx.Request, httpx.Response, T]
-
-#: tasks per POST /tasks (the hub's limit)
-BATCH = 1000
-#: the longest single long-poll the hub accepts; longer waits are split
-MAX_WAIT = 300.0
 
 
 class HubError(Exception):
@@ -58,16 +55,16 @@ class _Calls:
     def submit_many(self, tasks: Iterable[Mapping[str, Any] | msgspec.Struct]) -> Call[list[str]]:
         specs = list(tasks)  # dicts, msgspec Structs (e.g. TaskSpec) or dataclasses
         ids: list[str] = []
-        for start in range(0, len(specs), BATCH):
+        for start in range(0, len(specs), MAX_BATCH):
             response = yield self._request("POST", "/tasks",
-                                           body={"tasks": specs[start:start + BATCH]})
+                                           body={"tasks": specs[start:start + MAX_BATCH]})
             ids.extend(_json(response)["ids"])
         return ids
 
     def result(self, task_id: str, wait: float) -> Call[dict[str, Any]]:
-        rounds = max(1, math.ceil(wait / MAX_WAIT))
+        rounds = max(1, math.ceil(wait / MAX_TASK_WAIT))  # longer waits are split
         for i in range(rounds):
-            this_wait = min(MAX_WAIT, wait - i * MAX_WAIT) if wait > 0 else 0.0
+            this_wait = min(MAX_TASK_WAIT, wait - i * MAX_TASK_WAIT) if wait > 0 else 0.0
             response = yield self._request("GET", f"/tasks/{task_id}",
                                            params={"wait": f"{this_wait:g}"}, wait=this_wait)
             task = _json(response)

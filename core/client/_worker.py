@@ -30,17 +30,15 @@ from trio_websocket import (
     open_websocket_url,
 )
 
+from .._errors import POLICY_VIOLATION
+from ..protocol import MAX_FRAME, ErrorFrame, decode_hub_frame
 from ._handlers import H, Handlers, Job
 
 __all__ = ["Worker", "WorkerRejected", "ws_url"]
 
 log = logging.getLogger("workyard.client")
 
-#: close code the hub uses when it refuses a worker (bad declaration, id taken over)
-POLICY_VIOLATION = 1008
-MAX_FRAME = 16 * 1024 * 1024
 _encode = msgspec.json.Encoder().encode
-_frame = msgspec.json.Decoder(dict[str, object])
 
 
 class WorkerRejected(Exception):
@@ -168,7 +166,7 @@ class Worker:
                 nursery.cancel_scope.cancel()
         finally:
             self._queue = None
-        if closed.code == POLICY_VIOLATION:
+        if closed.code == POLICY_VIOLATION:  # a refusal: reconnecting will not change it
             raise WorkerRejected(f"hub closed the connection: {closed.reason}")
         return f"connection closed ({closed.code} {closed.reason or closed.name})"
 
@@ -181,14 +179,14 @@ class Worker:
             except ConnectionClosed as exc:
                 return exc.reason or CloseReason(1006, "connection lost")
             try:
-                message = _frame.decode(frame)
-                if "error" in message:
+                message = decode_hub_frame(frame)
+                if isinstance(message, ErrorFrame):
                     log.warning("worker %s: the hub reports an error: %s", self.worker_id,
-                                message["error"])
+                                message.error)
                     continue
-                put.send_nowait(Job.from_frame(message))
-            except (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError,
-                    ValueError) as exc:
+                for job in [Job.from_frame(task) for task in message]:
+                    put.send_nowait(job)
+            except (msgspec.DecodeError, ValueError) as exc:
                 log.warning("worker %s: ignoring a malformed frame from the hub (%s): %.200r",
                             self.worker_id, exc, frame)
 

@@ -1,5 +1,13 @@
-"""What crosses a socket: wire structs and limits, shared by the hub and its clients."""
+"""What crosses a socket, defined once for the hub and its clients (`workyard.client`):
 
+* `_tasks`    producer submissions (POST /tasks), every field with its range
+* `_workers`  seed 000 frames between a WebSocket worker and the hub
+* `_polling`  seed 002/004 bodies of polling workers
+* `_limits`   every limit of the protocol
+* `_codec`    the JSON encoder and how validation errors read
+"""
+
+from ._codec import encode, error_text
 from ._limits import (
     FIRST_MESSAGE_TIMEOUT,
     HANDSHAKE_TIMEOUT,
@@ -10,22 +18,25 @@ from ._limits import (
     MAX_NAME,
     MAX_POLL_TASKS,
     MAX_POLL_WAIT,
+    MAX_PRIORITY,
+    MAX_RETRIES,
+    MAX_SECONDS,
     MAX_TASK_WAIT,
+    MIN_PRIORITY,
 )
 from ._polling import PollBody, PolledBatch, PolledTask, Registration, Report
-from ._wire import (
+from ._tasks import TaskSpec, decode_submission
+from ._workers import (
     RESERVED_PARAMS,
     Answer,
     Authorization,
     Declaration,
+    ErrorFrame,
     TaskFrame,
-    TaskSpec,
     decode_answers,
     decode_declarations,
-    decode_submission,
-    encode,
+    decode_hub_frame,
     error_frame,
-    error_text,
     filters_from_query,
     subscriptions_from_query,
 )
@@ -40,11 +51,16 @@ __all__ = [
     "MAX_NAME",
     "MAX_POLL_TASKS",
     "MAX_POLL_WAIT",
+    "MAX_PRIORITY",
+    "MAX_RETRIES",
+    "MAX_SECONDS",
     "MAX_TASK_WAIT",
+    "MIN_PRIORITY",
     "RESERVED_PARAMS",
     "Answer",
     "Authorization",
     "Declaration",
+    "ErrorFrame",
     "PollBody",
     "PolledBatch",
     "PolledTask",
@@ -54,6 +70,7 @@ __all__ = [
     "TaskSpec",
     "decode_answers",
     "decode_declarations",
+    "decode_hub_frame",
     "decode_submission",
     "encode",
     "error_frame",

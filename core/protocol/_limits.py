@@ -13,7 +13,11 @@ __all__ = [
     "MAX_NAME",
     "MAX_POLL_TASKS",
     "MAX_POLL_WAIT",
+    "MAX_PRIORITY",
+    "MAX_RETRIES",
+    "MAX_SECONDS",
     "MAX_TASK_WAIT",
+    "MIN_PRIORITY",
 ]
 
 #: tasks per POST /tasks batch, tasks per WebSocket frame (`max`), reports per poll
@@ -36,3 +40,13 @@ MAX_FRAME = 16 * 1024 * 1024
 FIRST_MESSAGE_TIMEOUT = 30.0
 #: seconds a client of the lean worker port has to complete its upgrade request
 HANDSHAKE_TIMEOUT = 10.0
+
+# --- a submitted task's fields ---------------------------------------------------------
+
+#: a task's `priority`: a signed 64-bit integer, what the store holds
+MIN_PRIORITY = -(2**63)
+MAX_PRIORITY = 2**63 - 1
+#: a task's `retries`: every attempt is kept on the task, so not without bound
+MAX_RETRIES = 1000
+#: a task's `timeout` and `schedule_timeout`, in seconds: a year (which also keeps out inf)
+MAX_SECONDS = 365 * 24 * 3600.0

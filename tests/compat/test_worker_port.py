@@ -21,10 +21,11 @@ import pytest
 import trio
 from conftest import NET_TIMEOUT, Served, StartServer, http_client
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
-from workyard import Settings
-from workyard.cli import main
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Ping, Pong, Request, TextMessage
+
+from workyard import Settings
+from workyard.cli import main
 
 TOKENS = {"worker_tokens": frozenset({"w"}), "producer_tokens": frozenset({"p"})}
 PRODUCER = {"Authorization": "Bearer p"}

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from conftest import NET_TIMEOUT, Served, StartServer
 from trio_websocket import CloseReason, ConnectionClosed
 
 from workyard import Settings
@@ -31,7 +32,6 @@ from workyard.client import (
 )
 from workyard.client._worker import ws_url
 
-from conftest import NET_TIMEOUT, Served, StartServer
 
 async def _echo(job: Job) -> Any:
     return {"data": job.data, "attrs": job.attrs}

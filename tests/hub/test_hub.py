@@ -15,8 +15,8 @@ import trio
 from conftest import RecordingLink
 
 from workyard import Hub, Outcome, Subscription, Task, TaskState
-from workyard.testing import MemoryStore
 from workyard.protocol import Answer
+from workyard.testing import MemoryStore
 
 StartHub = Callable[..., Awaitable[Hub]]
 

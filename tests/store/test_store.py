@@ -58,7 +58,7 @@ async def test_find_filters_newest_first(sqlite_store: SQLiteStore) -> None:
     a1, b1, a2 = task("a"), task("b"), task("a")
     await sqlite_store.tasks.insert([a1, b1, a2])
     await finish(sqlite_store, a1, TaskState.DONE, 5.0)
-    ids = lambda ts: [t.id for t in ts]  # noqa: E731
+    ids = lambda ts: [t.id for t in ts]
     assert ids(await sqlite_store.tasks.find(name=None, state=None, limit=10)) == [a2.id, b1.id, a1.id]
     assert ids(await sqlite_store.tasks.find(name="a", state=None, limit=10)) == [a2.id, a1.id]
     assert ids(await sqlite_store.tasks.find(name="a", state=TaskState.DONE, limit=10)) == [a1.id]

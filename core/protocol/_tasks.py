@@ -1,0 +1,88 @@
+"""Producer submissions: POST /tasks takes one task or `{"tasks": [...]}`.
+
+Every field of a task has its range in its annotation, so a value the scheduler or
+the store could not hold (a priority beyond 64 bits, an infinite timeout) is refused
+at the edge with a 400 naming the field, in one msgspec pass.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from .._errors import InvalidInput
+from .._model import JSON_NULL, Task
+from ._codec import error_text
+from ._limits import MAX_BATCH, MAX_NAME, MAX_PRIORITY, MAX_RETRIES, MAX_SECONDS, MIN_PRIORITY
+
+__all__ = ["TaskSpec", "decode_submission"]
+
+Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME,
+                           description="the task name workers declare")]
+Priority = Annotated[int, Meta(ge=MIN_PRIORITY, le=MAX_PRIORITY,
+                               description="higher runs first; a signed 64-bit integer")]
+Seconds = Annotated[float, Meta(gt=0, le=MAX_SECONDS,
+                                description="seconds, above 0 and at most a year")]
+Retries = Annotated[int, Meta(ge=0, le=MAX_RETRIES,
+                              description="attempts after the first one; each is kept")]
+Key = Annotated[str, Meta(min_length=1, description="idempotency key")]
+
+
+class TaskSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """One task as a producer submits it."""
+
+    name: Name
+    attrs: dict[str, str] = {}
+    data: msgspec.Raw = JSON_NULL
+    priority: Priority = 0
+    #: seconds one attempt may take
+    timeout: Seconds = 60.0
+    retries: Retries = 3
+    #: seconds the task may wait for a worker before it fails
+    schedule_timeout: Seconds | None = None
+    key: Key | None = None
+
+    def to_task(self, now: float) -> Task:
+        return Task(
+            id=uuid.uuid4().hex,
+            name=self.name,
+            attrs=self.attrs,
+            data=self.data,
+            priority=self.priority,
+            timeout=self.timeout,
+            retries=self.retries,
+            schedule_timeout=self.schedule_timeout,
+            key=self.key,
+            created=now,
+        )
+
+
+_envelope = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_one = msgspec.json.Decoder(TaskSpec)
+_many = msgspec.json.Decoder(list[TaskSpec])
+
+
+def decode_submission(body: bytes) -> tuple[list[TaskSpec], bool]:
+    """Parse POST /tasks: returns (specs, was_batch). Raises InvalidInput naming the field."""
+    try:
+        envelope = _envelope.decode(body)
+        if "tasks" not in envelope:
+            return [_one.decode(body)], False
+        if len(envelope) != 1:
+            raise InvalidInput("a batch is {\"tasks\": [...]} with no other fields")
+        try:
+            specs = _many.decode(envelope["tasks"])
+        except msgspec.ValidationError as exc:  # `tasks` itself is wrong: msgspec names no path
+            if " - at `$" in str(exc):
+                raise
+            raise msgspec.ValidationError(f"{exc} - at `$.tasks`") from None
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise InvalidInput(error_text(exc).replace("`$[", "`$.tasks[")) from None
+    if not specs:
+        raise InvalidInput("`tasks` must hold at least one task")
+    if len(specs) > MAX_BATCH:
+        raise InvalidInput(f"`tasks` holds {len(specs)} tasks; at most {MAX_BATCH}")
+    return specs, True
