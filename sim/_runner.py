@@ -1,12 +1,14 @@
 """The runner: the real hub, simulated workers and producers, under trio's MockClock.
 
-`Hub` runs as it does in the server — scheduler, queue actors, purge actor —
-with an in-memory store. Around it, one driver actor plays every simulated
-worker and producer from a calendar of timed events (arrivals, service
-completions, disconnects, polls). Each simulated worker is the `Link` the hub
-delivers to, and talks back only through the hub's worker API (`attach`,
-`answer`, `detach`, `open_poll`, `close_poll`), so every decision is the
-hub's own.
+`Hub` runs as it does in the server — scheduler, queue actors, liveness watch,
+purge actor — with an in-memory store. Around it, one driver actor plays every
+simulated worker and producer from a calendar of timed events (arrivals, service
+completions, disconnects, polls). A simulated WebSocket worker is the `Link` the
+hub delivers to and talks back through the hub's worker API (`attach`, `answer`,
+`detach`), as the WebSocket transport does; a simulated polling worker goes
+through the real polling transport (`PollingFleet`: polls, leases, reports,
+liveness), each poll an actor of its own, as an HTTP request would be. Every
+decision is the hub's own.
 
 Time moves in ticks (`Scenario.ticks_per_second`). The driver jumps the mock
 clock to the next tick that has events, after letting every hub actor that is
@@ -28,13 +30,15 @@ from array import array
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import trio
 import trio.testing
 
-from workyard import Hub, Policy, Task, TaskState
+from workyard import Conflict, Hub, Policy, Task, TaskState
+from workyard.protocol import Answer, Report
 from workyard.store import Change, FinishTask
 from workyard.testing import MemoryStore
-from workyard.protocol import Answer
+from workyard.transports import Poll, Poller, PollingFleet
 
 from ._oracle import SpecificityOracle
 from ._scenario import FleetGroup, Scenario, Stream
@@ -111,12 +115,12 @@ def simulate(scenario: Scenario, policy: Policy = Policy.EVEN, *,
 
 
 class _Worker:
-    """One simulated worker. It is its own `Link`: the hub calls `deliver` on it."""
+    """One simulated worker. A WebSocket one is its own `Link`: the hub calls `deliver`
+    on it; a polling one gets its tasks from the polls it makes."""
 
     __slots__ = (
         "assignments", "attached", "busy", "completed", "connected", "generation", "group", "id",
-        "inbox", "poll_id", "poll_open", "poll_scheduled", "polling", "returning", "running",
-        "since", "sim",
+        "poll", "poll_scheduled", "poller", "polling", "running", "since", "sim",
     )
 
     def __init__(self, sim: _Simulation, group: FleetGroup, worker_id: str) -> None:
@@ -128,12 +132,10 @@ class _Worker:
         self.generation = 0
         #: executions in progress on this connection: execution id -> (start time, task id)
         self.running: dict[int, tuple[float, str]] = {}
-        # polling: tasks handed over by the open poll, and its bookkeeping
-        self.inbox: list[Task] = []
-        self.poll_open = False
-        self.poll_id = 0
+        # polling: the hub's poller for it, the poll in progress, or one on the calendar
+        self.poller: Poller | None = None
+        self.poll: Poll | None = None
         self.poll_scheduled = False
-        self.returning = False
         self.assignments = 0
         self.completed = 0
         self.busy = 0.0
@@ -206,13 +208,13 @@ class _Simulation:
         #: of the ticks that have some (cheaper than one heap entry per event)
         self.calendar: dict[int, list[tuple[int, Any, Any, int]]] = {}
         self.ticks: list[int] = []
-        self.poll_ids = itertools.count(1)
         self.exec_ids = itertools.count(1)
         #: the current simulated time, and the first tick at or after it
         self.now = 0.0
         self.now_tick = 0
         self.hub = Hub(_RecordingStore(self), policy=policy, wall_clock=lambda: 0.0,
                        seed=scenario.seed)
+        self.fleet = PollingFleet(self.hub)
         # per task, indexed by arrival number
         self.created = array("d")
         self.assigned = array("d")
@@ -281,14 +283,17 @@ class _Simulation:
                     kind, w, item, n = events[i]
                     i += 1
                     if kind == _DONE:
-                        done(w, item, n)
+                        if w.polling:
+                            await self._report(w, item, n)
+                        else:
+                            done(w, item, n)
                     elif kind == _ARRIVE:
                         await self._arrive(item, tick)
                     elif kind == _POLL:
                         if n == w.generation:
                             self._poll(w)
                     elif kind == _POLL_END:
-                        if n == w.poll_id and w.poll_open:
+                        if item is w.poll:
                             self._poll_end(w)
                     elif kind == _DISCONNECT:
                         self._disconnect(w)
@@ -377,7 +382,7 @@ class _Simulation:
     # -- workers: websocket and polling ---------------------------------------------------
 
     def delivered(self, w: _Worker, task: Task) -> None:
-        """The hub dispatched `task` to `w`."""
+        """The hub dispatched `task` to `w` (or a poll of `w`'s brought it)."""
         self.events += 1
         w.assignments += 1
         if len(task.attempts) > 1:
@@ -387,13 +392,7 @@ class _Simulation:
             self.assigned[int(task.id[1:])] = self.now
         if not self.oracle.allows(w.group.name, w.group.subscriptions, task.name, task.attrs):
             self.violations += 1
-        if w.polling:
-            w.inbox.append(task)
-            if not w.returning:  # the held poll answers with what it got
-                w.returning = True
-                self._push(self.now_tick, _POLL_END, w, None, w.poll_id)
-        else:
-            self._execute(w, task)
+        self._execute(w, task)
 
     def _execute(self, w: _Worker, task: Task) -> None:
         exec_id = next(self.exec_ids)
@@ -402,10 +401,11 @@ class _Simulation:
         self._push(self._after(w.group.service.sample(self.service_rng)), _DONE, w, task,
                    exec_id)
 
-    def _done(self, w: _Worker, task: Task, exec_id: int) -> None:
+    def _finish_execution(self, w: _Worker, task: Task, exec_id: int) -> Answer | None:
+        """End an execution; its answer, or None if a disconnect aborted it."""
         execution = w.running.pop(exec_id, None)
         if execution is None:
-            return  # aborted by a disconnect
+            return None
         self.executing -= 1
         w.busy += self.now - execution[0]
         w.completed += 1
@@ -413,12 +413,26 @@ class _Simulation:
             self.redelivered[task.id] += 1
         rate = w.group.error_rate
         if rate and self.error_rng.random() < rate:
-            answer = Answer(task.id, "error", error="simulated failure")
-        else:
-            answer = Answer(task.id, "done")
-        if self.hub.answer(w.id, answer) is not None:
+            return Answer(task.id, "error", error="simulated failure")
+        return Answer(task.id, "done")
+
+    def _done(self, w: _Worker, task: Task, exec_id: int) -> None:
+        answer = self._finish_execution(w, task, exec_id)
+        if answer is not None and self.hub.answer(w.id, answer) is not None:
             self.ignored += 1
-        if w.polling and not (w.poll_open or w.poll_scheduled):
+
+    async def _report(self, w: _Worker, task: Task, exec_id: int) -> None:
+        """A polling worker reports a finished task, as a request of its own."""
+        answer = self._finish_execution(w, task, exec_id)
+        if answer is None:
+            return
+        ok = answer.result == "done"
+        report = (Report(task.id, "done") if ok else
+                  Report(task.id, "failed", error=msgspec.Raw(b'"simulated failure"')))
+        self.fleet.poller(w.id, w.group.subscriptions[0])  # the request proves it alive
+        if await self.fleet.report(w.id, [report]):
+            self.ignored += 1  # its lease had ended and the task is final: a late answer
+        if not (w.poll or w.poll_scheduled):
             self._schedule_poll(w, 0.0)
 
     def _connect(self, w: _Worker) -> None:
@@ -426,14 +440,18 @@ class _Simulation:
         w.connected = True
         w.since = self.now
         self.oracle.attach(g.subscriptions)  # before: the backlog may be delivered at once
-        self.hub.attach(w.id, g.subscriptions, w, capacity=g.capacity, transport=g.transport)
+        if w.polling:  # attached by its first poll
+            self._schedule_poll(w, 0.0)
+        else:
+            self.hub.attach(w.id, g.subscriptions, w, capacity=g.capacity,
+                            transport=g.transport)
         if g.churn is not None:
             uptime = self.churn_rng.expovariate(1.0 / g.churn.mtbf)
             self._push(self._after(uptime), _DISCONNECT, w)
-        if w.polling:
-            self._schedule_poll(w, 0.0)
 
     def _disconnect(self, w: _Worker) -> None:
+        """The worker dies. A WebSocket's connection ends with it; a poller just stops
+        polling, and the hub finds out when its liveness window runs out."""
         assert w.group.churn is not None
         now = self.now
         w.connected = False
@@ -444,10 +462,14 @@ class _Simulation:
         self.aborted += len(w.running)
         self.executing -= len(w.running)
         w.running.clear()
-        w.inbox.clear()
-        w.poll_open = w.poll_scheduled = w.returning = False
+        w.poll_scheduled = False
+        if w.poll is not None:  # its request is cut off
+            assert w.poller is not None
+            self.fleet.close(w.poller, w.group.subscriptions[0].name, w.poll, cut_off=True)
+            w.poll = None
         self.oracle.detach(w.group.subscriptions)
-        self.hub.detach(w.id, w)
+        if not w.polling:
+            self.hub.detach(w.id, w)
         self._push(self._after(w.group.churn.reconnect.sample(self.churn_rng)), _RECONNECT, w)
 
     def _schedule_poll(self, w: _Worker, delay: float) -> None:
@@ -456,38 +478,42 @@ class _Simulation:
         self._push(tick, _POLL, w, None, w.generation)
 
     def _poll(self, w: _Worker) -> None:
-        """Open a poll for as many tasks as the worker has free slots."""
+        """Send a poll for as many tasks as the worker has free slots; it is answered as
+        soon as a task is dispatched into it, or after `wait` with nothing."""
         w.poll_scheduled = False
         free = w.group.capacity - len(w.running)
-        if free <= 0 or w.poll_open:
+        if free <= 0 or w.poll is not None:
             return  # a completion polls again
         poll = w.group.poll
-        w.poll_id = next(self.poll_ids)
-        w.poll_open = True
-        w.returning = False
-        for name in dict.fromkeys(s.name for s in w.group.subscriptions):
-            self.hub.open_poll(w.id, name, min(free, poll.max or free))
-        if not w.returning:  # nothing yet: hold the poll open for `wait`
-            self._push(self.now_tick + round(poll.wait * self.per_tick), _POLL_END,
-                       w, None, w.poll_id)
+        sub = w.group.subscriptions[0]
+        w.poller = self.fleet.poller(w.id, sub)
+        w.poll = self.fleet.open(w.poller, sub.name, min(free, poll.max or free))
+        if w.poll.tasks:
+            self._poll_end(w)
+            return
+        opened = w.poll
+        # answered in this tick once something arrives (a repeat finds it answered)
+        opened.notify = lambda: self._push(self.now_tick, _POLL_END, w, opened)
+        self._push(self.now_tick + round(poll.wait * self.per_tick), _POLL_END, w, opened)
 
     def _poll_end(self, w: _Worker) -> None:
         """The poll answers: execute what it brought, then poll again."""
-        for name in dict.fromkeys(s.name for s in w.group.subscriptions):
-            self.hub.close_poll(w.id, name)
-        w.poll_open = w.returning = False
-        tasks, w.inbox = w.inbox, []
+        assert w.poller is not None and w.poll is not None
+        poll, w.poll = w.poll, None
+        try:
+            tasks = self.fleet.close(w.poller, w.group.subscriptions[0].name, poll)
+        except Conflict:  # the hub dropped this poller meanwhile: poll again
+            tasks = []
         for task in tasks:
-            self._execute(w, task)
+            self.delivered(w, task)
         if w.group.capacity > len(w.running):
             self._schedule_poll(w, 0.0 if tasks else w.group.poll.interval)
 
     # -- measuring -----------------------------------------------------------------------
 
     def _sample(self, now: float) -> None:
-        queues = self.hub.queues().values()
-        self.depth.append((now, sum(q["queued"] for q in queues),
-                           sum(q["running"] for q in queues)))
+        queues = self.hub.scheduler.queues.values()
+        self.depth.append((now, sum(q.queued for q in queues), sum(q.running for q in queues)))
         self._push(self._tick_of(now + self.sample_every), _SAMPLE)
 
     def _stop(self) -> None:
@@ -500,13 +526,14 @@ class _Simulation:
                     w.busy += now - start
         self._sample(now)
         live = {(w.id, task_id) for w in self.workers for _, task_id in w.running.values()}
-        live.update((w.id, task.id) for w in self.workers for task in w.inbox)
+        pollers = {w.id for w in self.workers if w.polling}
         tracked = self.hub.scheduler.tasks
         for task in tracked.values():
             if task.state is TaskState.QUEUED:
                 self.unfinished += 1
                 continue
-            if (task.worker, task.id) in live:
+            # a poller's lease that nobody works on runs out and the task is rescheduled
+            if (task.worker, task.id) in live or task.worker in pollers:
                 self.unfinished += 1
             else:
                 self.lost += 1

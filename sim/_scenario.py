@@ -310,6 +310,9 @@ def _group(raw: Any, where: str) -> FleetGroup:
     transport = f.text("transport", "websocket")
     if transport not in ("websocket", "polling"):
         raise ScenarioError(f"{where}.transport must be websocket or polling")
+    if transport == "polling" and len(subs) != 1:
+        raise ScenarioError(f"{where}: a polling worker polls one queue with one filter, so "
+                            "it needs exactly one subscription")
     poll = Poll()
     if "poll" in f.raw:
         p = _Fields(f.raw.pop("poll"), f"{where}.poll")

@@ -1,6 +1,6 @@
 """The HTTP face of the hub: the producer API and the fleet views (quart-trio).
 
-Worker transports register their own routes (`_ws.py`, `_polling.py`).
+Worker protocols register their own routes (`compat`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from .._auth import Auth, Role, bearer
 from .._config import Settings
 from .._errors import Conflict, InvalidInput, NotFound, TooLarge, Unauthorized, WorkyardError
 from .._model import TaskState
-from ..hub import Hub
+from ..hub import Hub, queue_views, worker_views
 from ..protocol import MAX_LIST, MAX_TASK_WAIT, decode_submission, encode
 
 __all__ = ["create_app", "json_response"]
@@ -116,29 +116,22 @@ def create_app(hub: Hub, settings: Settings) -> QuartTrio:
             raise InvalidInput(f"`state` must be one of {', '.join(TaskState)}") from None
         limit = int(number_arg("limit", 100, 1, MAX_LIST))
         name = request.args.get("name")
-        live = hub.scheduler.tasks
-        if state is not None and not state.final:  # only the scheduler knows who runs what
-            found = sorted((t for t in live.values() if t.state is state
-                            and (name is None or t.name == name)), key=lambda t: -t.seq)[:limit]
-        else:
-            found = [live.get(t.id, t) for t in
-                     await hub.store.tasks.find(name=name, state=state, limit=limit)]
-        return json_response({"tasks": found})
+        return json_response({"tasks": await hub.find(name=name, state=state, limit=limit)})
 
     @app.get("/workers")
     async def workers() -> Response:
         require(auth, Role.ANY)
-        return json_response({"workers": hub.workers()})
+        return json_response({"workers": worker_views(hub)})
 
     @app.get("/queues")
     async def queues() -> Response:
         require(auth, Role.ANY)
-        return json_response({"queues": hub.queues()})
+        return json_response({"queues": queue_views(hub)})
 
     @app.get("/health")
     async def health() -> Response:
-        return json_response({"ok": True, "workers": len(hub.scheduler.workers),
-                              "unfinished": len(hub.scheduler.tasks)})
+        return json_response({"ok": True, "workers": len(hub.sessions),
+                              "unfinished": hub.unfinished})
 
     return app
 

@@ -5,14 +5,19 @@ It owns the actors of a running hub, all children of one trio nursery:
 * the store's writer (group commit),
 * one actor per queue (task name) that keeps its deadlines — task timeouts and
   schedule timeouts — and applies them on time,
+* a drain actor that carries on a large dispatch in budgeted steps, so a worker
+  taking a big backlog never holds the event loop for long,
+* the liveness watch, which detaches workers that fell silent,
 * a purge actor that drops old final tasks.
 
-Worker connections are actors too (see `_ws.py` and `_polling.py`): each
-attaches through `attach()` and, when it ends for any reason, its `finally`
-calls `detach()`, which reschedules everything it held in the same step.
+Worker connections are actors too (see `transports`): each attaches through
+`attach()`, which opens (or resumes) the worker's `Session`, and when it ends for
+any reason its `finally` calls `detach()`, which reschedules everything it held in
+the same step.
 
-Every scheduler call returns effects; `_apply` carries them out: deliver a task
-to its worker's link, persist a final state, announce it once it is durable.
+Every scheduler call returns effects; `_apply` carries them out — deliver a task
+to its worker's link, record the attempt, persist a final state, announce it once
+it is durable — and publishes each as an event on `events`.
 """
 
 from __future__ import annotations
@@ -22,43 +27,46 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 
-from .._model import Outcome, Subscription, Task, TaskState
+from .._model import Attempt, Outcome, Subscription, Task, TaskState
 from ..protocol import Answer
-from ..scheduling import Dispatch, Effect, Finished, Policy, Requeued, Scheduler, WorkerState
+from ..scheduling import UNCHANGED, Dispatch, Effect, Finished, Policy, Requeued, Scheduler
 from ..store import MemoryStore, Store
+from ._events import (
+    EventStream,
+    TaskCancelled,
+    TaskDispatched,
+    TaskFinished,
+    TaskRequeued,
+    TaskSubmitted,
+    WorkerAttached,
+    WorkerCapacityChanged,
+    WorkerDetached,
+)
+from ._sessions import Link, Liveness, LivenessWatch, Session, Sessions
 
-__all__ = ["Counts", "Hub", "Link"]
+__all__ = ["Hub", "QueueStats"]
 
 log = logging.getLogger("workyard.hub")
 
-
-class Link(Protocol):
-    """How the hub reaches one attached worker."""
-
-    def deliver(self, task: Task) -> None:
-        """Hand `task` to the worker's transport. Must not block."""
-
-    def close(self, reason: str) -> None:
-        """End the connection (another connection took over its worker id)."""
-
-
-@dataclass(slots=True)
-class Counts:
-    """Answers and losses of one attached worker, or of one queue, counted from effects."""
-
-    processed: int = 0
-    failed: int = 0
-    lost: int = 0
+REPLACED = "replaced by a new connection with the same worker_id"
 
 
 @dataclass(slots=True)
 class _Waiter:
     event: trio.Event = field(default_factory=trio.Event)
     task: Task | None = None
+
+
+@dataclass(slots=True)
+class QueueStats:
+    """Answers per task name since the hub started."""
+
+    processed: int = 0
+    failed: int = 0
 
 
 class Hub:
@@ -70,30 +78,34 @@ class Hub:
         default_capacity: int = 32,
         retention: float = 24 * 3600.0,
         purge_interval: float = 600.0,
+        ping_interval: float = 20.0,
+        ping_timeout: float = 10.0,
+        poll_liveness: float = 60.0,
+        drain_budget: int | None = 256,
         wall_clock: Callable[[], float] = time.time,
         seed: int | None = None,
     ) -> None:
         self.store: Store = store if store is not None else MemoryStore()
-        self.scheduler = Scheduler(policy, seed=seed)  # seed: Policy.RANDOM's choices
+        # seed: Policy.RANDOM's choices
+        self.scheduler = Scheduler(policy, seed=seed, drain_budget=drain_budget)
         self.default_capacity = default_capacity
         self.retention = retention
         self.purge_interval = purge_interval
+        #: seconds between the pings WebSocket transports send to prove a worker alive
+        self.ping_interval = ping_interval
+        self.events = EventStream(self.now)
+        self.sessions = Sessions()
+        self.liveness = LivenessWatch({Liveness.POLL: poll_liveness}, self.now, self._expire)
+        self.queue_stats: dict[str, QueueStats] = {}
         #: what `now()` reads at start; the simulator passes `lambda: 0.0` so hub time
         #: equals trio's mock time exactly and runs are reproducible
         self._wall_clock = wall_clock
-        self._links: dict[str, Link] = {}
-        #: by attached worker id: "websocket" or "polling"
-        self.transports: dict[str, str] = {}
-        #: by attached worker id, since it attached
-        self.worker_counts: dict[str, Counts] = {}
-        #: by queue (task name), since the hub started
-        self.queue_counts: dict[str, Counts] = {}
-        self._draining = False
         self._waiters: dict[str, list[_Waiter]] = {}
         #: final in the scheduler, not yet durable
         self._finishing: dict[str, Task] = {}
         self._queue_wake: dict[str, trio.Event] = {}
         self._queue_until: dict[str, float] = {}
+        self._drain_wake = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._offset = 0.0
         #: `ws://host:port/work/queue` of the lean worker port, set by `serve` if it runs one
@@ -107,18 +119,36 @@ class Hub:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run)
             self._nursery = nursery
-            recovered = await self.store.tasks.unfinished()
-            now = self.now()
-            for task in recovered:
-                self._submit(task, now)
-            if recovered:
-                log.info("recovered %d unfinished tasks from the store", len(recovered))
+            nursery.start_soon(self._drain_actor)
+            await self._recover()
+            nursery.start_soon(self.liveness.run, self._trio_time)
             nursery.start_soon(self._purge_actor)
             task_status.started(self)
             try:
                 await trio.sleep_forever()
             finally:
                 self._nursery = None
+
+    async def _recover(self) -> None:
+        """Queue again what was not final when the hub last stopped. An attempt that was
+        running then was cut off with its worker: it counts as a lost-worker attempt."""
+        recovered = await self.store.tasks.unfinished()
+        now = self.now()
+        for task in recovered:
+            if task.state is TaskState.RUNNING and task.attempts:
+                cut = task.attempts[-1]
+                cut.ended, cut.outcome = now, Outcome.WORKER_LOST
+                self.events.publish(TaskRequeued(task=task.id, name=task.name,
+                                                 worker=cut.worker, reason=cut.outcome))
+                if task.lost_attempts() > task.retries:
+                    task.state, task.finished = TaskState.FAILED, now
+                    task.error = (f"attempt {len(task.attempts)} was cut off by a hub restart "
+                                  f"({cut.worker}); retries={task.retries} are exhausted")
+                    self._apply([Finished(task, cut.worker)])
+                    continue
+            self._submit(task, now)
+        if recovered:
+            log.info("recovered %d unfinished tasks from the store", len(recovered))
 
     def start_soon(self, fn: Any, *args: Any) -> None:
         """Run another actor (e.g. a transport's liveness check) in the hub's nursery."""
@@ -130,6 +160,9 @@ class Hub:
         """Wall-clock seconds, advancing with trio's clock (virtual under MockClock)."""
         return trio.current_time() + self._offset
 
+    def _trio_time(self, hub_time: float) -> float:
+        return hub_time - self._offset
+
     # -- producers --------------------------------------------------------------
 
     async def submit(self, tasks: list[Task]) -> list[str]:
@@ -140,6 +173,8 @@ class Hub:
         now = self.now()
         for task, task_id in zip(tasks, ids):
             if task.id == task_id:
+                self.events.publish(TaskSubmitted(task=task.id, name=task.name,
+                                                  attrs=task.attrs, priority=task.priority))
                 self._submit(task, now)
         return ids
 
@@ -171,13 +206,29 @@ class Hub:
                 waiters.remove(waiter)
                 if not waiters:
                     del self._waiters[task_id]
-        return waiter.task or self.scheduler.tasks.get(task_id) or await self.store.tasks.get(task_id)
+        return (waiter.task or self.scheduler.tasks.get(task_id)
+                or await self.store.tasks.get(task_id))
+
+    async def find(self, *, name: str | None, state: TaskState | None,
+                   limit: int) -> list[Task]:
+        """Tasks newest first, as they stand now (only the scheduler knows who runs what)."""
+        live = self.scheduler.tasks
+        if state is not None and not state.final:
+            matching = (t for t in live.values()
+                        if t.state is state and (name is None or t.name == name))
+            return sorted(matching, key=lambda t: -t.seq)[:limit]
+        stored = await self.store.tasks.find(name=name, state=state, limit=limit)
+        return [live.get(t.id, t) for t in stored]
 
     async def cancel(self, task_id: str) -> Task | None:
         """Cancel a task that is not final; returns it as stored (None if unknown)."""
         if task_id in self.scheduler.tasks:
             self._apply(self.scheduler.cancel(task_id, now=self.now()))
         return await self.get(task_id)
+
+    @property
+    def unfinished(self) -> int:
+        return len(self.scheduler.tasks)
 
     # -- workers ----------------------------------------------------------------
 
@@ -189,48 +240,95 @@ class Hub:
         *,
         capacity: int | None = None,
         transport: str = "websocket",
-    ) -> WorkerState:
-        """Attach a worker; a previous connection with the same id is closed and detached.
+        liveness: Liveness = Liveness.CONNECTION,
+        anonymous: bool = False,
+    ) -> Session:
+        """Attach a worker and open (or resume) its session; a previous connection with
+        the same id is closed and detached. Raises ValueError for a bad declaration.
 
         `capacity`: tasks in flight at once; None for the hub's default, 0 for no limit.
+        Polling workers (`liveness=POLL`) take tasks only into polls they open.
         """
-        old = self._links.get(worker_id)
-        if old is not None:
+        old = self.sessions.attached.get(worker_id)
+        if old is not None and old.link is not None:
             log.info("worker %s reconnected; closing its previous connection", worker_id)
-            old.close("replaced by a new connection with the same worker_id")
-            self.detach(worker_id, old)
+            old_link = old.link
+            old_link.close(REPLACED)
+            self.detach(worker_id, old_link, REPLACED)
         if capacity is None:
             capacity = self.default_capacity
-        effects = self.scheduler.attach(
-            worker_id, subscriptions, now=self.now(), polling=transport == "polling",
-            capacity=capacity or None,  # 0: unlimited
-        )
-        self._links[worker_id] = link
-        self.transports[worker_id] = transport
-        self.worker_counts[worker_id] = Counts()
-        worker = self.scheduler.workers[worker_id]
-        log.info("worker %s attached (%s): %s", worker_id, transport,
-                 ", ".join(_describe(s) for s in worker.subscriptions))
+        now = self.now()
+        effects = self.scheduler.attach(worker_id, subscriptions, now=now,
+                                        capacity=capacity or None,  # 0: unlimited
+                                        polling=liveness is Liveness.POLL)
+        state = self.scheduler.workers[worker_id]
+        session = self.sessions.get(worker_id)
+        if session is None:
+            session = Session(worker_id, transport, liveness, state.subscriptions,
+                              state.capacity, since=now, connected=now, last_seen=now,
+                              anonymous=anonymous)
+        else:  # the same worker again: its counters carry on
+            session.transport, session.liveness = transport, liveness
+            session.subscriptions, session.capacity = state.subscriptions, state.capacity
+            session.connected = session.last_seen = now
+            session.holds = 0
+        session.link = link
+        session.generation += 1
+        self.sessions.attach(session)
+        self.liveness.watch(session)
+        self.events.publish(WorkerAttached(
+            worker=worker_id, transport=transport, capacity=state.capacity,
+            subscriptions=[s.to_json() for s in state.subscriptions]))
+        if not anonymous:
+            log.info("worker %s attached (%s): %s", worker_id, transport,
+                     ", ".join(_describe(s) for s in state.subscriptions))
         self._apply(effects)
-        return worker
+        return session
 
-    def detach(self, worker_id: str, link: Link) -> None:
+    def detach(self, worker_id: str, link: Link, reason: str = "connection closed") -> None:
         """Detach a worker if `link` is still its connection; its tasks are rescheduled."""
-        if self._links.get(worker_id) is not link:
+        session = self.sessions.attached.get(worker_id)
+        if session is None or session.link is not link:
             return
-        del self._links[worker_id]
-        del self.transports[worker_id]
-        del self.worker_counts[worker_id]
         effects = self.scheduler.detach(worker_id, now=self.now())
-        log.info("worker %s detached; %d outstanding tasks rescheduled", worker_id,
-                 sum(isinstance(e, Requeued) for e in effects))
+        self.sessions.detach(session)
+        requeued = sum(type(e) is Requeued for e in effects)
+        self.events.publish(WorkerDetached(worker=worker_id, reason=reason, requeued=requeued))
+        if not session.anonymous or requeued:
+            log.info("worker %s detached (%s); %d outstanding tasks rescheduled", worker_id,
+                     reason, requeued)
         self._apply(effects)
+
+    def update(self, worker_id: str, *, subscriptions: Iterable[Subscription] | None = None,
+               capacity: Any = UNCHANGED) -> None:
+        """Change an attached worker's subscriptions and/or capacity (0: unlimited) in
+        place: it keeps its outstanding tasks and its session."""
+        session = self.sessions.attached[worker_id]
+        if capacity is not UNCHANGED and capacity is not None:
+            capacity = capacity or None
+        effects = self.scheduler.update(worker_id, now=self.now(), subscriptions=subscriptions,
+                                        capacity=capacity)
+        state = self.scheduler.workers[worker_id]
+        session.subscriptions = state.subscriptions
+        if state.capacity != session.capacity:
+            session.capacity = state.capacity
+            self.events.publish(WorkerCapacityChanged(worker=worker_id,
+                                                      capacity=state.capacity))
+        self._apply(effects)
+
+    def alive(self, session: Session) -> None:
+        """Proof of life from the worker's transport (a pong, a frame, a poll)."""
+        session.last_seen = self.now()
 
     def answer(self, worker_id: str, answer: Answer) -> str | None:
         """Apply a worker's answer. Returns why it was ignored, or None."""
         ok = answer.result == "done"
+        now = self.now()
+        session = self.sessions.attached.get(worker_id)
+        if session is not None:
+            session.last_seen = now
         effects, ignored = self.scheduler.complete(
-            worker_id, answer.task_id, ok=ok, now=self.now(),
+            worker_id, answer.task_id, ok=ok, now=now,
             result=answer.data if ok else None, error=answer.error,
         )
         if ignored is not None:
@@ -239,51 +337,35 @@ class Hub:
         return ignored
 
     def open_poll(self, worker_id: str, name: str, room: int) -> None:
+        """A polling worker may now take up to `room` tasks called `name`."""
         self._apply(self.scheduler.open_poll(worker_id, name, room, now=self.now()))
 
     def close_poll(self, worker_id: str, name: str) -> None:
         self.scheduler.close_poll(worker_id, name)
 
-    # -- views ------------------------------------------------------------------
-
-    def workers(self) -> list[dict[str, Any]]:
-        views = []
-        for w in self.scheduler.workers.values():
-            counts = self.worker_counts.get(w.id, Counts())
-            views.append({
-                "id": w.id,
-                "transport": self.transports.get(w.id, "websocket"),
-                "subscriptions": [s.to_json() for s in w.subscriptions],
-                "capacity": w.capacity,
-                "outstanding": len(w.outstanding),
-                "processed": counts.processed,
-                "failed": counts.failed,
-                "lost": counts.lost,
-                "connected_since": w.connected,
-            })
-        return views
-
-    def queues(self) -> dict[str, dict[str, int]]:
-        views = {}
-        for name, q in sorted(self.scheduler.queues.items()):
-            counts = self.queue_counts.get(name, Counts())
-            views[name] = {
-                "queued": q.queued,
-                "running": q.running,
-                "workers": len(q.workers),
-                "processed": counts.processed,
-                "failed": counts.failed,
-            }
-        return views
+    def _expire(self, session: Session, reason: str) -> None:
+        """The liveness watch found `session` silent: drop it, reschedule its tasks."""
+        link = session.link
+        if link is None:
+            return
+        log.info("worker %s is gone: %s", session.id, reason)
+        link.close(reason)
+        self.detach(session.id, link, reason)
 
     # -- effects ----------------------------------------------------------------
 
     def _apply(self, effects: list[Effect]) -> None:
+        publish = self.events.publish
         for effect in effects:
             if type(effect) is Dispatch:
-                self._links[effect.worker].deliver(effect.task)
-                self.store.tasks.started(effect.task)
-                self._watch(effect.task.name)
+                task = effect.task
+                link = self.sessions.attached[effect.worker].link
+                assert link is not None
+                link.deliver(task)
+                self.store.tasks.started(task)
+                self._watch(task.name)
+                publish(TaskDispatched(task=task.id, name=task.name, worker=effect.worker,
+                                       attempt=len(task.attempts)))
             elif type(effect) is Finished:
                 task = effect.task
                 if effect.worker is not None:
@@ -291,52 +373,49 @@ class Hub:
                 self._finishing[task.id] = task
                 self.store.tasks.finish(task, self._announce)
             elif type(effect) is Requeued:
-                counts = self.worker_counts.get(effect.worker)
-                if counts is not None:
-                    counts.lost += 1
-                log.info("task %s lost worker %s (%s); rescheduled", effect.task.id,
-                         effect.worker, effect.outcome)
-        if self.scheduler.pending and not self._draining:
-            self._continue_drain()
+                task = effect.task
+                lost = self.sessions.get(effect.worker)
+                if lost is not None:
+                    lost.lost += 1
+                publish(TaskRequeued(task=task.id, name=task.name, worker=effect.worker,
+                                     reason=effect.outcome))
+                log.info("task %s lost worker %s (%s); rescheduled", task.id, effect.worker,
+                         effect.outcome)
+        if self.scheduler.pending:
+            self._drain_wake.set()
 
-    def _count(self, task: Task, worker: str) -> None:
-        """Count the answer or the loss of `worker` that ended `task`."""
-        outcome = next(a.outcome for a in reversed(task.attempts) if a.worker == worker)
-        counts = self.worker_counts.get(worker)
+    def _count(self, task: Task, worker_id: str) -> None:
+        """Credit the answer (or the loss) that ended `task` to its worker and queue."""
+        attempt = _attempt_of(task, worker_id)
+        session = self.sessions.get(worker_id)
+        outcome = attempt.outcome if attempt is not None else None
         if outcome is Outcome.DONE or outcome is Outcome.ERROR:
-            queue = self.queue_counts.setdefault(task.name, Counts())
+            stats = self.queue_stats.get(task.name)
+            if stats is None:
+                stats = self.queue_stats[task.name] = QueueStats()
             if outcome is Outcome.DONE:
-                queue.processed += 1
+                stats.processed += 1
             else:
-                queue.failed += 1
-            if counts is not None:
+                stats.failed += 1
+            if session is not None:
                 if outcome is Outcome.DONE:
-                    counts.processed += 1
+                    session.processed += 1
                 else:
-                    counts.failed += 1
-        elif counts is not None:  # lost, retries exhausted
-            counts.lost += 1
-
-    def _continue_drain(self) -> None:
-        """The scheduler left a drain pending: finish it in steps, checkpointing between."""
-        if self._nursery is None:  # not running: nobody else to let in
-            while self.scheduler.pending:
-                self._apply(self.scheduler.drain(now=self.now()))
-            return
-        self._draining = True
-        self._nursery.start_soon(self._drain_actor)
-
-    async def _drain_actor(self) -> None:
-        try:
-            while self.scheduler.pending:
-                await trio.lowlevel.checkpoint()
-                self._apply(self.scheduler.drain(now=self.now()))
-        finally:
-            self._draining = False
+                    session.failed += 1
+        elif session is not None and outcome is not None:  # retries exhausted by a loss
+            session.lost += 1
 
     def _announce(self, task: Task) -> None:
         """A final state is durable: show it."""
         self._finishing.pop(task.id, None)
+        last = task.attempts[-1] if task.attempts else None
+        if task.state is TaskState.CANCELLED:
+            running = last is not None and last.outcome is Outcome.CANCELLED
+            self.events.publish(TaskCancelled(task=task.id, name=task.name,
+                                              worker=last.worker if running else None))
+        else:
+            self.events.publish(TaskFinished(task=task.id, name=task.name, state=task.state,
+                                             worker=_ended_by(task), error=task.error))
         if task.state is TaskState.FAILED:
             log.info("task %s (%s) failed: %s", task.id, task.name, task.error)
         for waiter in self._waiters.pop(task.id, ()):
@@ -366,12 +445,22 @@ class Hub:
             if deadline is None:
                 await wake.wait()
             else:
-                with trio.move_on_at(deadline - self._offset) as scope:
+                with trio.move_on_at(self._trio_time(deadline)) as scope:
                     await wake.wait()
                 if scope.cancelled_caught:  # due: don't let float rounding leave it pending
                     self._apply(self.scheduler.expire(name, now=max(self.now(), deadline)))
                     continue
             self._apply(self.scheduler.expire(name, now=self.now()))
+
+    async def _drain_actor(self) -> None:
+        """Carries on dispatches the scheduler deferred at its budget, one step at a
+        time with a checkpoint between, so workers, producers and pings keep being served."""
+        while True:
+            await self._drain_wake.wait()
+            self._drain_wake = trio.Event()
+            while self.scheduler.pending:
+                self._apply(self.scheduler.drain(now=self.now()))
+                await trio.sleep(0)
 
     async def _purge_actor(self) -> None:
         while True:
@@ -379,6 +468,21 @@ class Hub:
             purged = await self.store.tasks.purge(self.now() - self.retention)
             if purged:
                 log.info("purged %d final tasks older than %g s", purged, self.retention)
+
+
+def _attempt_of(task: Task, worker_id: str) -> Attempt | None:
+    """`worker_id`'s attempt that ended `task`: its answer, else its last one."""
+    mine = [a for a in task.attempts if a.worker == worker_id]
+    return next((a for a in reversed(mine) if a.outcome in (Outcome.DONE, Outcome.ERROR)),
+                mine[-1] if mine else None)
+
+
+def _ended_by(task: Task) -> str | None:
+    """The worker whose answer or loss made `task` final; None for a schedule timeout."""
+    for attempt in reversed(task.attempts):
+        if attempt.outcome in (Outcome.DONE, Outcome.ERROR):
+            return attempt.worker
+    return task.attempts[-1].worker if task.attempts else None
 
 
 def _describe(sub: Subscription) -> str:

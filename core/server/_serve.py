@@ -15,11 +15,17 @@ from quart_trio import QuartTrio
 
 from .._auth import Auth
 from .._config import Settings
-from ..compat import add_polling_routes, add_websocket_routes
+from ..compat import (
+    QueueConfigurations,
+    Registry,
+    add_polling_routes,
+    add_registry_routes,
+    add_websocket_routes,
+)
 from ..http import create_app
 from ..hub import Hub
 from ..store import MemoryStore, SQLiteStore, Store
-from ..transports import serve_worker_port
+from ..transports import PollingFleet, serve_worker_port
 
 __all__ = ["build_app", "open_listener", "serve"]
 
@@ -58,8 +64,11 @@ def open_listener(settings: Settings, port: int | None = None) -> socket.socket:
 def build_app(hub: Hub, settings: Settings) -> QuartTrio:
     """The quart-trio app with every route: producers, views and worker transports."""
     app = create_app(hub, settings)
-    add_websocket_routes(app, hub, Auth(settings))
-    add_polling_routes(app, hub, settings)
+    auth = Auth(settings)
+    fleet = PollingFleet(hub)
+    add_websocket_routes(app, hub, auth)
+    add_polling_routes(app, fleet, auth, QueueConfigurations(hub.store))
+    add_registry_routes(app, Registry(hub, fleet), auth)
     return app
 
 
@@ -72,7 +81,8 @@ def open_store(settings: Settings) -> Store:
 def open_hub(settings: Settings) -> Hub:
     """The hub `serve` runs unless it is given one (tests build it to keep a handle)."""
     return Hub(open_store(settings), default_capacity=settings.default_capacity,
-               retention=settings.retention)
+               retention=settings.retention, ping_interval=settings.ping_interval,
+               ping_timeout=settings.ping_timeout, poll_liveness=settings.poll_liveness)
 
 
 async def serve(

@@ -1,7 +1,18 @@
-"""How workers reach the hub, with no HTTP framework in between: the WebSocket worker
-session (any WebSocket server) and the lean trio + wsproto server."""
+"""How workers reach the hub, with no HTTP framework in them: the WebSocket worker
+session (any WebSocket server), the lean trio + wsproto server, and polling leases."""
 
 from ._lean import serve_worker_port
+from ._polling import ANONYMOUS, Poll, Poller, PollingFleet, Problem
 from ._websocket import WorkerSocket, WorkerUpgrade, serve_worker
 
-__all__ = ["WorkerSocket", "WorkerUpgrade", "serve_worker", "serve_worker_port"]
+__all__ = [
+    "ANONYMOUS",
+    "Poll",
+    "Poller",
+    "PollingFleet",
+    "Problem",
+    "WorkerSocket",
+    "WorkerUpgrade",
+    "serve_worker",
+    "serve_worker_port",
+]

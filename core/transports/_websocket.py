@@ -214,7 +214,7 @@ async def serve_worker(upgrade: WorkerUpgrade, hub: Hub, auth: Auth) -> None:
                 for answer in answers:
                     hub.answer(worker_id, answer)
     finally:
-        hub.detach(worker_id, conn)
-    if conn.closed_because:  # another connection took over this worker id
+        hub.detach(worker_id, conn, conn.closed_because or "connection closed")
+    if conn.closed_because:  # the hub dropped it (another connection took over its id)
         displaced = Conflict(conn.closed_because)
         await socket.close(displaced.close_code, displaced.reason)

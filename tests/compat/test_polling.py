@@ -53,12 +53,16 @@ async def until(condition: Any, limit: int = 1000) -> None:
     raise AssertionError("condition never held")
 
 
-def parked(served: Served, key: str) -> Any:
-    """A condition: the polling worker `key` ("worker_id@queue") has a poll open."""
+def parked(served: Served, worker_id: str) -> Any:
+    """A condition: the polling worker `worker_id` has a poll open."""
     def check() -> bool:
-        worker = served.hub.scheduler.workers.get(key)
+        worker = served.hub.scheduler.workers.get(worker_id)
         return worker is not None and any(worker.rooms.values())
     return check
+
+
+def attached(served: Served, worker_id: str) -> bool:
+    return worker_id in served.hub.sessions.attached
 
 
 @pytest.fixture
@@ -187,7 +191,7 @@ async def test_a_waiting_long_poll_is_answered_on_submit(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(long_poll)
-        await until(parked(virtual, "p1@resize"))
+        await until(parked(virtual, "p1"))
         await trio.sleep(25)  # the poll just waits...
         assert "response" not in got
         submitted_at = trio.current_time()
@@ -214,7 +218,7 @@ async def test_an_expired_lease_goes_to_a_websocket_worker(
     assert state["state"] == "done" and state["result"] == "x"
     assert trio.current_time() - start == pytest.approx(5.0, abs=0.01)
     assert [(a["worker"], a["outcome"]) for a in state["attempts"]] == [
-        ("p1@resize", "timeout"), ("ws1", "done")]
+        ("p1", "timeout"), ("ws1", "done")]
     # The poller's late report is a harmless duplicate, not an error.
     late = await poll(vhttp, body={"worker_id": "p1", "max": 0,
                                    "tasks": [{"_id": task_id, "status": "done"}]})
@@ -233,9 +237,9 @@ async def test_a_silent_poller_is_gone_after_the_liveness_window(
         nursery.cancel_scope.cancel()
     assert state["state"] == "done"
     assert state["attempts"][0]["outcome"] == "worker_lost"
-    # poll_liveness is 30 s; the sweep looks at most liveness/20 late.
-    assert 30.0 <= trio.current_time() - start <= 31.5
-    assert "p1@resize" not in virtual.hub.scheduler.workers
+    # poll_liveness is 30 s, and the liveness watch wakes when it runs out
+    assert trio.current_time() - start == pytest.approx(30.0)
+    assert not attached(virtual, "p1")
 
 
 async def test_a_waiting_poll_keeps_its_worker_alive(
@@ -264,22 +268,22 @@ async def test_a_newer_poll_supersedes_a_waiting_one_and_delete_ends_it(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(partial(long_poll, json={"worker_id": "p1"}))
-        await until(parked(virtual, "p1@resize"))
+        await until(parked(virtual, "p1"))
         start = trio.current_time()
         nursery.start_soon(partial(long_poll, json={"max": 2}, headers={"X-Worker-Id": "p1"}))
         await until(lambda: len(responses) == 1)
         assert responses[0].status_code == 204 and trio.current_time() == start
-        assert virtual.hub.scheduler.workers["p1@resize"].rooms["resize"] == 2
+        assert virtual.hub.scheduler.workers["p1"].rooms["resize"] == 2
         batch = await vhttp.post("/tasks", json={"tasks": [{"name": "resize"}] * 2})
     # Both tasks, dispatched in the same step, come back in one response.
     assert [t["_id"] for t in responses[1].json()["tasks"]] == batch.json()["ids"]
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(partial(long_poll, json={"worker_id": "p2"}))
-        await until(parked(virtual, "p2@resize"))
+        await until(parked(virtual, "p2"))
         assert (await vhttp.delete("/w/resize", params={"worker_id": "p2"})).status_code == 204
     assert responses[2].status_code == 409 and "unregistered" in responses[2].json()["error"]
-    assert "p2@resize" not in virtual.hub.scheduler.workers
+    assert not attached(virtual, "p2")
 
 
 # --- one fleet ---------------------------------------------------------------------------
@@ -298,7 +302,7 @@ async def test_most_specific_match_crosses_transports(
     async with trio.open_nursery() as nursery:
         await nursery.start(echo_worker, virtual.ws("/work/queue?task=resize&cloud=aws"))
         nursery.start_soon(long_poll, "generic", {}, generic_poller)
-        await until(parked(virtual, "generic@resize"))
+        await until(parked(virtual, "generic"))
         aws = await submit(vhttp, attrs={"cloud": "aws"})
         assert (await task_state(vhttp, aws, wait=10))["state"] == "done"  # the WS worker's
         gcp = await submit(vhttp, attrs={"cloud": "gcp"})
@@ -310,7 +314,7 @@ async def test_most_specific_match_crosses_transports(
     async with trio.open_nursery() as nursery:
         await nursery.start(echo_worker, virtual.ws("/work/queue?task=resize"))
         nursery.start_soon(long_poll, "aws", {"cloud": "aws,azure"}, aws_poller)
-        await until(parked(virtual, "aws@resize"))
+        await until(parked(virtual, "aws"))
         aws = await submit(vhttp, attrs={"cloud": "aws"})
         await until(lambda: bool(aws_poller))
         plain = await submit(vhttp)
@@ -338,7 +342,7 @@ async def test_even_spread_counts_polling_and_websocket_workers(
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(long_poll)
-            await until(parked(virtual, "p@resize"))
+            await until(parked(virtual, "p"))
             second = await submit(vhttp)
         assert got == [second]
         await ws.get_message()
@@ -398,18 +402,62 @@ async def test_named_and_anonymous_reports_do_not_mix(http: httpx.AsyncClient) -
     assert (await task_state(http, anon_task))["state"] == "done"
 
 
-async def test_changing_filters_while_holding_leases_is_refused(
-    http: httpx.AsyncClient
+async def test_a_poller_that_changes_filters_keeps_its_leases_and_counters(
+    server: Served, http: httpx.AsyncClient
 ) -> None:
+    done_first = await submit(http, attrs={"cloud": "aws"})
     held = await submit(http, attrs={"cloud": "aws"})
-    assert (await poll(http, body={"worker_id": "w"}, cloud="aws")).status_code == 200
-    refused = await poll(http, body={"worker_id": "w"}, cloud="gcp")
-    assert refused.status_code == 409 and "other filters" in refused.json()["error"]
-    # Reporting in the same request frees the worker to change.
-    changed = await poll(http, body={"worker_id": "w", "tasks": [{"_id": held,
-                                                                   "status": "done"}]},
-                         cloud="gcp")
-    assert changed.status_code == 204
+    assert (await poll(http, body={"worker_id": "w", "max": 2}, cloud="aws")).status_code == 200
+    report = {"worker_id": "w", "max": 0, "tasks": [{"_id": done_first, "status": "done"}]}
+    assert (await poll(http, body=report, cloud="aws")).status_code == 204
+    gcp = await submit(http, attrs={"cloud": "gcp"})
+    changed = await poll(http, body={"worker_id": "w"}, cloud="gcp")
+    assert [t["_id"] for t in changed.json()["tasks"]] == [gcp]
+    assert (await task_state(http, held))["state"] == "running"  # still leased to w
+    [worker] = (await http.get("/workers")).json()["workers"]
+    assert worker["id"] == "w" and worker["processed"] == 1 and worker["outstanding"] == 2
+    assert worker["subscriptions"] == [{"name": "resize", "filter": {"cloud": ["gcp"]}}]
+    report = {"worker_id": "w", "max": 0, "tasks": [{"_id": held, "status": "done"},
+                                                     {"_id": gcp, "status": "done"}]}
+    assert (await poll(http, body=report, cloud="gcp")).status_code == 204
+    [worker] = (await http.get("/workers")).json()["workers"]
+    assert worker["processed"] == 3 and worker["outstanding"] == 0
+
+
+async def test_a_poller_polling_two_queues_under_one_id_is_one_worker(
+    server: Served, http: httpx.AsyncClient
+) -> None:
+    resize, crop = await submit(http, "resize"), await submit(http, "crop")
+    assert (await poll(http, "resize", body={"worker_id": "p"})).status_code == 200
+    assert (await poll(http, "crop", body={"worker_id": "p"})).status_code == 200
+    [worker] = (await http.get("/workers")).json()["workers"]
+    assert worker["id"] == "p" and worker["transport"] == "polling"
+    assert worker["outstanding"] == 2
+    assert [s["name"] for s in worker["subscriptions"]] == ["resize", "crop"]
+    # either queue's poll may report either task: it is one worker
+    report = {"worker_id": "p", "max": 0, "tasks": [{"_id": resize, "status": "done"},
+                                                     {"_id": crop, "status": "done"}]}
+    assert (await poll(http, "crop", body=report)).status_code == 204
+    [worker] = (await http.get("/workers")).json()["workers"]
+    assert (worker["outstanding"], worker["processed"]) == (0, 2)
+
+
+async def test_a_poll_takes_only_tasks_of_its_own_queue(
+    virtual: Served, vhttp: httpx.AsyncClient, autojump_clock: trio.testing.MockClock
+) -> None:
+    got: list[httpx.Response] = []
+
+    async def long_poll() -> None:
+        got.append(await poll(vhttp, "resize", body={"worker_id": "p"}, wait=30))
+
+    assert (await poll(vhttp, "crop", body={"worker_id": "p", "max": 0})).status_code == 204
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(long_poll)
+        await until(parked(virtual, "p"))
+        crop = await submit(vhttp, "crop")  # p serves crop but has no crop poll open
+        resize = await submit(vhttp, "resize")
+    assert [t["_id"] for t in got[0].json()["tasks"]] == [resize]
+    assert (await task_state(vhttp, crop))["state"] == "queued"
 
 
 # --- presque routes ----------------------------------------------------------------------
@@ -460,7 +508,7 @@ async def test_presque_counts_survive_a_liveness_detach(
     await poll(vhttp, body={"worker_id": "w1", "max": 0,
                             "tasks": [{"_id": task_id, "status": "done"}]})
     await trio.sleep(60)  # silent past the window: detached
-    assert "w1@resize" not in virtual.hub.scheduler.workers
+    assert not attached(virtual, "w1")
     view = (await vhttp.get("/w/", params={"worker_id": "w1"})).json()
     assert view["processed"] == 1
 
@@ -481,7 +529,7 @@ async def test_polling_worker_client_runs_batches(server: Served, http: httpx.As
 
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
-        assert "sdk@resize" in server.hub.scheduler.workers
+        assert attached(server, "sdk")
         ids = [await submit(http, data=i, attrs={"cloud": "aws"}) for i in range(10)]
         bad = await submit(http, data="fail", attrs={"cloud": "aws"})
         states = [await task_state(http, i, wait=NET_TIMEOUT) for i in ids]
@@ -490,7 +538,7 @@ async def test_polling_worker_client_runs_batches(server: Served, http: httpx.As
     assert [s["result"] for s in states] == [{"doubled": i * 2} for i in range(10)]
     assert failed["state"] == "failed" and failed["error"] == "no can do"
     assert sorted(seen) == sorted([*ids, bad])
-    await until(lambda: "sdk@resize" not in server.hub.scheduler.workers)  # said goodbye
+    await until(lambda: not attached(server, "sdk"))  # said goodbye
 
 
 async def test_polling_worker_rejected_by_the_hub(start_server: StartServer, hub_db: str) -> None:

@@ -225,7 +225,7 @@ async def test_worker_reconnects_when_the_hub_drops_the_connection(server: Serve
         task_id = await hub.submit("job")
         with trio.fail_after(NET_TIMEOUT):
             await started.wait()
-            server.hub._links["w1"].scope.cancel()  # type: ignore[attr-defined]  # hub hangs up
+            server.hub.sessions.attached["w1"].link.scope.cancel()  # type: ignore[union-attr]  # hub hangs up
             task = await hub.result(task_id, wait=NET_TIMEOUT)
         assert task["state"] == "done" and task["result"] == 2
         assert [a["outcome"] for a in task["attempts"]] == ["worker_lost", "done"]

@@ -269,7 +269,7 @@ async def test_workers_and_queues_shapes(server: Served, http: httpx.AsyncClient
         queues = (await http.get("/queues")).json()
     [worker] = workers["workers"]
     assert set(worker) == {"id", "transport", "subscriptions", "capacity", "outstanding",
-                           "processed", "failed", "lost", "connected_since"}
+                           "processed", "failed", "lost", "connected_since", "since"}
     assert worker["id"] == "w1" and worker["transport"] == "websocket"
     assert worker["capacity"] == 3 and worker["outstanding"] == 1
     assert worker["subscriptions"] == [

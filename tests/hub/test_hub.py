@@ -15,6 +15,7 @@ import trio
 from conftest import RecordingLink
 
 from workyard import Hub, Outcome, Subscription, Task, TaskState
+from workyard.hub import QueueView, queue_views, worker_views
 from workyard.protocol import Answer
 from workyard.testing import MemoryStore
 
@@ -47,7 +48,7 @@ async def test_timeout_redispatches_to_another_worker(
     await trio.sleep(0.2)
     assert b.ids == [t.id]
     assert t.attempts[0].outcome is Outcome.TIMEOUT
-    assert hub.queues()["tag"]["running"] == 1
+    assert queue_views(hub)["tag"].running == 1
 
 
 async def test_schedule_timeout_fails_a_task_nobody_takes(
@@ -75,7 +76,7 @@ async def test_timeouts_exhaust_retries_and_the_failure_says_why(
     assert final is not None and final.state is TaskState.FAILED
     assert "timed out" in final.error and "retries=2" in final.error
     assert link.ids == [t.id] * 3
-    assert hub.workers()[0]["outstanding"] == 0
+    assert worker_views(hub)[0].outstanding == 0
 
 
 async def test_wait_returns_as_soon_as_the_task_is_final(
@@ -172,7 +173,7 @@ async def test_same_worker_id_reconnecting_replaces_the_old_link(start_hub: Star
     assert old.closed is not None and "replaced" in old.closed
     assert new.ids == [t.id]
     hub.detach("w", old)  # the old connection's finally: must not detach the new one
-    assert "w" in hub.scheduler.workers and t.worker == "w"
+    assert "w" in hub.sessions.attached and t.worker == "w"
     assert hub.answer("w", done(t.id)) is None
 
 
@@ -192,18 +193,18 @@ async def test_late_answer_wins_and_the_duplicate_is_ignored(
     assert hub.answer("nobody", done(t.id)) is not None
     final = await hub.get(t.id)
     assert final is not None and bytes(final.result) == b'"a"'
-    assert [w["outstanding"] for w in hub.workers()] == [0, 0]
+    assert [w.outstanding for w in worker_views(hub)] == [0, 0]
 
 
 async def test_views(start_hub: StartHub) -> None:
     hub = await start_hub()
     hub.attach("a", [Subscription.of("tag", {"cloud": "aws,gcp"})], RecordingLink(), capacity=4)
     await hub.submit([task(attrs={"cloud": "aws"}), task(attrs={"cloud": "azure"})])
-    [worker] = hub.workers()
-    assert worker["id"] == "a" and worker["capacity"] == 4 and worker["outstanding"] == 1
-    assert worker["subscriptions"] == [{"name": "tag", "filter": {"cloud": ["aws", "gcp"]}}]
-    assert hub.queues() == {"tag": {"queued": 1, "running": 1, "workers": 1, "processed": 0,
-                                    "failed": 0}}
+    [worker] = worker_views(hub)
+    assert worker.id == "a" and worker.capacity == 4 and worker.outstanding == 1
+    assert worker.subscriptions == [{"name": "tag", "filter": {"cloud": ["aws", "gcp"]}}]
+    assert queue_views(hub) == {"tag": QueueView(queued=1, running=1, workers=1, processed=0,
+                                                 failed=0)}
 
 
 async def test_old_final_tasks_are_purged(

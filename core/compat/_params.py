@@ -1,0 +1,50 @@
+"""Request parameters the polling and registry routes share: names, ids, bounded numbers."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from quart import request
+
+from .._errors import InvalidInput
+from ..protocol import MAX_NAME
+from ..transports import ANONYMOUS
+
+__all__ = ["WORKER_HEADER", "bounded", "name", "worker_id"]
+
+WORKER_HEADER = "X-Worker-Id"
+
+
+def name(value: str, what: str) -> str:
+    if not value or len(value) > MAX_NAME or not value.isprintable():
+        raise InvalidInput(f"{what} must be 1 to {MAX_NAME} printable characters, not {value!r}")
+    return value
+
+
+def worker_id(body_value: str | None, *headers: str) -> str | None:
+    """The worker's id from the body, else the first of `headers`, else `?worker_id=`."""
+    candidates = [body_value, *(request.headers.get(h) for h in headers),
+                  request.args.get("worker_id")]
+    value = next((c for c in candidates if c is not None), None)
+    if value is None:
+        return None
+    name(value, "`worker_id`")
+    if value.startswith(ANONYMOUS.split("-")[0] + "-"):
+        raise InvalidInput("`worker_id` must not start with 'anonymous-' (reserved for "
+                           "pollers without an identity)")
+    return value
+
+
+def bounded(body_value: float | None, param: str, default: float, high: float) -> float:
+    """A number from the body, else the query, within 0 … `high`."""
+    raw: Any = body_value if body_value is not None else request.args.get(param)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"`{param}` must be a number, not {raw!r}") from None
+    if math.isnan(value) or not 0 <= value <= high:
+        raise InvalidInput(f"`{param}` must be between 0 and {high:g}")
+    return value

@@ -1,0 +1,172 @@
+"""What happened in a hub, as typed events on one in-process stream.
+
+Every state change comes out of the one place that applies scheduler effects
+(`Hub._apply`) or changes the fleet (`Hub.attach`, `Hub.detach`, `Hub.update`),
+numbered in order. Metrics, the dashboard, an event outbox and statistics all read
+this stream instead of reaching into the hub.
+
+A subscriber can never slow the scheduler down: `publish` appends to each
+subscriber's bounded buffer and returns; a subscriber that falls behind loses its
+oldest events and is told so by a `Missed` event where the gap is.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+
+import msgspec
+import trio
+
+from .._model import Outcome, TaskState
+
+__all__ = [
+    "Event",
+    "EventStream",
+    "Missed",
+    "TaskCancelled",
+    "TaskDispatched",
+    "TaskFinished",
+    "TaskRequeued",
+    "TaskSubmitted",
+    "WorkerAttached",
+    "WorkerCapacityChanged",
+    "WorkerDetached",
+]
+
+#: events a subscriber may fall behind by before it starts missing some
+DEFAULT_BUFFER = 10_000
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    #: position in the hub's stream: consecutive, starting at 1
+    seq: int = 0
+    #: hub time (wall-clock seconds)
+    at: float = 0.0
+
+
+class TaskSubmitted(Event, tag="task.submitted"):
+    task: str
+    name: str
+    attrs: dict[str, str]
+    priority: int
+
+
+class TaskDispatched(Event, tag="task.dispatched"):
+    task: str
+    name: str
+    worker: str
+    attempt: int
+
+
+class TaskRequeued(Event, tag="task.requeued"):
+    task: str
+    name: str
+    worker: str
+    reason: Outcome
+
+
+class TaskFinished(Event, tag="task.finished"):
+    """A final state (done or failed), published once it is durable."""
+
+    task: str
+    name: str
+    state: TaskState
+    #: whose answer or loss ended it; None for a schedule timeout
+    worker: str | None
+    error: str | None = None
+
+
+class TaskCancelled(Event, tag="task.cancelled"):
+    task: str
+    name: str
+    #: the worker that was running it, if any
+    worker: str | None
+
+
+class WorkerAttached(Event, tag="worker.attached"):
+    worker: str
+    transport: str
+    subscriptions: list[dict[str, object]]
+    capacity: int | None
+
+
+class WorkerDetached(Event, tag="worker.detached"):
+    worker: str
+    reason: str
+    #: tasks it held, rescheduled in the same step
+    requeued: int
+
+
+class WorkerCapacityChanged(Event, tag="worker.capacity_changed"):
+    worker: str
+    capacity: int | None
+
+
+class Missed(Event, tag="missed"):
+    """This subscriber fell behind: `count` events before this point were dropped."""
+
+    count: int
+
+
+class _Subscriber:
+    __slots__ = ("buffer", "missed", "size", "wake")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.buffer: deque[Event] = deque()
+        self.missed = 0
+        self.wake = trio.Event()
+
+
+class EventStream:
+    """Numbered events, fanned out to bounded subscriber buffers."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._seq = 0
+        self._subscribers: set[_Subscriber] = set()
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    def publish(self, event: Event) -> Event:
+        """Number `event`, stamp it with the hub's time and hand it to every subscriber."""
+        self._seq += 1
+        event = msgspec.structs.replace(event, seq=self._seq, at=self._clock())
+        for sub in self._subscribers:
+            if len(sub.buffer) >= sub.size:
+                sub.buffer.popleft()
+                sub.missed += 1
+            sub.buffer.append(event)
+            sub.wake.set()
+        return event
+
+    @contextmanager
+    def subscribe(self, buffer: int = DEFAULT_BUFFER) -> Iterator[AsyncIterator[Event]]:
+        """Events from now on, for as long as the block lasts:
+
+            with hub.events.subscribe() as events:
+                async for event in events: ...
+        """
+        if buffer < 1:
+            raise ValueError("a subscriber needs room for at least one event")
+        sub = _Subscriber(buffer)
+        self._subscribers.add(sub)
+        try:
+            yield self._receive(sub)
+        finally:
+            self._subscribers.discard(sub)
+
+    async def _receive(self, sub: _Subscriber) -> AsyncIterator[Event]:
+        while True:
+            if not sub.buffer:
+                sub.wake = trio.Event()
+                await sub.wake.wait()
+            if sub.missed:
+                count, sub.missed = sub.missed, 0
+                first = sub.buffer[0]
+                yield Missed(seq=first.seq - 1, at=first.at, count=count)
+            yield sub.buffer.popleft()
