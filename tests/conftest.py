@@ -7,7 +7,7 @@
   (`http_client(url)` makes one for any other server).
 * `start_hub(**hub_kwargs)` runs a `Hub` on a `MemoryStore` with no network, for
   tests that drive time with `autojump_clock`.
-* `RecordingLink` stands in for a worker connection: it records what the hub sends.
+* `RecordingLink` (from `workyard.testing`) stands in for a worker connection.
 * `echo_worker(ws_url)` is a WebSocket worker (trio-websocket, plain JSON) that answers
   every task with its own data; start it with `nursery.start`.
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,30 +26,12 @@ import pytest
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from workyard import Hub, Settings, SQLiteStore, Task, serve
+from workyard import Hub, Settings, SQLiteStore, serve
 from workyard.server import open_hub
 from workyard.testing import MemoryStore
 
 #: Upper bound for any wait on a real socket; a bound, never a sleep.
 NET_TIMEOUT = 10.0
-
-
-@dataclass(eq=False)
-class RecordingLink:
-    """A fake `Link`: the tasks the hub delivered, and why it was closed (if it was)."""
-
-    tasks: list[Task] = field(default_factory=list)
-    closed: str | None = None
-
-    def deliver(self, task: Task) -> None:
-        self.tasks.append(task)
-
-    def close(self, reason: str) -> None:
-        self.closed = reason
-
-    @property
-    def ids(self) -> list[str]:
-        return [t.id for t in self.tasks]
 
 
 @dataclass

@@ -9,11 +9,11 @@ from collections.abc import Awaitable, Callable
 import msgspec
 import trio
 import trio.testing
-from conftest import RecordingLink
 
 from workyard import Hub, Outcome, Subscription, Task, TaskState
 from workyard.hub import Event, Missed, TaskCancelled, TaskFinished, TaskSubmitted, WorkerAttached
 from workyard.protocol import Answer
+from workyard.testing import RecordingLink
 
 StartHub = Callable[..., Awaitable[Hub]]
 

@@ -12,12 +12,11 @@ from collections.abc import Awaitable, Callable
 import msgspec
 import pytest
 import trio
-from conftest import RecordingLink
 
 from workyard import Hub, Outcome, Subscription, Task, TaskState
 from workyard.hub import QueueView, queue_views, worker_views
 from workyard.protocol import Answer
-from workyard.testing import MemoryStore
+from workyard.testing import MemoryStore, RecordingLink
 
 StartHub = Callable[..., Awaitable[Hub]]
 

@@ -8,11 +8,11 @@ from collections.abc import Awaitable, Callable
 
 import trio
 import trio.testing
-from conftest import RecordingLink
 
 from workyard import Hub, Outcome, SQLiteStore, Subscription, Task, TaskState
 from workyard.hub import Liveness, worker_views
 from workyard.protocol import Answer
+from workyard.testing import RecordingLink
 
 StartHub = Callable[..., Awaitable[Hub]]
 
