@@ -1,7 +1,7 @@
-"""The public protocols workyard speaks: Resoto's worker queue (seed 000), Katar's
-polling workers (seed 002) and presque's worker registry (seed 004)."""
+"""The public HTTP protocols workyard speaks: Katar's polling workers (seed 002) and
+presque's worker registry (seed 004). Resoto's worker queue (seed 000, WebSocket) is
+`transports`: it needs no HTTP framework."""
 
 from ._katar import PollingFleet, add_polling_routes
-from ._resoto import add_websocket_routes
 
-__all__ = ["PollingFleet", "add_polling_routes", "add_websocket_routes"]
+__all__ = ["PollingFleet", "add_polling_routes"]
