@@ -76,7 +76,7 @@ def _peer(stream: trio.SocketStream) -> object:
     try:
         return stream.socket.getpeername()
     except OSError:
-        return "a closed socket"
+        return "a peer already gone"
 
 
 async def serve_front(
@@ -90,6 +90,7 @@ async def serve_front(
     `lean` or to `http`, with the bytes already read."""
 
     async def handle(stream: trio.SocketStream) -> None:
+        peer = _peer(stream)  # while it is open: a failed handler may have closed it
         async with stream:
             try:
                 try:
@@ -100,7 +101,7 @@ async def serve_front(
                     return  # connected and left
                 await (lean if to_lean else http)(stream, received)
             except Exception:  # one connection's failure must not end the server
-                log.exception("connection from %s failed", _peer(stream))
+                log.exception("connection from %s failed", peer)
 
     listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(listener))]
     await trio.serve_listeners(handle, listeners, task_status=task_status)
