@@ -17,8 +17,8 @@ def _tokens(value: str | None) -> frozenset[str]:
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8470
-    #: a second port serving only `GET /work/queue` from a lean WebSocket server (0: a
-    #: free port); None: workers use the main port alone
+    #: an optional second port serving only `GET /work/queue`, from the same lean WebSocket
+    #: server as the main port (0: a free port); None: workers use the main port alone
     worker_port: int | None = None
     #: SQLite file; ":memory:" keeps nothing across restarts
     db: str = "workyard.db"

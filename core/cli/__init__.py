@@ -63,8 +63,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8470; 0 picks a free one)")
     p.add_argument("--worker-port", type=int, metavar="N",
-                   help="also serve GET /work/queue on port N from a lean WebSocket server "
-                   "(faster per frame, pings checked; 0 picks a free one)")
+                   help="optional: also serve GET /work/queue, and nothing else, on port N "
+                   "(the same WebSocket server as the main port's; 0 picks a free one)")
     p.add_argument("--db", help="SQLite file (default ./workyard.db; ':memory:' keeps nothing)")
     p.add_argument("--sync", choices=["NORMAL", "FULL"], type=str.upper,
                    help="SQLite synchronous mode (default NORMAL: survives kill -9; "
