@@ -5,16 +5,18 @@ Each run, in this order:
 1. ceiling: a bare trio-websocket echo server in its own process; the same client
    processes and connections as the workers below keep `--window` messages (the
    size of a task frame) in flight per connection; round trips per second. The
-   same is measured against the hub's own stack (quart-trio on hypercorn) and the
-   leanest trio server (wsproto, replies of one read in one write), which shows
+   same is measured against quart-trio on hypercorn (which served the main port's
+   WebSocket workers before its front door) and the leanest trio server (wsproto,
+   replies of one read in one write, as the hub's lean server does), which shows
    what a message costs on each stack (`_echo.py`).
 2. for each worker mode (`--modes`):
    * `seed000`: workers as seed 000 clients are: one task per frame from the hub,
      one answer per frame back;
    * `batched`: workers ask for up to `--max` tasks per frame (`?max=`) and answer
      everything one read brought in one JSON array frame (workyard extensions);
-   * `worker_port`: the `seed000` workers on the hub's lean worker port
-     (`workyard serve --worker-port`, trio-websocket) instead of the main port;
+   * `worker_port`: the `seed000` workers on the optional worker port (`workyard
+     serve --worker-port`: the main port's lean WebSocket server on a port of its
+     own) instead of the main port;
 
    `workyard serve` in its own process with its SQLite store (a file in a temporary
    directory, synchronous=NORMAL), `--workers` workers in `--procs` client processes

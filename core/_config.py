@@ -54,8 +54,8 @@ class Settings:
                          "loopback only", metavar="ADDR")
     port: Port = setting(8470, "port; 0 picks a free one", metavar="N")
     worker_port: Port | None = setting(
-        None, "also serve GET /work/queue on port N from a lean WebSocket server, faster "
-        "per frame, pings checked; 0 picks a free one; unset: the main port only",
+        None, "optional: also serve GET /work/queue, and nothing else, on port N (the same "
+        "WebSocket server as the main port's); 0 picks a free one",
         metavar="N")
     db: Text = setting("workyard.db", "SQLite file; ':memory:' keeps nothing", metavar="PATH")
     synchronous: Literal["NORMAL", "FULL"] = setting(

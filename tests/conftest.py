@@ -10,6 +10,9 @@
 * `RecordingLink` (from `workyard.testing`) stands in for a worker connection.
 * `echo_worker(ws_url)` is a WebSocket worker (trio-websocket, plain JSON) that answers
   every task with its own data; start it with `nursery.start`.
+* `bare_client(ws_url)` is a bare wsproto client, upgraded, for what trio-websocket does
+  not let a test do; `next_event` reads its next event; `silent_worker(ws_url)` takes
+  one task and then never reads again, so it never answers a ping.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import httpx
 import pytest
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Ping, Request, TextMessage
 
 from workyard import Hub, Settings, SQLiteStore, serve
 from workyard.server import open_hub
@@ -75,6 +80,35 @@ async def echo_worker(url: str, *,
             frame = json.loads(await ws.get_message())
             await ws.send_message(json.dumps(
                 {"task_id": frame["task_id"], "result": "done", "data": frame["data"]}))
+
+
+async def bare_client(url: str) -> tuple[trio.SocketStream, WSConnection]:
+    """A wsproto client, upgraded, for what trio-websocket does not let a test do."""
+    parsed = httpx.URL(url)
+    stream = await trio.open_tcp_stream(parsed.host, parsed.port)
+    ws = WSConnection(ConnectionType.CLIENT)
+    target = parsed.raw_path.decode()
+    await stream.send_all(ws.send(Request(host=f"{parsed.host}:{parsed.port}", target=target)))
+    assert isinstance(await next_event(stream, ws), AcceptConnection)
+    return stream, ws
+
+
+async def next_event(stream: trio.SocketStream, ws: WSConnection) -> Any:
+    with trio.fail_after(NET_TIMEOUT):
+        while True:
+            for event in ws.events():
+                return event
+            ws.receive_data(await stream.receive_some(65536))
+
+
+async def silent_worker(url: str) -> tuple[trio.SocketStream, dict[str, Any]]:
+    """Connect, upgrade and read the first task with a bare wsproto client, which then
+    never reads again, so it never answers a ping (as a frozen or vanished peer)."""
+    stream, ws = await bare_client(url)
+    while isinstance(event := await next_event(stream, ws), Ping):
+        pass  # left unanswered
+    assert isinstance(event, TextMessage), event
+    return stream, json.loads(event.data)
 
 
 StartServer = Callable[..., Awaitable[Served]]

@@ -1,4 +1,5 @@
-"""Run a hub behind hypercorn's trio worker: one function, `serve`."""
+"""Run a hub: one function, `serve`, wiring the hub, its main port and the optional
+worker port together."""
 
 from __future__ import annotations
 
@@ -10,22 +11,17 @@ from functools import partial
 
 import trio
 from hypercorn.config import Config
-from hypercorn.trio import serve as hypercorn_serve
 from quart_trio import QuartTrio
 
 from .._auth import Auth
 from .._config import Settings
-from ..compat import (
-    QueueConfigurations,
-    Registry,
-    add_polling_routes,
-    add_registry_routes,
-    add_websocket_routes,
-)
+from ..compat import QueueConfigurations, Registry, add_polling_routes, add_registry_routes
 from ..http import create_app
 from ..hub import Hub
 from ..store import MemoryStore, SQLiteStore, Store
-from ..transports import PollingFleet, serve_worker_port
+from ..transports import PollingFleet, serve_lean_connection, serve_worker_port
+from ._front import serve_front
+from ._hypercorn import HTTPServer
 
 __all__ = ["build_app", "open_listener", "serve"]
 
@@ -45,9 +41,9 @@ def open_listener(settings: Settings, port: int | None = None) -> socket.socket:
     """A listening TCP socket (on `port`, else `settings.port`) whose unacknowledged
     sends time out after `ping_timeout`.
 
-    The hub pings every WebSocket worker; with TCP_USER_TIMEOUT a ping that a dead
-    peer never acknowledges breaks the connection within `ping_timeout` seconds,
-    which detaches the worker and reschedules its tasks.
+    The hub pings every WebSocket worker and drops one whose pong does not come back
+    within `ping_timeout`; with TCP_USER_TIMEOUT a connection whose sends a dead peer
+    never acknowledges breaks within the same time (HTTP clients included).
     """
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -62,11 +58,11 @@ def open_listener(settings: Settings, port: int | None = None) -> socket.socket:
 
 
 def build_app(hub: Hub, settings: Settings) -> QuartTrio:
-    """The quart-trio app with every route: producers, views and worker transports."""
+    """The quart-trio app with every HTTP route: producers, views and polling workers.
+    WebSocket workers (`/work/queue`) are served beside it, by the lean server."""
     app = create_app(hub, settings)
     auth = Auth(settings)
     fleet = PollingFleet(hub)
-    add_websocket_routes(app, hub, auth)
     add_polling_routes(app, fleet, auth, QueueConfigurations(hub.store))
     add_registry_routes(app, Registry(hub, fleet), auth)
     return app
@@ -93,8 +89,10 @@ async def serve(
 ) -> None:
     """Serve until cancelled. `task_status.started` gets the base URL, e.g. http://127.0.0.1:8470.
 
-    With `settings.worker_port` set, `/work/queue` is also served on that port by a lean
-    WebSocket server; its URL is logged and kept in `hub.worker_url`.
+    On the main port, WebSocket upgrades for `/work/queue` go to the lean WebSocket
+    server and everything else to the app on hypercorn (`_front.py`). With
+    `settings.worker_port` set, the lean server also has that port to itself; its URL is
+    logged and kept in `hub.worker_url`.
     """
     if not settings.auth_enabled and not _is_loopback(settings.host):
         log.warning("no tokens configured: binding 127.0.0.1 instead of %s; set worker, "
@@ -102,29 +100,27 @@ async def serve(
         settings = replace(settings, host="127.0.0.1")
     if hub is None:
         hub = open_hub(settings)
+    auth = Auth(settings)
     listener = open_listener(settings)
     port = listener.getsockname()[1]
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{host}:{port}"
 
     config = Config()
-    config.bind = [f"fd://{listener.detach()}"]  # hypercorn owns (and closes) the socket
-    config.websocket_ping_interval = settings.ping_interval
-    config.websocket_max_message_size = settings.max_frame
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
-    config.graceful_timeout = 2.0
     worker_listener = None if settings.worker_port is None else open_listener(
         settings, settings.worker_port)
+    lean = partial(serve_lean_connection, hub, auth, settings)
 
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
-        app = build_app(hub, settings)
-        await nursery.start(partial(hypercorn_serve, app, config))
+        http = HTTPServer(build_app(hub, settings), config)
+        await nursery.start(http.run)
+        await nursery.start(serve_front, listener, lean, http.serve_connection)
         if worker_listener is not None:
             worker_port = worker_listener.getsockname()[1]
-            await nursery.start(serve_worker_port, hub, Auth(settings), settings,
-                                worker_listener)
+            await nursery.start(serve_worker_port, hub, auth, settings, worker_listener)
             hub.worker_url = f"ws://{host}:{worker_port}/work/queue"
             log.info("workers: %s (lean worker port)", hub.worker_url)
         log.info("workyard serving on %s (store: %s; auth: %s)", url, settings.db,

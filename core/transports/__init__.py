@@ -1,7 +1,8 @@
 """How workers reach the hub, with no HTTP framework in them: the WebSocket worker
-session (any WebSocket server), the lean trio + wsproto server, and polling leases."""
+session (any WebSocket server), the lean trio + wsproto server that serves it, and
+polling leases."""
 
-from ._lean import serve_worker_port
+from ._lean import serve_lean_connection, serve_worker_port
 from ._polling import ANONYMOUS, Poll, Poller, PollingFleet, Problem
 from ._websocket import WorkerSocket, WorkerUpgrade, serve_worker
 
@@ -13,6 +14,7 @@ __all__ = [
     "Problem",
     "WorkerSocket",
     "WorkerUpgrade",
+    "serve_lean_connection",
     "serve_worker",
     "serve_worker_port",
 ]

@@ -1,7 +1,11 @@
-"""The lean worker port: `GET /work/queue` served by trio and wsproto directly.
+"""The lean WebSocket server: `GET /work/queue` served by trio and wsproto directly.
 
-The same protocol as the main port (`serve_worker` in `_websocket.py`), without ASGI or a
-WebSocket library's per-message machinery in between. Two things keep a frame cheap:
+It serves every WebSocket worker: those on the main port (whose front door,
+`server/_front.py`, hands it the upgrade requests for `/work/queue` with the bytes it
+has already read) and those on the optional `--worker-port`, which is this server
+alone on a port of its own. The protocol is `serve_worker` (`_websocket.py`), with no
+ASGI or WebSocket library's per-message machinery in between. Two things keep a frame
+cheap:
 
 * writes are coalesced: `send` only appends a frame to the connection's buffer, and
   one writer sends everything buffered in a single `send_all`, so a burst of N task
@@ -11,7 +15,8 @@ WebSocket library's per-message machinery in between. Two things keep a frame ch
 
 Each connection is also pinged every `ping_interval` seconds, and a ping not answered
 within `ping_timeout` ends it — which detaches the worker and reschedules its tasks —
-however the peer died. Any other path is refused with 404 before the upgrade.
+however the peer died. Any other path is refused with 404 before the upgrade; a
+refusal closes the connection.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import logging
 import socket
 import urllib.parse
 from collections import deque
+from functools import partial
 from typing import cast
 
 import trio
@@ -42,12 +48,12 @@ from wsproto.utilities import RemoteProtocolError
 
 from .._auth import Auth
 from .._config import Settings
-from .._errors import NotFound, TooLarge
+from .._errors import InvalidInput, NotFound, TooLarge
 from ..hub import Hub
 from ..protocol import HANDSHAKE_TIMEOUT, encode
 from ._websocket import WorkerSocket, serve_worker
 
-__all__ = ["serve_worker_port"]
+__all__ = ["serve_lean_connection", "serve_worker_port"]
 
 log = logging.getLogger("workyard.ws")
 
@@ -55,6 +61,11 @@ PATH = "/work/queue"
 RECEIVE_BYTES = 64 * 1024
 #: buffered outgoing bytes beyond which `send` waits for the peer to take them
 HIGH_WATER = 1024 * 1024
+#: after a refusal, seconds (and bytes) of the peer's further input read and dropped
+#: before closing, so that closing with unread input (which sends a TCP reset) cannot
+#: destroy the refusal before the peer has read it
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 64 * 1024
 
 
 class ConnectionEnded(Exception):
@@ -76,6 +87,8 @@ class _LeanSocket:
         self._parts: list[str | bytes] = []
         self._part_bytes = 0
         self._pong = trio.Event()
+        #: answered with an HTTP error instead of upgrading
+        self._refused = False
 
     @property
     def _open(self) -> bool:
@@ -117,10 +130,13 @@ class _LeanSocket:
             await self.flush()
 
     async def refuse(self, status: int, body: bytes) -> None:
-        """Answer the upgrade request with an HTTP error and a JSON `body`."""
+        """Answer the upgrade request with an HTTP error and a JSON `body`; the
+        connection ends with it."""
         self.queue(RejectConnection(status_code=status, has_body=True, headers=[
-            (b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]))
+            (b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)),
+            (b"connection", b"close")]))
         self.queue(RejectData(data=body))
+        self._refused = True
         await self.flush()
 
     # --- reading -----------------------------------------------------------------------
@@ -138,14 +154,17 @@ class _LeanSocket:
             raise ConnectionEnded("the connection is closed")
         self._ws.receive_data(data or None)  # None: the peer closed the stream
 
-    async def request(self) -> Request | None:
-        """The upgrade request, or None if the peer sent none in time (or left)."""
+    async def request(self, received: bytes = b"") -> Request | None:
+        """The upgrade request, read from `received` (bytes already taken off the stream)
+        and then from the stream; None if the peer sent none in time (or left)."""
         with trio.move_on_after(HANDSHAKE_TIMEOUT):
-            while data := await self._receive_some():
+            data = received or await self._receive_some()
+            while data:
                 self._ws.receive_data(data)
                 for event in self._ws.events():
                     if isinstance(event, Request):
                         return event
+                data = await self._receive_some()
         return None
 
     def _take(self, event: Event) -> None:
@@ -199,11 +218,23 @@ class _LeanSocket:
                 pass
 
     async def wind_up(self) -> None:
-        """Send what is still buffered (a close frame, a refusal), without waiting long."""
+        """Send what is still buffered (a close frame, a refusal), without waiting long;
+        after an HTTP answer (a refusal), also linger: end our side and drop what the
+        peer still sends, briefly, so that it gets to read the answer."""
         with trio.move_on_after(self._settings.ping_timeout):
             try:
                 await self.flush()
             except ConnectionEnded:
+                return
+        if not self._refused:
+            return
+        with trio.move_on_after(LINGER_SECONDS):
+            try:
+                await self._stream.send_eof()
+                dropped = 0
+                while dropped < LINGER_BYTES and (data := await self._receive_some()):
+                    dropped += len(data)
+            except (ConnectionEnded, trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
 
     # --- liveness ----------------------------------------------------------------------
@@ -255,6 +286,45 @@ def _peer(stream: trio.SocketStream) -> object:
         return "a closed socket"
 
 
+async def serve_lean_connection(hub: Hub, auth: Auth, settings: Settings,
+                                stream: trio.SocketStream, received: bytes = b"") -> None:
+    """Serve one connection from its upgrade request to its end, then close it.
+
+    `received` is what was already read from `stream` (the main port's front door reads
+    the request head to route it). A request that is no WebSocket upgrade gets a 400, one
+    for another path a 404; a failure is logged here once and ends only this connection.
+    """
+    async with stream:
+        socket = _LeanSocket(stream, settings)
+        try:
+            await _serve(socket, hub, auth, received)
+        except* ConnectionEnded:
+            pass  # the peer went away: the worker is already detached
+        except* Exception:  # one connection's failure must not take the server down
+            log.exception("worker connection from %s failed", _peer(stream))
+        await socket.wind_up()
+
+
+async def _serve(socket: _LeanSocket, hub: Hub, auth: Auth, received: bytes) -> None:
+    try:
+        request = await socket.request(received)
+    except RemoteProtocolError as exc:  # an HTTP request, but no WebSocket upgrade
+        refused = InvalidInput(f"expected a WebSocket upgrade: {exc}")
+        await socket.refuse(refused.status, encode(refused.body()))
+        return
+    if request is None:
+        return
+    path, _, query = request.target.partition("?")
+    if path != PATH:
+        elsewhere = NotFound(f"no WebSocket endpoint at {path[:100]}: workers connect to {PATH}")
+        await socket.refuse(elsewhere.status, encode(elsewhere.body()))
+        return
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(socket.write_forever)
+        await serve_worker(_LeanUpgrade(socket, request, query, nursery), hub, auth)
+        nursery.cancel_scope.cancel()  # stop the writer and the pings
+
+
 async def serve_worker_port(
     hub: Hub,
     auth: Auth,
@@ -263,37 +333,8 @@ async def serve_worker_port(
     *,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve `/work/queue` on `listener` (a bound, listening socket) until cancelled."""
-
-    async def handle(stream: trio.SocketStream) -> None:
-        async with stream:
-            socket = _LeanSocket(stream, settings)
-            try:
-                request = await socket.request()
-            except (ConnectionEnded, RemoteProtocolError) as exc:
-                hint = getattr(exc, "event_hint", None)
-                if hint is not None:  # an HTTP request that is not a WebSocket upgrade
-                    socket.queue(hint)
-                    await socket.wind_up()
-                return
-            if request is None:
-                return
-            path, _, query = request.target.partition("?")
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(socket.write_forever)
-                    if path == PATH:
-                        await serve_worker(_LeanUpgrade(socket, request, query, nursery),
-                                           hub, auth)
-                    else:
-                        elsewhere = NotFound(f"this port serves only {PATH}")
-                        await socket.refuse(elsewhere.status, encode(elsewhere.body()))
-                    nursery.cancel_scope.cancel()  # stop the writer and the pings
-            except* ConnectionEnded:
-                pass  # the peer went away: the worker is already detached
-            except* Exception:  # one connection's failure must not take the port down
-                log.exception("worker connection from %s failed", _peer(stream))
-            await socket.wind_up()
-
+    """Serve `/work/queue`, and nothing else, on `listener` (a bound, listening socket)
+    until cancelled: the optional `--worker-port`."""
     listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(listener))]
-    await trio.serve_listeners(handle, listeners, task_status=task_status)
+    await trio.serve_listeners(partial(serve_lean_connection, hub, auth, settings), listeners,
+                               task_status=task_status)

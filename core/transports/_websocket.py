@@ -3,8 +3,9 @@
 The protocol is written once, in `serve_worker`, against two small interfaces:
 `WorkerUpgrade` (the upgrade request: query, headers, accept or refuse with an
 HTTP status) and `WorkerSocket` (an accepted connection: receive, send, close).
-Each server is a thin adapter: quart's `websocket` on the main port (below) and
-trio + wsproto on the optional lean worker port (`_lean.py`).
+One server carries it, trio + wsproto (`_lean.py`), for WebSocket workers on the main
+port and on the optional worker port alike; the interfaces keep the protocol apart
+from that server's details.
 
 Each connection is an actor: a nursery holding a sender (hub → worker frames)
 and the receive loop (worker answers). However the connection ends — the peer

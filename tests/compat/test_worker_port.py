@@ -19,10 +19,17 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from conftest import NET_TIMEOUT, Served, StartServer, http_client
+from conftest import (
+    NET_TIMEOUT,
+    Served,
+    StartServer,
+    bare_client,
+    http_client,
+    next_event,
+    silent_worker,
+)
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, CloseConnection, Ping, Pong, Request, TextMessage
+from wsproto.events import CloseConnection, Ping, Pong, TextMessage
 
 from workyard import Settings
 from workyard.cli import main
@@ -190,34 +197,6 @@ async def test_fragments_pings_and_oversized_messages(
 
 
 # --- liveness ----------------------------------------------------------------------------
-
-
-async def bare_client(url: str) -> tuple[trio.SocketStream, WSConnection]:
-    """A wsproto client, upgraded, for what trio-websocket does not let a test do."""
-    parsed = httpx.URL(url)
-    stream = await trio.open_tcp_stream(parsed.host, parsed.port)
-    ws = WSConnection(ConnectionType.CLIENT)
-    target = parsed.raw_path.decode()
-    await stream.send_all(ws.send(Request(host=f"{parsed.host}:{parsed.port}", target=target)))
-    assert isinstance(await next_event(stream, ws), AcceptConnection)
-    return stream, ws
-
-
-async def next_event(stream: trio.SocketStream, ws: WSConnection) -> Any:
-    with trio.fail_after(NET_TIMEOUT):
-        while True:
-            for event in ws.events():
-                return event
-            ws.receive_data(await stream.receive_some(65536))
-
-
-async def silent_worker(url: str) -> tuple[trio.SocketStream, dict[str, Any]]:
-    """Connect, upgrade and read the first task with a bare wsproto client, which then
-    never reads again, so it never answers a ping (as a frozen or vanished peer)."""
-    stream, ws = await bare_client(url)
-    event = await next_event(stream, ws)
-    assert isinstance(event, TextMessage), event
-    return stream, json.loads(event.data)
 
 
 async def test_a_peer_that_stops_answering_pings_is_dropped_and_its_task_rescheduled(

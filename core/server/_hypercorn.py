@@ -1,0 +1,87 @@
+"""hypercorn's trio worker, one connection at a time.
+
+`hypercorn.trio.serve` owns its listening sockets and accepts connections itself, but
+the main port's front door (`_front.py`) must read each request's head before it knows
+whether hypercorn should see the connection at all. So this runs hypercorn's own pieces
+instead: `Lifespan` (quart's `before_serving` hooks), a `WorkerContext`, and a
+`TCPServer` per connection handed over, with the bytes the front door already read
+replayed first. These are hypercorn internals, which is why pyproject pins
+`hypercorn==0.18.0`: `run` and `serve_connection` are that version's
+`hypercorn.trio.run.worker_serve` minus what the hub never used there (TLS, QUIC,
+statsd, `max_requests`, a shutdown trigger). Check them against `worker_serve` and
+`TCPServer.__init__` before changing the pin.
+
+Shutdown is cancellation, as it was under `hypercorn.trio.serve`: the CLI cancels
+`serve` on SIGINT or SIGTERM, and a cancelled `worker_serve` never reached its
+graceful phase (`graceful_timeout`, lifespan shutdown) either. Open connections are
+cancelled with the rest, and the hub flushes its store on the way out.
+"""
+
+from __future__ import annotations
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState, LifespanState
+from hypercorn.utils import wrap_app
+from quart_trio import QuartTrio
+
+__all__ = ["HTTPServer"]
+
+
+class _Replayed(trio.abc.HalfCloseableStream):
+    """A socket stream whose first read returns bytes already taken off it; what
+    hypercorn's `TCPServer` uses of a stream (`.socket` included), nothing more."""
+
+    def __init__(self, stream: trio.SocketStream, received: bytes) -> None:
+        self._stream = stream
+        self._received = received
+        self.socket = stream.socket
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._received:
+            data, self._received = self._received, b""
+            await trio.lowlevel.checkpoint()
+            return data
+        return await self._stream.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class HTTPServer:
+    """The app over HTTP/1.1 and HTTP/2 (h2c), for the connections it is handed. `run`
+    holds the app's lifespan and must be started before any connection is served."""
+
+    def __init__(self, app: QuartTrio, config: Config) -> None:
+        self._app = wrap_app(app, config.wsgi_max_body_size, "asgi")
+        self._config = config
+        self._state: LifespanState = {}
+        self._context = WorkerContext(None)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start the app (its `before_serving` hooks run here), then hold it until
+        cancelled."""
+        lifespan = Lifespan(self._app, self._config, self._state)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(lifespan.handle_lifespan)
+            await lifespan.wait_for_startup()
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def serve_connection(self, stream: trio.SocketStream, received: bytes) -> None:
+        """Serve one connection until it ends; `received` is what was already read."""
+        replayed = _Replayed(stream, received)  # annotated SSLStream, used as any stream
+        await TCPServer(self._app, self._config, self._context,
+                        ConnectionState(self._state.copy()), replayed)  # type: ignore[arg-type]
