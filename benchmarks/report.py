@@ -93,6 +93,24 @@ def rows() -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
                 f"| 3 | scheduler, {filters} distinct filter(s): cost at {large:,} workers / "
                 f"at {small} | {ratio} ({b['step_us']} µs vs {a['step_us']} µs CPU per "
                 f"dispatch) | ≤ 1.5 | {_ok(ratio <= 1.5)} |")
+        summ = sc["summary"]
+        if "drain_ratio" in summ:
+            drain = {r["groups"]: r for r in sc["drain"]}
+            few, most = summ["drain_groups"]
+            lines.append(
+                f"| 3 | scheduler, backlog drain: cost per dispatch at {most:,} groups / at {few} "
+                f"| {summ['drain_ratio']} ({drain[most]['dispatch_us']} µs vs "
+                f"{drain[few]['dispatch_us']} µs CPU) | ≤ 2 | {_ok(summ['drain_ratio'] <= 2)} |")
+            wide = {r["values"]: r for r in sc["wide"]}
+            n = summ["wide_values"]
+            lines.append(
+                f"| 3 | scheduler, one-value drain: workers listing {n:,} values / 1 value "
+                f"| {summ['wide_ratio']} ({wide[n]['tasks_per_s']:,} vs {wide[1]['tasks_per_s']:,}"
+                f" tasks/s) | ≤ 1 (within noise) | {_ok(summ['wide_ratio'] <= 1.1)} |")
+            lines.append(
+                f"| 3 | scheduler, longest call while an unlimited worker takes a backlog "
+                f"| {summ['longest_call_ms']} ms (unbudgeted: {summ['unbudgeted_call_ms']} ms) "
+                f"| ≤ 50 ms | {_ok(summ['longest_call_ms'] <= 50)} |")
     c = _load("connections")
     if c:
         machines.append(("connections", c["machine"]))

@@ -15,14 +15,20 @@ Rules (seed 000, improved):
   names; ties go to the one assigned least recently.
 * A worker at capacity (or a polling worker with no open poll for the task's
   name) is not a candidate; the task waits in the hub until one frees up.
+* Waiting tasks go best first: higher priority, then FIFO. A lost worker's tasks
+  are queued again in their old place and rescheduled in the same step.
 * No call does unbounded work: one that would dispatch more than `drain_budget`
   waiting tasks stops there and leaves the rest `pending`; the caller continues
   with `drain()`. Meanwhile new tasks of that queue wait their turn behind the
-  backlog (FIFO within a priority holds).
+  backlog.
 
-Cost of a decision: workers are indexed by (task name, filter shape, filter
-values), so routing a task costs one dict lookup per distinct filter shape of its
-name plus a heap peek, whatever the fleet size.
+Cost of a decision: routing a new task costs one dict lookup per distinct filter
+shape of its name plus a heap peek per candidate class, whatever the fleet size;
+a waiting task is dispatched from the heaps of the classes that free up (see
+`_index` and `_backlog`), whatever the number of waiting groups.
+
+Invariant after every call (unless a drain is pending): no waiting group has a
+free worker at its top level.
 """
 
 from __future__ import annotations
@@ -32,21 +38,14 @@ import heapq
 import itertools
 import random
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from .._model import Attempt, Outcome, Subscription, Task, TaskState
+from ._backlog import Backlog, Group
+from ._effects import Dispatch, Effect, Finished, Requeued
+from ._index import FreeEntry, Policy, Roster, WorkerClass, WorkerState
 
-__all__ = [
-    "UNCHANGED",
-    "Dispatch",
-    "Effect",
-    "Finished",
-    "Policy",
-    "Requeued",
-    "Scheduler",
-    "WorkerState",
-]
+__all__ = ["UNCHANGED", "Scheduler"]
 
 
 class _Unchanged(enum.Enum):
@@ -57,156 +56,18 @@ class _Unchanged(enum.Enum):
 UNCHANGED: Final = _Unchanged.UNCHANGED
 
 
-class Policy(enum.StrEnum):
-    """How to choose among equally specific candidates."""
-
-    #: fewest outstanding, ties to the least recently assigned (the hub's policy)
-    EVEN = "even"
-    #: fewest outstanding, ties to the earliest attached (the anchor's behaviour)
-    ATTACH_ORDER = "attach-order"
-    #: uniformly random among free candidates
-    RANDOM = "random"
-
-
-# --- effects -------------------------------------------------------------------
-
-
-@dataclass(slots=True, frozen=True)
-class Dispatch:
-    """Send `task` to `worker`; its state is now running."""
-
-    worker: str
-    task: Task
-
-
-@dataclass(slots=True, frozen=True)
-class Finished:
-    """`task` reached a final state: persist it, then announce it.
-
-    `worker` is the one whose answer (done or error) or loss (retries exhausted)
-    ended it, so the caller can count per worker; None for a cancel of a queued
-    task or a schedule_timeout.
-    """
-
-    task: Task
-    worker: str | None
-
-
-@dataclass(slots=True, frozen=True)
-class Requeued:
-    """`task` lost its worker (`outcome`) and is queued again (or already re-dispatched)."""
-
-    task: Task
-    worker: str
-    outcome: Outcome
-
-
-Effect = Dispatch | Finished | Requeued
-
-
-# --- fleet state ---------------------------------------------------------------
-
-
-@dataclass(slots=True, eq=False)
-class WorkerState:
-    id: str
-    subscriptions: tuple[Subscription, ...]
-    capacity: int | None = None
-    connected: float = 0.0
-    #: takes tasks only into open polls (`rooms`), never unasked
-    polling: bool = False
-    #: polling workers: per task name, tasks the open poll may still take
-    rooms: dict[str, int] = field(default_factory=dict)
-    outstanding: dict[str, Task] = field(default_factory=dict)
-    attach_seq: int = 0
-    last_assigned: int = 0
-    version: int = 0
-    buckets: list[_Bucket] = field(default_factory=list)
-    #: task names in declaration order (not a set: drain order must not depend on hashing)
-    names: tuple[str, ...] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.names = tuple(dict.fromkeys(s.name for s in self.subscriptions))
-
-    def free_for(self, name: str) -> bool:
-        """Can it take one more task called `name` now?"""
-        return (self.capacity is None or len(self.outstanding) < self.capacity) and (
-            not self.polling or self.rooms.get(name, 0) > 0
-        )
-
-
-class _Bucket:
-    """Workers of one task name with one filter shape that allow one value tuple.
-
-    `heap` holds (load, tie, version, worker id) entries for free members; an
-    entry is stale once the worker's version moves on, and is dropped lazily.
-    """
-
-    __slots__ = ("heap", "members", "name")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.members: dict[str, WorkerState] = {}
-        self.heap: list[tuple[int, int, int, str]] = []
-
-
-class _Group:
-    """Queued tasks of one name that share the attrs the routing looks at."""
-
-    __slots__ = ("attrs", "heap")
-
-    def __init__(self, attrs: dict[str, str]) -> None:
-        self.attrs = attrs
-        self.heap: list[tuple[int, int, Task]] = []  # (-priority, seq, task)
-
-    def head(self) -> Task | None:
-        heap = self.heap
-        while heap and heap[0][2].state is not TaskState.QUEUED:
-            heapq.heappop(heap)
-        return heap[0][2] if heap else None
-
-
 class _Queue:
     """Everything the scheduler knows about one task name."""
 
-    __slots__ = (
-        "buckets",
-        "deadlines",
-        "groups",
-        "levels",
-        "name",
-        "queued",
-        "routing_keys",
-        "running",
-        "shape_refs",
-        "workers",
-    )
+    __slots__ = ("backlog", "name", "queued", "roster", "running", "workers")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.buckets: dict[tuple[str, ...], dict[tuple[str, ...], _Bucket]] = {}
-        self.shape_refs: dict[tuple[str, ...], int] = {}
-        #: shapes grouped by specificity, most specific first
-        self.levels: list[list[tuple[str, ...]]] = []
-        #: every attr key any filter of this name looks at (only grows)
-        self.routing_keys: tuple[str, ...] = ()
-        self.groups: dict[tuple[str | None, ...], _Group] = {}
-        self.deadlines: list[tuple[float, int, str, int]] = []  # (when, seq, task id, attempt no)
+        self.roster = Roster()
+        self.backlog = Backlog()
         self.workers: dict[str, WorkerState] = {}
         self.queued = 0
         self.running = 0
-
-    def group_for(self, attrs: Mapping[str, str]) -> _Group:
-        """The group of waiting tasks with these attrs (as far as routing looks at them)."""
-        key = tuple(attrs.get(k) for k in self.routing_keys)
-        group = self.groups.get(key)
-        if group is None:
-            group = self.groups[key] = _Group(
-                {k: v for k, v in zip(self.routing_keys, key) if v is not None})
-        return group
-
-
-# --- the scheduler -------------------------------------------------------------
 
 
 class Scheduler:
@@ -226,12 +87,15 @@ class Scheduler:
         self._rng = random.Random(seed)
         self._attach_seq = itertools.count(1)
         self._assign_seq = itertools.count(1)
+        self._versions = itertools.count(1)
+        #: breaks ties between heap entries that would otherwise compare objects
+        self._entry_seq = itertools.count()
         self._last_seq = 0
         self._deadline_seq = itertools.count()
         #: dispatches the current call may still make from waiting tasks
         self._budget: int | None = drain_budget
-        #: queues whose drain ran out of budget, in the order they did
-        self._unfinished: dict[str, None] = {}
+        #: queues with ready classes left to drain, in the order they got them
+        self._dirty: dict[str, None] = {}
 
     # -- queries ----------------------------------------------------------------
 
@@ -244,14 +108,13 @@ class Scheduler:
     def candidates(self, name: str, attrs: Mapping[str, str]) -> list[WorkerState]:
         """Every attached worker of the most specific matching level (free or not)."""
         q = self.queues.get(name)
-        if q is None:
+        top = q.roster.top(attrs) if q is not None else None
+        if top is None:
             return []
-        for buckets in self._levels(q, attrs):
-            seen: dict[str, WorkerState] = {}
-            for b in buckets:
-                seen.update(b.members)
-            return list(seen.values())
-        return []
+        seen: dict[str, WorkerState] = {}
+        for c in top[1]:
+            seen.update(c.members)
+        return list(seen.values())
 
     def pick(self, name: str, attrs: Mapping[str, str]) -> WorkerState | None:
         """The worker that would get a task `name` with `attrs` now, if any."""
@@ -271,28 +134,20 @@ class Scheduler:
         q = self.queues.get(name)
         if q is None:
             return None
-        heap = q.deadlines
-        while heap and not self._pending(heap[0]):
+        heap = q.backlog.deadlines
+        while heap and not self._can_fire(heap[0]):
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
     @property
     def pending(self) -> bool:
         """Is a drain unfinished? Then call `drain()` (after a checkpoint) until it is not."""
-        return bool(self._unfinished)
+        return bool(self._dirty)
 
     def drain(self, *, now: float) -> list[Effect]:
         """Continue the drains that ran out of budget, up to the budget again."""
-        self._start_call()
-        effects: list[Effect] = []
-        for name in list(self._unfinished):
-            if self._budget == 0:
-                break
-            del self._unfinished[name]
-            q = self.queues.get(name)
-            if q is not None and q.queued:
-                self._drain(q, now, effects)
-        return effects
+        self._budget = self.drain_budget
+        return self._finish_call(now, [])
 
     # -- fleet ------------------------------------------------------------------
 
@@ -309,25 +164,17 @@ class Scheduler:
 
         A `polling` worker takes tasks only into polls it opens (`open_poll`).
         """
-        self._start_call()
+        self._budget = self.drain_budget
         if worker_id in self.workers:
             raise ValueError(f"worker {worker_id!r} is already attached")
         subs = _unique(subscriptions)
         _check_capacity(capacity)
-        w = WorkerState(
-            worker_id,
-            subs,
-            capacity=capacity,
-            connected=now,
-            polling=polling,
-            attach_seq=next(self._attach_seq),
-        )
+        w = WorkerState(worker_id, subs, capacity=capacity, connected=now, polling=polling,
+                        attach_seq=next(self._attach_seq))
         self.workers[worker_id] = w
         self._index(w)
-        self._touch(w)
-        effects: list[Effect] = []
-        self._drain_names(w.names, now, effects)
-        return effects
+        self._touch(w, freed=True)
+        return self._finish_call(now, [])
 
     def update(
         self,
@@ -342,91 +189,45 @@ class Scheduler:
         Its outstanding tasks stay with it; tasks it may now take are dispatched,
         and less specific workers may now be candidates for tasks it no longer takes.
         """
-        self._start_call()
+        self._budget = self.drain_budget
         w = self.workers[worker_id]
         subs = _unique(subscriptions) if subscriptions is not None else None
         if capacity is not UNCHANGED:
             _check_capacity(capacity)
             w.capacity = capacity
-        names = w.names
-        if subs is not None:
+        if subs is not None and [s.key for s in subs] != [s.key for s in w.subscriptions]:
             self._unindex(w)
             w.subscriptions = subs
             w.names = tuple(dict.fromkeys(s.name for s in subs))
             self._index(w)
-            names = tuple(dict.fromkeys(names + w.names))
-        self._touch(w)
-        effects: list[Effect] = []
-        self._drain_names(names, now, effects)
-        return effects
-
-    def _index(self, w: WorkerState) -> None:
-        worker_id = w.id
-        for sub in w.subscriptions:
-            q = self.queue(sub.name)
-            q.workers[worker_id] = w
-            shape = sub.shape
-            if shape not in q.shape_refs:
-                self._add_shape(q, shape)
-            q.shape_refs[shape] += 1
-            by_values = q.buckets[shape]
-            for values in sub.value_keys():
-                b = by_values.get(values)
-                if b is None:
-                    b = by_values[values] = _Bucket(sub.name)
-                if worker_id not in b.members:
-                    b.members[worker_id] = w
-                    w.buckets.append(b)
+        self._touch(w, freed=True)
+        return self._finish_call(now, [])
 
     def detach(self, worker_id: str, *, now: float) -> list[Effect]:
         """Remove a worker; everything outstanding on it is rescheduled in this step."""
-        self._start_call()
+        self._budget = self.drain_budget
         w = self.workers.pop(worker_id, None)
         if w is None:
             return []
-        self._unindex(w)
+        self._unindex(w)  # less specific workers may now be candidates for waiting tasks
         effects: list[Effect] = []
-        for task in list(w.outstanding.values()):
-            self._release(w, task)
+        lost, w.outstanding = list(w.outstanding.values()), {}
+        for task in lost:
             self._lose(task, worker_id, Outcome.WORKER_LOST, now, effects)
-        # Less specific workers may now be candidates for waiting tasks.
-        self._drain_names(w.names, now, effects)
-        return effects
-
-    def _unindex(self, w: WorkerState) -> None:
-        worker_id = w.id
-        w.version += 1  # invalidates its heap entries
-        for b in w.buckets:
-            b.members.pop(worker_id, None)
-        for sub in w.subscriptions:
-            q = self.queues[sub.name]
-            q.workers.pop(worker_id, None)
-            shape = sub.shape
-            q.shape_refs[shape] -= 1
-            if q.shape_refs[shape] == 0:
-                self._remove_shape(q, shape)
-            else:
-                by_values = q.buckets[shape]
-                for values in sub.value_keys():
-                    emptied = by_values.get(values)
-                    if emptied is not None and not emptied.members:
-                        del by_values[values]
-        w.buckets.clear()
+        return self._finish_call(now, effects)
 
     def open_poll(self, worker_id: str, name: str, room: int, *, now: float) -> list[Effect]:
         """A polling worker may now take up to `room` tasks called `name`."""
-        self._start_call()
+        self._budget = self.drain_budget
         w = self.workers[worker_id]
         w.rooms[name] = room
-        self._touch(w)
-        effects: list[Effect] = []
-        self._drain_names((name,), now, effects)
-        return effects
+        self._touch(w, freed=True)
+        return self._finish_call(now, [])
 
     def close_poll(self, worker_id: str, name: str) -> None:
         w = self.workers.get(worker_id)
         if w is not None and w.rooms.pop(name, 0):
-            self._touch(w)
+            self._touch(w, freed=False)
 
     # -- tasks ------------------------------------------------------------------
 
@@ -437,7 +238,7 @@ class Scheduler:
 
     def submit(self, task: Task, *, now: float) -> list[Effect]:
         """Queue a new task (or one recovered from the store) and route it."""
-        self._start_call()
+        self._budget = self.drain_budget
         if task.id in self.tasks:
             raise ValueError(f"task {task.id!r} is already scheduled")
         task.state = TaskState.QUEUED
@@ -450,8 +251,13 @@ class Scheduler:
         if task.schedule_timeout is not None and not task.attempts:
             self._push_deadline(q, now + task.schedule_timeout, task.id, 0)
         effects: list[Effect] = []
-        self._route(q, task, now, effects)
-        return effects
+        # Behind a pending drain it waits its turn: the backlog goes first.
+        w = None if q.backlog.ready else self.pick(task.name, task.attrs)
+        if w is not None:
+            self._assign(q, task, w, now, effects)
+            return effects
+        self._enqueue(q, task)
+        return self._finish_call(now, effects)
 
     def complete(
         self,
@@ -469,7 +275,7 @@ class Scheduler:
         attempt is accepted while the task is not final, and the current attempt
         (if any) is superseded. Answers for final or unknown tasks are ignored.
         """
-        self._start_call()
+        self._budget = self.drain_budget
         task = self.tasks.get(task_id)
         if task is None:
             return [], "unknown task, or already final"
@@ -478,8 +284,8 @@ class Scheduler:
         effects: list[Effect] = []
         q = self.queues[task.name]
         outcome = Outcome.DONE if ok else Outcome.ERROR
-        holder: WorkerState | None = None
-        if task.state is TaskState.RUNNING:
+        waiting = task.state is TaskState.QUEUED
+        if not waiting:
             current = task.attempts[-1]
             holder = self.workers.get(current.worker)
             if holder is not None:
@@ -494,12 +300,12 @@ class Scheduler:
             late.outcome = outcome
         self._finish(task, TaskState.DONE if ok else TaskState.FAILED, worker_id, now, effects,
                      result=result, error=None if ok else (error or "worker reported an error"))
-        if holder is not None:
-            self._drain_names(holder.names, now, effects)
-        return effects, None
+        if waiting:
+            self._unqueue(q, task)
+        return self._finish_call(now, effects), None
 
     def cancel(self, task_id: str, *, now: float) -> list[Effect]:
-        self._start_call()
+        self._budget = self.drain_budget
         task = self.tasks.get(task_id)
         if task is None:
             return []
@@ -513,23 +319,23 @@ class Scheduler:
             self._finish(task, TaskState.CANCELLED, None, now, effects, error="cancelled")
             if holder is not None:
                 self._release(holder, task)
-                self._drain_names(holder.names, now, effects)
         else:
             q.queued -= 1
             self._finish(task, TaskState.CANCELLED, None, now, effects, error="cancelled")
-        return effects
+            self._unqueue(q, task)
+        return self._finish_call(now, effects)
 
     def expire(self, name: str, *, now: float) -> list[Effect]:
         """Apply every deadline of queue `name` that is due at `now`."""
-        self._start_call()
+        self._budget = self.drain_budget
         q = self.queues.get(name)
         effects: list[Effect] = []
         if q is None:
             return effects
-        heap = q.deadlines
+        heap = q.backlog.deadlines
         while heap and heap[0][0] <= now:
             entry = heapq.heappop(heap)
-            if not self._pending(entry):
+            if not self._can_fire(entry):
                 continue
             task = self.tasks[entry[2]]
             if entry[3] == 0:  # schedule_timeout
@@ -539,82 +345,249 @@ class Scheduler:
                     error=f"no worker took the task within its schedule_timeout "
                     f"of {task.schedule_timeout:g} s",
                 )
+                self._unqueue(q, task)
             else:
                 attempt = task.attempts[-1]
                 w = self.workers.get(attempt.worker)
                 if w is not None:
                     self._release(w, task)
                 self._lose(task, attempt.worker, Outcome.TIMEOUT, now, effects)
-                if w is not None:
-                    self._drain_names(w.names, now, effects)
-        return effects
+        return self._finish_call(now, effects)
 
-    # -- internals: routing -----------------------------------------------------
+    # -- internals: the fleet index -----------------------------------------------
 
-    def _levels(self, q: _Queue, attrs: Mapping[str, str]) -> Iterable[list[_Bucket]]:
-        """Non-empty matching buckets, one list per specificity level, most specific first."""
-        for shapes in q.levels:
-            found = []
-            for shape in shapes:
-                try:
-                    values = tuple([attrs[k] for k in shape])
-                except KeyError:
-                    continue
-                b = q.buckets[shape].get(values)
-                if b is not None and b.members:
-                    found.append(b)
-            if found:
-                yield found
+    def _index(self, w: WorkerState) -> None:
+        for sub in w.subscriptions:
+            q = self.queue(sub.name)
+            q.workers[w.id] = w
+            c = q.roster.classes.get(sub.key)
+            if c is None:
+                c = self._add_class(q, sub)
+            c.members[w.id] = w
+            w.classes.append(c)
 
-    def _best(self, buckets: list[_Bucket]) -> WorkerState | None:
-        if self.policy is Policy.RANDOM:
-            free = {wid: w for b in buckets for wid, w in b.members.items()
-                    if w.free_for(b.name)}
-            return self._rng.choice(list(free.values())) if free else None
-        best: tuple[int, int, int, str] | None = None
-        workers = self.workers
-        for b in buckets:
-            heap = b.heap
-            while heap:
-                entry = heap[0]
-                w = workers.get(entry[3])
-                if w is not None and w.version == entry[2]:
-                    break
-                heapq.heappop(heap)
+    def _unindex(self, w: WorkerState) -> None:
+        w.version = next(self._versions)  # its heap entries are stale now
+        for c in w.classes:
+            del c.members[w.id]
+            if not c.members:
+                self._remove_class(self.queues[c.name], c)
+        for name in w.names:
+            self.queues[name].workers.pop(w.id, None)
+        w.classes = []
+
+    def _add_class(self, q: _Queue, sub: Subscription) -> WorkerClass:
+        """A new class may raise the top level of the groups it matches."""
+        c = WorkerClass(sub)
+        new_shape, new_keys = q.roster.add(c)
+        if new_keys:  # groups must look at more attrs now: regroup everything
+            self._regroup(q)
+            return c
+        if new_shape:
+            q.backlog.add_shape(c.shape)
+        for g in q.backlog.matching(c):
+            if g.top is None or c.specificity > g.top:
+                g.top, g.classes = c.specificity, [c]
+            elif c.specificity == g.top:
+                g.classes.append(c)
             else:
                 continue
-            if best is None or entry < best:
-                best = entry
-        return workers[best[3]] if best is not None else None
+            self._register(q, g, (c,))
+        return c
 
-    def _touch(self, w: WorkerState) -> None:
-        """Re-index a worker after its load or freedom changed."""
-        w.version += 1
-        if self.policy is Policy.RANDOM:
-            return
-        entry = self._entry(w)
-        for b in w.buckets:
-            if not w.free_for(b.name):
+    def _remove_class(self, q: _Queue, c: WorkerClass) -> None:
+        """Its groups may fall to a less specific level: offer them there."""
+        if q.roster.remove(c):
+            del q.backlog.projection[c.shape]
+        spec = c.specificity
+        affected = {id(g): g for *_, g in c.groups if g.alive and g.top == spec}
+        c.groups = []
+        for g in affected.values():
+            self._retop(q, g)
+
+    def _touch(self, w: WorkerState, *, freed: bool) -> None:
+        """Re-index a worker after its load or freedom changed.
+
+        `freed`: it may take more than before, so the classes it is free in are
+        drained for their waiting groups.
+        """
+        w.version = next(self._versions)
+        entry: FreeEntry | None = None
+        for c in w.classes:
+            if not w.free_for(c.name):
                 continue
-            heap = b.heap
+            if entry is None:
+                entry = self._entry(w)
+            heap = c.free
             heapq.heappush(heap, entry)
-            if len(heap) > 4 * len(b.members) + 64:  # mostly stale entries: rebuild
-                b.heap = [self._entry(m) for m in b.members.values() if m.free_for(b.name)]
-                heapq.heapify(b.heap)
+            if len(heap) > 4 * len(c.members) + 64:  # mostly stale entries: rebuild
+                c.free = [self._entry(m) for m in c.members.values() if m.free_for(c.name)]
+                heapq.heapify(c.free)
+            if freed and c.groups:
+                head = c.groups[0]  # no later than its best valid head
+                self._ready(self.queues[c.name], head[0], head[1], c)
 
-    def _entry(self, w: WorkerState) -> tuple[int, int, int, str]:
-        """A free worker's place in a bucket heap: fewest outstanding, then the tie-break."""
+    def _entry(self, w: WorkerState) -> FreeEntry:
+        """A free worker's place in a class heap: fewest outstanding, then the tie-break."""
         tie = w.attach_seq if self.policy is Policy.ATTACH_ORDER else w.last_assigned
         return (len(w.outstanding), tie, w.version, w.id)
 
-    def _route(self, q: _Queue, task: Task, now: float, effects: list[Effect]) -> None:
-        # Behind a pending drain it waits its turn: the backlog goes first.
-        w = None if q.name in self._unfinished else self.pick(task.name, task.attrs)
-        if w is not None:
-            self._assign(q, task, w, now, effects)
-            return
+    def _levels(self, q: _Queue, attrs: Mapping[str, str]) -> Iterable[
+            list[dict[object, WorkerClass]]]:
+        """Non-empty matching buckets, one list per specificity level, most specific first."""
+        return q.roster.matching(attrs)
+
+    def _best(self, buckets: list[dict[object, WorkerClass]]) -> WorkerState | None:
+        return self._best_of([c for bucket in buckets for c in bucket.values()])
+
+    def _best_of(self, classes: Iterable[WorkerClass]) -> WorkerState | None:
+        """The free worker among `classes` that gets the next task, if any."""
+        if self.policy is Policy.RANDOM:
+            free = {wid: w for c in classes for wid, w in c.members.items()
+                    if w.free_for(c.name)}
+            return self._rng.choice(list(free.values())) if free else None
+        best: FreeEntry | None = None
+        owner: WorkerClass | None = None
+        for c in classes:
+            entry = c.best_free()
+            if entry is not None and (best is None or entry < best):
+                best, owner = entry, c
+        return owner.members[best[3]] if owner is not None and best is not None else None
+
+    # -- internals: the backlog -------------------------------------------------
+
+    def _group(self, q: _Queue, attrs: Mapping[str, str]) -> Group:
+        """The group of waiting tasks with these attrs (as far as routing looks at them)."""
+        b, routing_keys = q.backlog, q.roster.routing_keys
+        key = b.key_of(attrs, routing_keys)
+        g = b.groups.get(key)
+        if g is None:
+            g = b.new_group(key, routing_keys)
+            top = q.roster.top(g.attrs)
+            if top is not None:
+                g.top, g.classes = top
+        return g
+
+    def _enqueue(self, q: _Queue, task: Task) -> None:
         q.queued += 1
-        heapq.heappush(q.group_for(task.attrs).heap, (-task.priority, task.seq, task))
+        g = self._group(q, task.attrs)
+        entry = (-task.priority, task.seq, task)
+        heapq.heappush(g.heap, entry)
+        if g.heap[0] is entry:
+            self._register(q, g, g.classes)
+
+    def _unqueue(self, q: _Queue, task: Task) -> None:
+        """A waiting task became final: if it led its group, offer the next one."""
+        g = q.backlog.groups.get(q.backlog.key_of(task.attrs, q.roster.routing_keys))
+        if g is None or g.heap[0][2] is not task:
+            return  # not a head: dropped lazily when it comes up
+        if g.head() is None:
+            q.backlog.drop(g)
+        else:
+            self._register(q, g, g.classes)
+
+    def _register(self, q: _Queue, g: Group, classes: Iterable[WorkerClass], *,
+                  ready: bool = True) -> None:
+        """Offer the group's head to `classes`; `ready`: drain those with a free member."""
+        head = g.heap[0][2]
+        entry = (-head.priority, head.seq, next(self._entry_seq), g)
+        for c in classes:
+            heap = c.groups
+            heapq.heappush(heap, entry)
+            if len(heap) > 2 * len(q.backlog.groups) + 64:  # mostly stale entries: rebuild
+                c.groups = [e for e in heap if self._valid(c, e[3], e[0], e[1])]
+                heapq.heapify(c.groups)
+            if ready and c.best_free() is not None:
+                self._ready(q, entry[0], entry[1], c)
+
+    def _retop(self, q: _Queue, g: Group) -> None:
+        top = q.roster.top(g.attrs)
+        if top is None:
+            g.top, g.classes = None, []
+            return
+        g.top, g.classes = top
+        self._register(q, g, g.classes)
+
+    def _regroup(self, q: _Queue) -> None:
+        b = q.backlog
+        waiting = [entry for g in b.groups.values() for entry in g.heap
+                   if entry[2].state is TaskState.QUEUED]
+        for g in b.groups.values():
+            g.alive = False
+        b.groups.clear()
+        b.projection = {shape: {} for shape in q.roster.buckets}
+        b.ready.clear()
+        for c in q.roster.classes.values():
+            c.groups = []
+        for entry in waiting:
+            self._group(q, entry[2].attrs).heap.append(entry)
+        for g in b.groups.values():
+            heapq.heapify(g.heap)
+            if g.classes:
+                self._register(q, g, g.classes)
+
+    @staticmethod
+    def _valid(c: WorkerClass, g: Group, neg_priority: int, seq: int) -> bool:
+        """Is this registration current: the group's head, and `c` at its top level?"""
+        if not g.alive or g.top != c.specificity:
+            return False
+        head = g.heap[0]
+        return head[1] == seq and head[0] == neg_priority
+
+    def _best_group(self, c: WorkerClass) -> Group | None:
+        heap = c.groups
+        while heap:
+            neg_priority, seq, _, g = heap[0]
+            if self._valid(c, g, neg_priority, seq):
+                return g
+            heapq.heappop(heap)
+        return None
+
+    def _ready(self, q: _Queue, neg_priority: int, seq: int, c: WorkerClass) -> None:
+        heapq.heappush(q.backlog.ready, (neg_priority, seq, next(self._entry_seq), c))
+        self._dirty[q.name] = None
+
+    def _finish_call(self, now: float, effects: list[Effect]) -> list[Effect]:
+        """Drain the queues with ready classes, within the call's budget."""
+        for name in list(self._dirty):
+            if not self._drain(self.queues[name], now, effects):
+                break  # out of budget: the rest is the next `drain()`'s
+            del self._dirty[name]
+        return effects
+
+    def _drain(self, q: _Queue, now: float, effects: list[Effect]) -> bool:
+        """Dispatch waiting tasks, best first, while a ready class has a free member.
+
+        Returns False if the budget ran out first.
+        """
+        ready = q.backlog.ready
+        while ready:
+            neg_priority, seq, _, c = ready[0]
+            if c.dead or c.best_free() is None:
+                heapq.heappop(ready)
+                continue
+            g = self._best_group(c)
+            if g is None:
+                heapq.heappop(ready)
+                continue
+            head = g.heap[0]
+            if head[0] != neg_priority or head[1] != seq:  # its best moved on: requeue it
+                heapq.heapreplace(ready, (head[0], head[1], next(self._entry_seq), c))
+                continue
+            if self._budget == 0:
+                return False
+            w = self._best_of(g.classes)
+            assert w is not None  # c is among them and has a free member
+            task = heapq.heappop(g.heap)[2]
+            q.queued -= 1
+            if self._budget is not None:
+                self._budget -= 1
+            self._assign(q, task, w, now, effects)
+            if g.head() is None:
+                q.backlog.drop(g)
+            else:  # a later head: no class of it can have become ready
+                self._register(q, g, g.classes, ready=False)
+        return True
 
     def _assign(self, q: _Queue, task: Task, w: WorkerState, now: float,
                 effects: list[Effect]) -> None:
@@ -625,78 +598,15 @@ class Scheduler:
         w.last_assigned = next(self._assign_seq)
         if w.polling:
             w.rooms[q.name] -= 1
-        self._touch(w)
+        self._touch(w, freed=False)
         self._push_deadline(q, now + task.timeout, task.id, len(task.attempts))
         effects.append(Dispatch(w.id, task))
-
-    def _start_call(self) -> None:
-        self._budget = self.drain_budget
-
-    def _drain_names(self, names: Iterable[str], now: float, effects: list[Effect]) -> None:
-        for name in names:
-            q = self.queues.get(name)
-            if q is not None and q.queued:
-                self._drain(q, now, effects)
-
-    def _drain(self, q: _Queue, now: float, effects: list[Effect]) -> None:
-        """Dispatch waiting tasks while some group has a free candidate, best task first."""
-        while q.queued:
-            if self._budget == 0:  # the rest is the next `drain()`'s
-                self._unfinished[q.name] = None
-                return
-            best: tuple[Task, _Group, WorkerState] | None = None
-            for key, group in list(q.groups.items()):
-                head = group.head()
-                if head is None:
-                    del q.groups[key]
-                    continue
-                if best is not None and (-head.priority, head.seq) > (
-                    -best[0].priority, best[0].seq
-                ):
-                    continue
-                w = self.pick(q.name, group.attrs)
-                if w is not None:
-                    best = (head, group, w)
-            if best is None:
-                return
-            task, group, w = best
-            heapq.heappop(group.heap)
-            q.queued -= 1
-            if self._budget is not None:
-                self._budget -= 1
-            self._assign(q, task, w, now, effects)
-
-    def _add_shape(self, q: _Queue, shape: tuple[str, ...]) -> None:
-        q.shape_refs[shape] = 0
-        q.buckets[shape] = {}
-        self._relevel(q)
-        if not set(shape) <= set(q.routing_keys):
-            q.routing_keys = tuple(sorted(set(q.routing_keys) | set(shape)))
-            waiting = [entry for g in q.groups.values() for entry in g.heap
-                       if entry[2].state is TaskState.QUEUED]
-            q.groups.clear()
-            for entry in waiting:
-                q.group_for(entry[2].attrs).heap.append(entry)
-            for g in q.groups.values():
-                heapq.heapify(g.heap)
-
-    def _remove_shape(self, q: _Queue, shape: tuple[str, ...]) -> None:
-        del q.shape_refs[shape]
-        del q.buckets[shape]
-        self._relevel(q)
-
-    @staticmethod
-    def _relevel(q: _Queue) -> None:
-        by_level: dict[int, list[tuple[str, ...]]] = {}
-        for shape in q.buckets:
-            by_level.setdefault(len(shape), []).append(shape)
-        q.levels = [by_level[n] for n in sorted(by_level, reverse=True)]
 
     # -- internals: endings -----------------------------------------------------
 
     def _release(self, w: WorkerState, task: Task) -> None:
         if w.outstanding.pop(task.id, None) is not None:
-            self._touch(w)
+            self._touch(w, freed=True)
 
     def _lose(self, task: Task, worker_id: str, outcome: Outcome, now: float,
               effects: list[Effect]) -> None:
@@ -716,7 +626,7 @@ class Scheduler:
             return
         task.state = TaskState.QUEUED
         effects.append(Requeued(task, worker_id, outcome))
-        self._route(q, task, now, effects)
+        self._enqueue(q, task)  # in its old place in line; the call's drain dispatches it
 
     def _finish(self, task: Task, state: TaskState, worker: str | None, now: float,
                 effects: list[Effect], *, result: object = None,
@@ -728,7 +638,7 @@ class Scheduler:
         del self.tasks[task.id]
         effects.append(Finished(task, worker))
 
-    def _pending(self, deadline: tuple[float, int, str, int]) -> bool:
+    def _can_fire(self, deadline: tuple[float, int, str, int]) -> bool:
         """Can this deadline still fire: is its task still waiting, or running that attempt?"""
         task = self.tasks.get(deadline[2])
         if task is None:
@@ -738,7 +648,7 @@ class Scheduler:
         return task.state is TaskState.RUNNING and len(task.attempts) == deadline[3]
 
     def _push_deadline(self, q: _Queue, when: float, task_id: str, attempt_no: int) -> None:
-        heapq.heappush(q.deadlines, (when, next(self._deadline_seq), task_id, attempt_no))
+        heapq.heappush(q.backlog.deadlines, (when, next(self._deadline_seq), task_id, attempt_no))
 
 
 def _unique(subscriptions: Iterable[Subscription]) -> tuple[Subscription, ...]:

@@ -6,6 +6,7 @@ No I/O and no clock: every call gets `now` and the test reads the returned effec
 from __future__ import annotations
 
 import itertools
+import random
 from collections import Counter
 
 import pytest
@@ -393,9 +394,8 @@ def test_submit_during_a_pending_drain_does_not_overtake_waiting_tasks() -> None
     assert dispatched(s.attach("w", [sub("tag")], now=1.0)) == [("w", t.id) for t in waiting[:2]]
     assert s.pending
     late = task()
-    assert s.submit(late, now=1.0) == []  # queued behind the backlog
-    assert late.state is TaskState.QUEUED
-    order = []
+    order = [tid for _, tid in dispatched(s.submit(late, now=1.0))]  # continues the drain
+    assert late.id not in order and late.state is TaskState.QUEUED  # behind the backlog
     while s.pending:
         order += [tid for _, tid in dispatched(s.drain(now=1.0))]
     assert order == [waiting[2].id, waiting[3].id, late.id]
@@ -485,3 +485,170 @@ def test_finished_names_the_worker_that_ended_the_task() -> None:
     queued = task(schedule_timeout=1.0)
     s.submit(queued, now=2.0)
     assert [e.worker for e in s.expire("tag", now=3.0) if isinstance(e, Finished)] == [None]
+
+
+# --- backlog order and levels ----------------------------------------------------------------
+
+
+def test_a_draining_backlog_dispatches_best_task_first_across_groups() -> None:
+    s = Scheduler()
+    ts = [task(attrs={"cloud": cloud}, priority=priority)
+          for priority, cloud in [(0, "aws"), (0, "gcp"), (2, "gcp"), (1, "aws"), (2, "aws")]]
+    for t in ts:
+        s.submit(t, now=0.0)
+    effects = s.attach("w", [sub("tag", cloud="aws,gcp")], now=1.0, capacity=4)
+    assert dispatched(effects) == [("w", ts[i].id) for i in (2, 4, 3, 0)]
+    effects, _ = s.complete("w", ts[2].id, ok=True, now=2.0)
+    assert dispatched(effects) == [("w", ts[1].id)]
+
+
+def test_a_draining_backlog_dispatch_order_is_priority_then_fifo() -> None:
+    s = Scheduler()
+    ts = [task(attrs={"k": f"v{i % 7}"}, priority=i % 3) for i in range(60)]
+    for t in ts:
+        s.submit(t, now=0.0)
+    order = [tid for _, tid in dispatched(s.attach("w", [sub("tag")], now=1.0))]
+    assert order == [t.id for t in sorted(ts, key=lambda t: (-t.priority, t.seq))]
+
+
+def test_removing_the_most_specific_worker_hands_its_groups_to_the_next_level() -> None:
+    s = Scheduler()
+    s.attach("general", [sub("tag")], now=0.0, capacity=1)
+    s.attach("middle", [sub("tag", cloud="aws")], now=0.0, capacity=1)
+    s.attach("specific", [sub("tag", cloud="aws", account="1")], now=0.0, capacity=1)
+    busy = [task(attrs={"cloud": "aws", "account": "1"}) for _ in range(3)]
+    for t in busy:
+        s.submit(t, now=0.0)
+    s.submit(task(), now=0.0)  # keeps "general" busy
+    assert [t.worker for t in busy] == ["specific", None, None]
+    effects = s.detach("specific", now=1.0)
+    assert dispatched(effects) == [("middle", busy[0].id)]  # the lost one keeps its place
+    effects = s.detach("middle", now=2.0)
+    assert dispatched(effects) == []  # "general" is busy: they wait at its level now
+    assert [w.id for w in s.candidates("tag", busy[1].attrs)] == ["general"]
+    effects = s.attach("specific2", [sub("tag", cloud="aws", account="1")], now=3.0, capacity=2)
+    assert dispatched(effects) == [("specific2", busy[0].id), ("specific2", busy[1].id)]
+
+
+def test_a_worker_listing_many_values_is_one_class_per_subscription() -> None:
+    s = Scheduler()
+    values = [f"r{i}" for i in range(4000)]
+    s.attach("wide", [sub("tag", region=",".join(values))], now=0.0, capacity=2)
+    s.attach("wide2", [sub("tag", region=",".join(values))], now=0.0, capacity=2)
+    [wide] = s.workers["wide"].classes
+    assert s.workers["wide2"].classes == [wide] and len(wide.members) == 2
+    t = task(attrs={"region": "r3999"})
+    assert dispatched(s.submit(t, now=0.0)) == [("wide", t.id)]
+    assert len(wide.free) <= 4  # one entry per load change, not one per value
+
+
+# --- equivalence with a brute-force reference ----------------------------------------------
+
+
+class Reference:
+    """The rules, obviously: each waiting task in (-priority, seq) order goes to the
+    least loaded free worker of its most specific matching level, if any."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.workers: dict[str, dict[str, object]] = {}
+        self.waiting: dict[str, Task] = {}
+        self.held: dict[str, str] = {}  # task id -> worker
+        self.assign_seq = itertools.count(1)
+        self.attach_seq = itertools.count(1)
+
+    def attach(self, wid: str, subs: list[Subscription], capacity: int | None) -> None:
+        self.workers[wid] = {"subs": subs, "capacity": capacity, "last": 0,
+                             "order": next(self.attach_seq)}
+
+    def load(self, wid: str) -> int:
+        return sum(1 for w in self.held.values() if w == wid)
+
+    def run(self) -> list[tuple[str, str]]:
+        out = []
+        for t in sorted(self.waiting.values(), key=lambda t: (-t.priority, t.seq)):
+            matching = [(max(s.specificity for s in w["subs"] if s.matches(t.name, t.attrs)), wid)
+                        for wid, w in self.workers.items()
+                        if any(s.matches(t.name, t.attrs) for s in w["subs"])]
+            if not matching:
+                continue
+            top = max(spec for spec, _ in matching)
+            free = [wid for spec, wid in matching if spec == top and (
+                self.workers[wid]["capacity"] is None
+                or self.load(wid) < self.workers[wid]["capacity"])]
+            if not free:
+                continue
+            tie = "order" if self.policy is Policy.ATTACH_ORDER else "last"
+            wid = min(free, key=lambda wid: (self.load(wid), self.workers[wid][tie]))
+            self.workers[wid]["last"] = next(self.assign_seq)
+            self.held[t.id] = wid
+            del self.waiting[t.id]
+            out.append((wid, t.id))
+        return out
+
+
+@pytest.mark.parametrize(("policy", "budget", "seed"), [
+    (Policy.EVEN, None, 1), (Policy.EVEN, 3, 2), (Policy.ATTACH_ORDER, None, 3),
+    (Policy.ATTACH_ORDER, 2, 4), (Policy.EVEN, 1, 5),
+])
+def test_dispatches_match_a_brute_force_reference(policy: Policy, budget: int | None,
+                                                 seed: int) -> None:
+    rng = random.Random(seed)
+    s, ref = Scheduler(policy, drain_budget=budget), Reference(policy)
+    names = itertools.count(1)
+    total = 0
+
+    def random_subs() -> list[Subscription]:
+        subs = []
+        for _ in range(rng.choice([1, 1, 2])):
+            f = {}
+            if rng.random() < 0.6:
+                f["a"] = ",".join(rng.sample(["x", "y", "z"], rng.randint(1, 3)))
+            if rng.random() < 0.4:
+                f["b"] = ",".join(rng.sample(["1", "2"], rng.randint(1, 2)))
+            subs.append(sub("tag", **f))
+        return subs
+
+    def settle(effects: list[Effect]) -> list[tuple[str, str]]:
+        got = dispatched(effects)
+        while s.pending:
+            got += dispatched(s.drain(now=0.0))
+        return got
+
+    for _ in range(400):
+        op = rng.random()
+        if op < 0.15 or not ref.workers:
+            wid, subs, cap = f"w{next(names)}", random_subs(), rng.choice([1, 2, 3, None])
+            ref.attach(wid, subs, cap)
+            got = settle(s.attach(wid, subs, now=0.0, capacity=cap))
+        elif op < 0.25:
+            wid = rng.choice(sorted(ref.workers))
+            del ref.workers[wid]
+            for tid in [tid for tid, w in ref.held.items() if w == wid]:
+                del ref.held[tid]
+                ref.waiting[tid] = s.tasks[tid]
+            got = settle(s.detach(wid, now=0.0))
+        elif op < 0.3:
+            wid = rng.choice(sorted(ref.workers))
+            subs = random_subs()
+            ref.workers[wid]["subs"] = subs
+            got = settle(s.update(wid, now=0.0, subscriptions=subs))
+        elif op < 0.7:
+            attrs = {k: rng.choice(vs) for k, vs in (("a", "xyzw"), ("b", "12"))
+                     if rng.random() < 0.8}
+            t = task(attrs=attrs, priority=rng.randint(0, 2), retries=10_000)
+            s.number(t)
+            ref.waiting[t.id] = t
+            got = settle(s.submit(t, now=0.0))
+        else:
+            if not ref.held:
+                continue
+            tid = rng.choice(sorted(ref.held))
+            wid = ref.held.pop(tid)
+            effects, ignored = s.complete(wid, tid, ok=True, now=0.0)
+            assert ignored is None
+            got = settle(effects)
+        assert got == ref.run()
+        total += len(got)
+    assert s.queues["tag"].queued == len(ref.waiting)
+    assert total > 100  # the sequence exercised the drain, not only idle routing
