@@ -212,8 +212,9 @@ class _Simulation:
         #: the current simulated time, and the first tick at or after it
         self.now = 0.0
         self.now_tick = 0
+        # A simulated WebSocket answers every ping: its connection lasts until it drops.
         self.hub = Hub(_RecordingStore(self), policy=policy, wall_clock=lambda: 0.0,
-                       seed=scenario.seed)
+                       seed=scenario.seed, ping_interval=math.inf)
         self.fleet = PollingFleet(self.hub)
         # per task, indexed by arrival number
         self.created = array("d")

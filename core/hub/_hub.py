@@ -96,7 +96,9 @@ class Hub:
         self.ping_interval = ping_interval
         self.events = EventStream(self.now)
         self.sessions = Sessions()
-        self.liveness = LivenessWatch({Liveness.POLL: poll_liveness}, self.now, self._expire)
+        self.liveness = LivenessWatch(
+            {Liveness.CONNECTION: ping_interval + ping_timeout, Liveness.POLL: poll_liveness},
+            self.now, self._expire)
         self.queue_stats: dict[str, QueueStats] = {}
         #: what `now()` reads at start; the simulator passes `lambda: 0.0` so hub time
         #: equals trio's mock time exactly and runs are reproducible

@@ -13,10 +13,11 @@ cheap:
 * reads are pulled: `receive` feeds what one read brought to wsproto and hands out
   the complete messages it held, with no reader task or queue in between.
 
-Each connection is also pinged every `ping_interval` seconds, and a ping not answered
-within `ping_timeout` ends it — which detaches the worker and reschedules its tasks —
-however the peer died. Any other path is refused with 404 before the upgrade; a
-refusal closes the connection.
+The worker protocol pings each connection every `ping_interval` seconds (`ping`
+returns at the pong); the hub's liveness watch drops a worker whose pongs stopped for
+`ping_interval + ping_timeout` — which detaches it and reschedules its tasks — however
+the peer died. Any other path is refused with 404 before the upgrade; a refusal
+closes the connection.
 """
 
 from __future__ import annotations
@@ -239,28 +240,18 @@ class _LeanSocket:
 
     # --- liveness ----------------------------------------------------------------------
 
-    async def keep_alive(self, connection: trio.CancelScope) -> None:
-        """Ping every `ping_interval`; a ping unanswered for `ping_timeout` cancels
-        `connection` (which detaches the worker). Pongs arrive through `receive`, which
-        the worker protocol always awaits while the worker is connected."""
-        while True:
-            await trio.sleep(self._settings.ping_interval)
-            self._pong = trio.Event()
-            if not self._open:
-                return
-            self.queue(Ping(b"workyard"))
-            with trio.move_on_after(self._settings.ping_timeout):
-                await self._pong.wait()
-                continue
-            log.info("worker connection from %s did not answer a ping within %g s; "
-                     "dropping it", _peer(self._stream), self._settings.ping_timeout)
-            connection.cancel()
-            return
+    async def ping(self) -> None:
+        """Send a ping; return once its pong arrives (through `receive`, which the worker
+        protocol always awaits while the worker is connected)."""
+        self._pong = trio.Event()
+        if not self._open:
+            raise ConnectionEnded("the connection is closing")
+        self.queue(Ping(b"workyard"))
+        await self._pong.wait()
 
 
 class _LeanUpgrade:
-    """A wsproto upgrade request as a `WorkerUpgrade`; once accepted, the connection is
-    pinged in `nursery`, and an unanswered ping cancels that nursery."""
+    """A wsproto upgrade request as a `WorkerUpgrade`."""
 
     def __init__(self, socket: _LeanSocket, request: Request, query: str,
                  nursery: trio.Nursery) -> None:
@@ -275,7 +266,6 @@ class _LeanUpgrade:
 
     async def accept(self) -> WorkerSocket:
         self._socket.queue(AcceptConnection())
-        self._nursery.start_soon(self._socket.keep_alive, self._nursery.cancel_scope)
         return self._socket
 
 

@@ -32,7 +32,7 @@ from werkzeug.datastructures import Headers, MultiDict
 from .._auth import Auth, Role, bearer
 from .._errors import Conflict, InvalidInput, Unauthorized, WorkyardError
 from .._model import Subscription, Task
-from ..hub import Hub
+from ..hub import Hub, Session
 from ..protocol import (
     FIRST_MESSAGE_TIMEOUT,
     MAX_BATCH,
@@ -68,6 +68,9 @@ class WorkerSocket(Protocol):
 
     async def close(self, code: int, reason: str) -> None:
         """Close with `code` and `reason`, without waiting long for a dead peer."""
+
+    async def ping(self) -> None:
+        """Send a ping; return once the peer's pong arrives (perhaps never)."""
 
 
 class WorkerUpgrade(Protocol):
@@ -194,7 +197,7 @@ async def serve_worker(upgrade: WorkerUpgrade, hub: Hub, auth: Auth) -> None:
     conn = _Connection(socket, per_frame)
     try:
         subscriptions = await _first_messages(socket, auth, authorized, subscriptions)
-        hub.attach(worker_id, subscriptions, conn, capacity=capacity)
+        session = hub.attach(worker_id, subscriptions, conn, capacity=capacity)
     except (WorkyardError, ValueError) as exc:
         refusal = _refusal(exc)
         log.info("worker %s refused: %s", worker_id, refusal.message)
@@ -204,6 +207,7 @@ async def serve_worker(upgrade: WorkerUpgrade, hub: Hub, auth: Auth) -> None:
         async with trio.open_nursery() as nursery:
             conn.scope = nursery.cancel_scope
             nursery.start_soon(conn.send_tasks)
+            nursery.start_soon(_prove_alive, socket, hub, session)
             while True:
                 frame = await socket.receive()
                 try:
@@ -219,3 +223,12 @@ async def serve_worker(upgrade: WorkerUpgrade, hub: Hub, auth: Auth) -> None:
     if conn.closed_because:  # the hub dropped it (another connection took over its id)
         displaced = Conflict(conn.closed_because)
         await socket.close(displaced.close_code, displaced.reason)
+
+
+async def _prove_alive(socket: WorkerSocket, hub: Hub, session: Session) -> None:
+    """Ping every `ping_interval`; each pong is proof of life for the hub's liveness
+    watch, which drops the worker once none came for ping_interval + ping_timeout."""
+    while True:
+        await trio.sleep(hub.ping_interval)
+        await socket.ping()
+        hub.alive(session)

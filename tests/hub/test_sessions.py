@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Awaitable, Callable
 
+import pytest
 import trio
 import trio.testing
 
@@ -64,6 +65,29 @@ async def test_a_silent_polling_session_is_detached_after_its_window(
     assert "p" not in hub.sessions.attached
     assert link.closed is not None and "no poll for 30 s" in link.closed
     assert held.state is TaskState.QUEUED and held.attempts[-1].outcome is Outcome.WORKER_LOST
+
+
+async def test_a_connection_whose_pongs_stop_is_dropped_after_interval_plus_timeout(
+    start_hub: StartHub, autojump_clock: trio.testing.MockClock
+) -> None:
+    hub = await start_hub(ping_interval=20.0, ping_timeout=10.0)
+    silent, spare = RecordingLink(), RecordingLink()
+    session = hub.attach("ws", TAG, silent)
+    t = task()
+    await hub.submit([t])
+    other = hub.attach("spare", TAG, spare)  # takes what `ws` loses
+    start = trio.current_time()
+    await trio.sleep(20)
+    hub.alive(session)  # the pongs of the first pings
+    hub.alive(other)
+    await trio.sleep(20)
+    hub.alive(other)  # only `spare` answers the second
+    await trio.sleep(9.9)
+    assert "ws" in hub.sessions.attached and spare.ids == []
+    await trio.sleep(0.2)  # the second ping's pong never came
+    assert "ws" not in hub.sessions.attached
+    assert silent.closed == "no answer to pings for 30 s"
+    assert spare.ids == [t.id] and trio.current_time() - start == pytest.approx(50.1)
 
 
 async def test_a_held_session_stays_alive_past_its_window(
