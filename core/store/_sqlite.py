@@ -262,6 +262,9 @@ class SQLiteStore:
             task_status.started()
             while True:
                 await self._wake.wait()
+                # One more scheduler round, so that writes handed over by tasks that
+                # run in the same round as this wake-up share this commit.
+                await trio.lowlevel.checkpoint()
                 self._wake = trio.Event()
                 batch, self._pending = self._pending, []
                 # A batch taken off the queue is committed even if we are cancelled
