@@ -1,17 +1,53 @@
-"""SQLiteStore on a real file: inserts, finals, queries, purge, keys, reopening."""
+"""What only SQLiteStore has: a real file that outlives the process, group commit, the
+multi-row statements, units of work failing alone inside one transaction, and the
+schema's versions. What every store does is in `test_contract.py`."""
 
 from __future__ import annotations
 
 import itertools
+import logging
+import sqlite3
 
-import msgspec
+import pytest
 import trio
 from conftest import NET_TIMEOUT
 
-from workyard import Attempt, Outcome, SQLiteStore, Task, TaskState
+from workyard import Attempt, SQLiteStore, Task, TaskState
+from workyard.store import StoreError
+from workyard.store._migrations import VERSION
+from workyard.store._sqlite import CHUNK
 
 _ids = itertools.count(1)
 _seq = itertools.count(1)
+
+#: The schema from before versioning (user_version 0), as it was shipped.
+SCHEMA_BEFORE_VERSIONS = """
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    attrs BLOB NOT NULL,
+    data BLOB NOT NULL,
+    priority INTEGER NOT NULL,
+    timeout REAL NOT NULL,
+    retries INTEGER NOT NULL,
+    schedule_timeout REAL,
+    key TEXT UNIQUE,
+    state TEXT NOT NULL,
+    created REAL NOT NULL,
+    finished REAL,
+    result BLOB,
+    error TEXT,
+    attempts BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (seq) WHERE finished IS NULL;
+CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished) WHERE finished IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_name ON tasks (name, seq);
+CREATE TABLE IF NOT EXISTS queue_configurations (
+    queue TEXT PRIMARY KEY,
+    configuration BLOB NOT NULL
+);
+"""
 
 
 def task(name: str = "tag", **fields: object) -> Task:
@@ -20,86 +56,17 @@ def task(name: str = "tag", **fields: object) -> Task:
                 **fields)  # type: ignore[arg-type]
 
 
-async def finish(store: SQLiteStore, t: Task, state: TaskState, when: float) -> None:
-    """Mark `t` final and wait until the store says it is durable."""
-    t.state, t.finished = state, when
-    committed = trio.Event()
-    store.tasks.finish(t, lambda _: committed.set())
+def user_version(path: str) -> int:
+    with sqlite3.connect(path) as db:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+async def wait(event: trio.Event) -> None:
     with trio.fail_after(NET_TIMEOUT):
-        await committed.wait()
+        await event.wait()
 
 
-async def test_insert_get_roundtrip_keeps_payload_bytes(sqlite_store: SQLiteStore) -> None:
-    t = task(attrs={"cloud": "aws"}, data=msgspec.Raw(b'{"big":  [1, 2]}'), priority=3,
-             timeout=5.5, retries=1, schedule_timeout=9.0)
-    assert await sqlite_store.tasks.insert([t]) == [t.id]
-    got = await sqlite_store.tasks.get(t.id)
-    assert got is not None
-    assert (got.name, got.attrs, got.priority, got.timeout, got.retries, got.schedule_timeout,
-            got.state, got.seq) == ("tag", {"cloud": "aws"}, 3, 5.5, 1, 9.0, TaskState.QUEUED,
-                                    t.seq)
-    assert bytes(got.data) == b'{"big":  [1, 2]}'  # relayed byte for byte
-    assert await sqlite_store.tasks.get("missing") is None
-
-
-async def test_finish_stores_the_final_state(sqlite_store: SQLiteStore) -> None:
-    t = task()
-    await sqlite_store.tasks.insert([t])
-    t.result = msgspec.Raw(b'"ok"')
-    t.attempts = [Attempt(worker="w", started=1.0, ended=2.0, outcome=Outcome.DONE)]
-    await finish(sqlite_store, t, TaskState.DONE, 2.0)
-    got = await sqlite_store.tasks.get(t.id)
-    assert got is not None and got.state is TaskState.DONE and got.finished == 2.0
-    assert bytes(got.result) == b'"ok"'  # type: ignore[arg-type]
-    assert got.attempts == t.attempts
-
-
-async def test_find_filters_newest_first(sqlite_store: SQLiteStore) -> None:
-    a1, b1, a2 = task("a"), task("b"), task("a")
-    await sqlite_store.tasks.insert([a1, b1, a2])
-    await finish(sqlite_store, a1, TaskState.DONE, 5.0)
-    ids = lambda ts: [t.id for t in ts]  # noqa: E731
-    assert ids(await sqlite_store.tasks.find(name=None, state=None, limit=10)) == [a2.id, b1.id, a1.id]
-    assert ids(await sqlite_store.tasks.find(name="a", state=None, limit=10)) == [a2.id, a1.id]
-    assert ids(await sqlite_store.tasks.find(name="a", state=TaskState.DONE, limit=10)) == [a1.id]
-    assert ids(await sqlite_store.tasks.find(name=None, state=TaskState.QUEUED, limit=1)) == [a2.id]
-
-
-async def test_unfinished_is_oldest_first(sqlite_store: SQLiteStore) -> None:
-    ts = [task() for _ in range(4)]
-    await sqlite_store.tasks.insert(ts)
-    await finish(sqlite_store, ts[1], TaskState.CANCELLED, 1.0)
-    assert [t.id for t in await sqlite_store.tasks.unfinished()] == [ts[0].id, ts[2].id, ts[3].id]
-
-
-async def test_purge_drops_only_old_final_tasks(sqlite_store: SQLiteStore) -> None:
-    old, recent, live = task(), task(), task()
-    await sqlite_store.tasks.insert([old, recent, live])
-    await finish(sqlite_store, old, TaskState.DONE, 10.0)
-    await finish(sqlite_store, recent, TaskState.FAILED, 100.0)
-    assert await sqlite_store.tasks.purge(50.0) == 1
-    assert await sqlite_store.tasks.get(old.id) is None
-    assert await sqlite_store.tasks.get(recent.id) is not None
-    assert await sqlite_store.tasks.get(live.id) is not None
-
-
-async def test_key_dedupe_within_and_across_batches(sqlite_store: SQLiteStore) -> None:
-    first, repeat, other = task(key="k"), task(key="k"), task(key="other")
-    assert await sqlite_store.tasks.insert([first, repeat, other]) == [first.id, first.id, other.id]
-    again = task(key="k")
-    assert await sqlite_store.tasks.insert([again]) == [first.id]
-    assert await sqlite_store.tasks.get(repeat.id) is None
-    assert await sqlite_store.tasks.get(again.id) is None
-
-
-async def test_concurrent_writes_share_commits(sqlite_store: SQLiteStore) -> None:
-    """Group commit: many inserts queued together cost fewer transactions than inserts."""
-    before = sqlite_store.commits
-    async with trio.open_nursery() as nursery:
-        for _ in range(50):
-            nursery.start_soon(sqlite_store.tasks.insert, [task()])
-    assert len(await sqlite_store.tasks.unfinished()) == 50
-    assert sqlite_store.commits - before < 50
+# -- the file -----------------------------------------------------------------------
 
 
 async def test_data_survives_reopening_the_file(hub_db: str) -> None:
@@ -118,3 +85,188 @@ async def test_data_survives_reopening_the_file(hub_db: str) -> None:
         got = await reopened.tasks.get(finished_task.id)
         assert got is not None and got.state is TaskState.DONE
         nursery.cancel_scope.cancel()
+
+
+async def test_after_a_crash_a_running_task_comes_back_with_its_cut_off_attempt(
+        hub_db: str) -> None:
+    t = task()
+    store = SQLiteStore(hub_db)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        await store.tasks.insert([t])
+        t.state, t.attempts = TaskState.RUNNING, [Attempt(worker="w1", started=3.0)]
+        store.tasks.started(t)
+        await store.commit()
+        nursery.cancel_scope.cancel()  # the hub dies with the attempt open
+    reopened = SQLiteStore(hub_db)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(reopened.run)
+        (got,) = await reopened.tasks.unfinished()
+        assert got.state is TaskState.RUNNING and got.worker == "w1"
+        assert got.attempts == [Attempt(worker="w1", started=3.0)]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_closed_store_refuses_commits(hub_db: str) -> None:
+    store = SQLiteStore(hub_db)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        nursery.cancel_scope.cancel()
+    with pytest.raises(StoreError, match="closed"):
+        await store.tasks.insert([task()])
+    with pytest.raises(StoreError, match="not running"):
+        await store.tasks.get("x")
+
+
+# -- group commit -------------------------------------------------------------------
+
+
+async def test_concurrent_writes_share_commits(sqlite_store: SQLiteStore) -> None:
+    before = sqlite_store.commits
+    async with trio.open_nursery() as nursery:
+        for _ in range(50):
+            nursery.start_soon(sqlite_store.tasks.insert, [task()])
+    assert len(await sqlite_store.tasks.unfinished()) == 50
+    assert sqlite_store.commits - before < 50
+
+
+async def test_writes_beyond_one_chunk_are_all_stored(sqlite_store: SQLiteStore) -> None:
+    many = [task() for _ in range(2 * CHUNK + 7)]
+    assert await sqlite_store.tasks.insert(many) == [t.id for t in many]
+    before = sqlite_store.commits
+    announced = 0
+    all_done = trio.Event()
+
+    def then(_: Task) -> None:
+        nonlocal announced
+        announced += 1
+        if announced == len(many):
+            all_done.set()
+
+    for t in many:
+        t.state, t.attempts = TaskState.RUNNING, [Attempt(worker="w", started=1.0)]
+        sqlite_store.tasks.started(t)
+    for t in many:
+        t.state, t.finished = TaskState.DONE, 2.0
+        sqlite_store.tasks.finish(t, then)
+    await wait(all_done)
+    assert sqlite_store.commits - before == 1
+    done = await sqlite_store.tasks.find(name=None, state=TaskState.DONE, limit=10_000)
+    assert len(done) == len(many)
+
+
+async def test_started_and_finish_of_one_task_in_one_batch_end_final(
+        sqlite_store: SQLiteStore) -> None:
+    ts = [task() for _ in range(5)]
+    await sqlite_store.tasks.insert(ts)
+    committed = trio.Event()
+    for t in ts:  # dispatched and answered before the writer wakes
+        t.state, t.attempts = TaskState.RUNNING, [Attempt(worker="w", started=1.0)]
+        sqlite_store.tasks.started(t)
+        t.state, t.finished = TaskState.DONE, 2.0
+        sqlite_store.tasks.finish(t, lambda _: committed.set())
+    await wait(committed)
+    assert await sqlite_store.tasks.unfinished() == []
+
+
+async def test_a_batch_with_one_out_of_range_integer_fails_that_unit_only(
+        sqlite_store: SQLiteStore) -> None:
+    good, bad, later = task(), task(priority=2**63), task()
+    await sqlite_store.tasks.insert([good])
+    good.state, good.finished = TaskState.DONE, 2.0
+    finished = trio.Event()
+    errors: list[BaseException] = []
+
+    async def insert_bad() -> None:
+        try:
+            await sqlite_store.tasks.insert([bad])
+        except StoreError as exc:
+            errors.append(exc)
+
+    before = sqlite_store.commits
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(insert_bad)
+        nursery.start_soon(sqlite_store.tasks.insert, [later])
+        sqlite_store.tasks.finish(good, lambda _: finished.set())
+    await wait(finished)
+    assert sqlite_store.commits - before == 1  # one transaction held all three
+    (error,) = errors
+    assert isinstance(error.__cause__, OverflowError)
+    assert "InsertTasks" in str(error)
+    assert await sqlite_store.tasks.get(bad.id) is None
+    assert [t.id for t in await sqlite_store.tasks.unfinished()] == [later.id]
+    got = await sqlite_store.tasks.get(good.id)
+    assert got is not None and got.state is TaskState.DONE
+    after = task()
+    assert await sqlite_store.tasks.insert([after]) == [after.id]
+
+
+async def test_a_failing_callback_is_logged_and_the_writer_goes_on(
+        sqlite_store: SQLiteStore, caplog: pytest.LogCaptureFixture) -> None:
+    t = task()
+    await sqlite_store.tasks.insert([t])
+
+    def broken(_: Task) -> None:
+        raise ValueError("a bug in the caller")
+
+    t.state, t.finished = TaskState.DONE, 1.0
+    with caplog.at_level(logging.ERROR, logger="workyard.store"):
+        sqlite_store.tasks.finish(t, broken)
+        await sqlite_store.commit()
+    assert "store commit callback failed" in caplog.text
+    after = task()
+    assert await sqlite_store.tasks.insert([after]) == [after.id]
+
+
+# -- schema versions ----------------------------------------------------------------
+
+
+async def test_a_new_file_gets_the_current_schema_version(hub_db: str) -> None:
+    store = SQLiteStore(hub_db)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        nursery.cancel_scope.cancel()
+    assert user_version(hub_db) == VERSION == 2
+
+
+async def test_a_file_from_before_versions_opens_and_upgrades_in_place(hub_db: str) -> None:
+    with sqlite3.connect(hub_db) as db:
+        db.executescript(SCHEMA_BEFORE_VERSIONS)
+        # as the code from before versions wrote them: JSON blobs, raw payload bytes
+        rows = [("old1", 1, "tag", b"{}", b'{"x":1}', 0, 60.0, 3, None, "k", "queued", 1.0,
+                 None, None, None, b"[]"),
+                ("old2", 2, "tag", b'{"a":"b"}', b"null", 5, 60.0, 3, None, None, "done", 2.0,
+                 3.0, b'"ok"', None,
+                 b'[{"worker":"w","started":2.5,"ended":3.0,"outcome":"done"}]')]
+        db.executemany(f"INSERT INTO tasks VALUES ({', '.join('?' * 16)})", rows)
+        db.execute("INSERT INTO queue_configurations VALUES ('tag', ?)", (b'{"v":1}',))
+    assert user_version(hub_db) == 0
+    store = SQLiteStore(hub_db)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        (queued,) = await store.tasks.unfinished()
+        assert (queued.id, queued.key, bytes(queued.data)) == ("old1", "k", b'{"x":1}')
+        done = await store.tasks.find(name=None, state=TaskState.DONE, limit=5)
+        assert [(t.id, t.attrs, t.attempts[0].worker) for t in done] == [("old2", {"a": "b"}, "w")]
+        assert await store.queues.configurations() == {"tag": b'{"v":1}'}
+        assert await store.tasks.insert([task(key="k")]) == ["old1"]  # the key still holds
+        nursery.cancel_scope.cancel()
+    assert user_version(hub_db) == VERSION
+    with sqlite3.connect(hub_db) as db:
+        plan = db.execute("EXPLAIN QUERY PLAN SELECT id FROM tasks WHERE state = ? "
+                          "ORDER BY seq DESC LIMIT 5", ("done",)).fetchall()
+    assert "tasks_state" in str(plan) and "TEMP B-TREE" not in str(plan)
+
+
+async def test_a_file_from_a_newer_workyard_is_refused_and_left_alone(hub_db: str) -> None:
+    with sqlite3.connect(hub_db) as db:
+        db.execute("PRAGMA user_version = 99")
+    store = SQLiteStore(hub_db)
+    with pytest.raises(StoreError) as refused:
+        await store.run()
+    message = str(refused.value)
+    assert "\n" not in message
+    assert hub_db in message and "99" in message and f"({VERSION})" in message
+    assert user_version(hub_db) == 99
+    with sqlite3.connect(hub_db) as db:
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
