@@ -201,6 +201,32 @@ async def test_a_batch_with_one_out_of_range_integer_fails_that_unit_only(
     assert await sqlite_store.tasks.insert([after]) == [after.id]
 
 
+async def test_a_finish_the_database_refuses_is_logged_and_called_back_and_fails_alone(
+        sqlite_store: SQLiteStore, caplog: pytest.LogCaptureFixture) -> None:
+    refused, fine = task(), task()
+    await sqlite_store.tasks.insert([refused, fine])
+    refused.state, refused.finished = TaskState.FAILED, 1.0
+    refused.error = ["not", "a", "string"]  # type: ignore[assignment]  # SQLite cannot bind it
+    fine.state, fine.finished = TaskState.DONE, 1.0
+    called: list[str] = []
+    both = trio.Event()
+
+    def then(t: Task) -> None:
+        called.append(t.id)
+        if len(called) == 2:
+            both.set()
+
+    with caplog.at_level(logging.ERROR, logger="workyard.store"):
+        sqlite_store.tasks.finish(refused, then)  # one batch: the writer has not woken yet
+        sqlite_store.tasks.finish(fine, then)
+        await wait(both)
+    assert sorted(called) == sorted([refused.id, fine.id])
+    assert "store write failed (FinishTask)" in caplog.text
+    assert [t.id for t in await sqlite_store.tasks.unfinished()] == [refused.id]
+    got = await sqlite_store.tasks.get(fine.id)
+    assert got is not None and got.state is TaskState.DONE
+
+
 async def test_a_failing_callback_is_logged_and_the_writer_goes_on(
         sqlite_store: SQLiteStore, caplog: pytest.LogCaptureFixture) -> None:
     t = task()
