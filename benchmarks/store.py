@@ -20,7 +20,8 @@ Then the whole write path through `SQLiteStore` (group commit, savepoints, the
 writer actor): `--concurrency` trio tasks each insert a task, record it started
 (or not: `started` off is the write load from before dispatches were recorded),
 and finish it, waiting for the commit, with the loop idle or kept busy by a
-spinning task. Reported: tasks per second and transactions per task.
+spinning task. Reported: tasks per second, process CPU time per task (steadier on a
+shared machine) and transactions per task.
 
     python benchmarks/store.py
 """
@@ -141,13 +142,15 @@ async def through_store(path: Path, tasks: int, concurrency: int, started: bool,
         await nursery.start(store.run)
         if spin:
             nursery.start_soon(spinner)
-        commits, wall = store.commits, time.perf_counter()
+        commits, wall, cpu = store.commits, time.perf_counter(), time.process_time()
         async with trio.open_nursery() as producers:
             for _ in range(concurrency):
                 producers.start_soon(producer)
         wall, commits = time.perf_counter() - wall, store.commits - commits
+        cpu = time.process_time() - cpu
         nursery.cancel_scope.cancel()
-    return {"tasks_per_s": tasks / wall, "commits_per_task": commits / tasks}
+    return {"tasks_per_s": tasks / wall, "commits_per_task": commits / tasks,
+            "cpu_us_per_task": cpu / tasks * 1e6}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,9 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         case = {"writes": writes, "event_loop": "saturated" if spin else "idle",
                 "tasks_per_s": round(median([r["tasks_per_s"] for r in runs])),
                 "commits_per_task": round(median([r["commits_per_task"] for r in runs]), 4),
+                "cpu_us_per_task": round(median([r["cpu_us_per_task"] for r in runs]), 1),
                 "tasks_per_s_runs": [round(r["tasks_per_s"]) for r in runs]}
         store_cases.append(case)
         print(f"SQLiteStore  {case['event_loop']:9s} loop: {case['tasks_per_s']:7d} tasks/s, "
+              f"{case['cpu_us_per_task']:6.1f} us CPU (process), "
               f"{case['commits_per_task']:.3f} commits per task ({writes})", flush=True)
     result = {"benchmark": "store", "machine": started, "settings": vars(args), "cases": cases,
               "store_cases": store_cases}
