@@ -112,6 +112,17 @@ async def test_tasks_without_keys_are_all_inserted(store: Store) -> None:
     assert ids(await store.tasks.unfinished()) == [a.id, b.id]
 
 
+async def test_an_id_already_stored_fails_the_insert_and_keeps_the_first(store: Store) -> None:
+    first = task()
+    await store.tasks.insert([first])
+    clash = task(name="other")
+    clash.id = first.id
+    with pytest.raises(StoreError):
+        await store.tasks.insert([clash])
+    got = await store.tasks.get(first.id)
+    assert got is not None and got.name == "tag"
+
+
 async def test_an_integer_beyond_64_bits_fails_the_insert_and_stores_nothing(store: Store) -> None:
     fine, bad = task(), task(priority=TOO_BIG)
     with pytest.raises(StoreError):

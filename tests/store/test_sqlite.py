@@ -13,7 +13,7 @@ import trio
 from conftest import NET_TIMEOUT
 
 from workyard import Attempt, SQLiteStore, Task, TaskState
-from workyard.store import StoreError
+from workyard.store import InsertTasks, StoreError
 from workyard.store._migrations import VERSION
 from workyard.store._sqlite import CHUNK
 
@@ -153,6 +153,39 @@ async def test_writes_beyond_one_chunk_are_all_stored(sqlite_store: SQLiteStore)
     assert sqlite_store.commits - before == 1
     done = await sqlite_store.tasks.find(name=None, state=TaskState.DONE, limit=10_000)
     assert len(done) == len(many)
+
+
+class TracedStore(SQLiteStore):
+    """A SQLiteStore that records the statements its writer runs."""
+
+    statements: list[str]
+
+    def _open_writer(self) -> sqlite3.Connection:
+        db = super()._open_writer()
+        self.statements = []
+        db.set_trace_callback(self.statements.append)
+        return db
+
+
+async def test_interleaved_inserts_starts_and_finishes_share_two_statements(
+        nursery: trio.Nursery, hub_db: str) -> None:
+    store = TracedStore(hub_db)
+    await nursery.start(store.run)
+    running = [task() for _ in range(40)]
+    await store.tasks.insert(running)
+    new = [task(key=f"k{i}") for i in range(40)]
+    store.statements.clear()
+    for t, n in zip(running, new):  # as a busy hub hands them over
+        store.commit_soon(InsertTasks([n]))
+        t.state, t.attempts = TaskState.RUNNING, [Attempt(worker="w", started=1.0)]
+        store.tasks.started(t)
+        t.state, t.finished = TaskState.DONE, 2.0
+        store.tasks.finish(t, lambda _: None)
+    await store.commit()
+    kinds = [s.split()[0] for s in store.statements]
+    assert kinds.count("INSERT") == 1 and kinds.count("UPDATE") == 1, kinds
+    assert len(await store.tasks.unfinished()) == 40
+    assert len(await store.tasks.find(name=None, state=TaskState.DONE, limit=100)) == 40
 
 
 async def test_started_and_finish_of_one_task_in_one_batch_end_final(
