@@ -16,6 +16,13 @@ as the hub does, on a writer thread; the main thread is either idle or spinning
 (pure Python, as a saturated event loop would). Reported: the writer's wall time
 and CPU time per task (insert + finish), median over `--repeats`.
 
+Then the whole write path through `SQLiteStore` (group commit, savepoints, the
+writer actor): `--concurrency` trio tasks each insert a task, record it started
+(or not: `started` off is the write load from before dispatches were recorded),
+and finish it, waiting for the commit, with the loop idle or kept busy by a
+spinning task. Reported: tasks per second, process CPU time per task (steadier on a
+shared machine) and transactions per task.
+
     python benchmarks/store.py
 """
 
@@ -33,8 +40,9 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import trio
 from _common import machine, median, write_result
-from workyard import Attempt, Task, TaskState
+from workyard import Attempt, SQLiteStore, Task, TaskState
 from workyard.store._migrations import migrate
 from workyard.store._sqlite import (
     INSERT,
@@ -99,6 +107,52 @@ def one(write: Writer, spin: bool, tasks: int, batch: int, tmp: Path) -> dict[st
     return measured
 
 
+def _setter(event: trio.Event) -> Callable[[Task], None]:
+    return lambda _: event.set()
+
+
+async def through_store(path: Path, tasks: int, concurrency: int, started: bool,
+                        spin: bool) -> dict[str, float]:
+    """Insert, (started,) finish `tasks` tasks through a running SQLiteStore."""
+    store = SQLiteStore(path)
+    numbers = iter(range(tasks))
+
+    async def producer() -> None:
+        for i in numbers:
+            t = Task(id=uuid.uuid4().hex, name="bench", data=msgspec.Raw(b'{"i":1}'), seq=i + 1,
+                     created=time.time())
+            await store.tasks.insert([t])
+            t.state, t.attempts = TaskState.RUNNING, [Attempt(worker="w", started=time.time())]
+            if started:
+                store.tasks.started(t)
+            await trio.lowlevel.checkpoint()  # the worker runs it
+            t.state, t.finished, t.result = TaskState.DONE, time.time(), msgspec.Raw(b"1")
+            t.attempts[-1].ended = time.time()
+            done = trio.Event()
+            store.tasks.finish(t, _setter(done))
+            await done.wait()
+
+    async def spinner() -> None:
+        while True:
+            for _ in range(10_000):  # a busy event loop
+                pass
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        if spin:
+            nursery.start_soon(spinner)
+        commits, wall, cpu = store.commits, time.perf_counter(), time.process_time()
+        async with trio.open_nursery() as producers:
+            for _ in range(concurrency):
+                producers.start_soon(producer)
+        wall, commits = time.perf_counter() - wall, store.commits - commits
+        cpu = time.process_time() - cpu
+        nursery.cancel_scope.cancel()
+    return {"tasks_per_s": tasks / wall, "commits_per_task": commits / tasks,
+            "cpu_us_per_task": cpu / tasks * 1e6}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -106,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="per case (one statement per row under a saturated loop is slow)")
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--store-tasks", type=int, default=5000,
+                        help="per case through SQLiteStore")
+    parser.add_argument("--concurrency", type=int, default=64,
+                        help="producers through SQLiteStore at once")
     parser.add_argument("--out", help="JSON file (default benchmarks/results/store.json)")
     args = parser.parse_args(argv)
     started = machine()
@@ -127,7 +185,28 @@ def main(argv: list[str] | None = None) -> int:
         cases.append(case)
         print(f"{name:12s} {case['event_loop']:9s} loop: {case['wall_us_per_task']:7.1f} us wall, "
               f"{case['cpu_us_per_task']:6.1f} us CPU per task (insert + finish)", flush=True)
-    result = {"benchmark": "store", "machine": started, "settings": vars(args), "cases": cases}
+    through: dict[tuple[bool, bool], list[dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="workyard-bench-") as tmp:
+        for _ in range(args.repeats):
+            for spin in (False, True):
+                for record_started in (False, True):
+                    through.setdefault((record_started, spin), []).append(trio.run(
+                        through_store, Path(tmp) / f"store-{uuid.uuid4().hex}.db",
+                        args.store_tasks, args.concurrency, record_started, spin))
+    store_cases = []
+    for (record_started, spin), runs in through.items():
+        writes = "insert + started + finish" if record_started else "insert + finish"
+        case = {"writes": writes, "event_loop": "saturated" if spin else "idle",
+                "tasks_per_s": round(median([r["tasks_per_s"] for r in runs])),
+                "commits_per_task": round(median([r["commits_per_task"] for r in runs]), 4),
+                "cpu_us_per_task": round(median([r["cpu_us_per_task"] for r in runs]), 1),
+                "tasks_per_s_runs": [round(r["tasks_per_s"]) for r in runs]}
+        store_cases.append(case)
+        print(f"SQLiteStore  {case['event_loop']:9s} loop: {case['tasks_per_s']:7d} tasks/s, "
+              f"{case['cpu_us_per_task']:6.1f} us CPU (process), "
+              f"{case['commits_per_task']:.3f} commits per task ({writes})", flush=True)
+    result = {"benchmark": "store", "machine": started, "settings": vars(args), "cases": cases,
+              "store_cases": store_cases}
     print(f"-> {write_result('store', result, args.out)}")
     return 0
 

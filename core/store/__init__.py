@@ -8,6 +8,8 @@
 * `_memory.py`: `MemoryStore`, the in-memory double (public as `workyard.testing`).
 """
 
+from typing import TYPE_CHECKING
+
 from ._interface import (
     Change,
     ConfigureQueue,
@@ -23,6 +25,10 @@ from ._interface import (
 )
 from ._memory import MemoryStore
 from ._sqlite import SQLiteStore
+
+if TYPE_CHECKING:  # mypy holds both stores to the seam
+    def _implements_the_seam(memory: MemoryStore, sqlite: SQLiteStore) -> tuple[Store, Store]:
+        return memory, sqlite
 
 __all__ = [
     "Change",

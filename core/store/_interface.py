@@ -154,7 +154,9 @@ class Store(Protocol):
 
     async def commit(self, *changes: Change) -> list[Result]:
         """Apply `changes` atomically, in order; returns once they are durable, with one
-        result per change. Raises `StoreError` (and keeps none of them) if any fails."""
+        result per change. Raises `StoreError` (and keeps none of them) if any fails.
+        Writes are applied in the order they were handed over, so `commit()` with no
+        changes returns once everything handed over before it is durable."""
         ...
 
     def commit_soon(self, change: Change, then: Callable[[], None] | None = None) -> None:

@@ -6,6 +6,9 @@ and the writer actor applies everything queued in one transaction on a worker
 thread. Reads, and purging, use a second connection, which WAL lets run beside the
 writer.
 
+Within a transaction the task rows go out in multi-row statements whatever order
+inserts, starts and finishes arrived in (`_Rows`, and `CHUNK` for why).
+
 A unit that raises is rolled back alone: the batch runs inside a SAVEPOINT, and if
 anything in it fails the writer rolls back to it and replays the batch one unit per
 SAVEPOINT, dropping the units that fail. The happy path thus pays two statements per
@@ -262,6 +265,9 @@ class SQLiteStore:
             task_status.started()
             while True:
                 await self._wake.wait()
+                # One more scheduler round, so that writes handed over by tasks that
+                # run in the same round as this wake-up share this commit.
+                await trio.lowlevel.checkpoint()
                 self._wake = trio.Event()
                 batch, self._pending = self._pending, []
                 # A batch taken off the queue is committed even if we are cancelled
@@ -333,36 +339,25 @@ class SQLiteStore:
 
     @staticmethod
     def _apply(db: sqlite3.Connection, units: list[_Unit]) -> None:
-        """Apply `units` in order. Consecutive saves of task columns share multi-row
-        statements; a task saved twice keeps its last save (both are whole snapshots,
-        and one UPDATE ... FROM would pick either)."""
-        saves: dict[object, tuple[object, ...]] = {}
-
-        def flush() -> None:
-            if saves:
-                _execute_chunked(db, _save_sql, list(saves.values()))
-                saves.clear()
-
+        """Apply `units` in order, as few statements as the order allows (`_Rows`)."""
+        rows = _Rows(db)
         for unit in units:
             if unit.error is not None:
                 continue
             results: list[Result] = []
             for op in unit.ops:
                 if type(op) is tuple:
-                    saves.pop(op[-1], None)  # keep the order of distinct saves
-                    saves[op[-1]] = op
+                    rows.save(op)
                     results.append(None)
-                    continue
-                flush()  # keep order: a save queued before this change goes first
-                if type(op) is InsertTasks:
-                    results.append(_insert(db, op.tasks))
+                elif type(op) is InsertTasks:
+                    results.append(rows.insert(op.tasks))
                 elif type(op) is ConfigureQueue:
                     db.execute(CONFIGURE, (op.queue, op.configuration))
                     results.append(None)
                 else:
                     raise TypeError(f"unknown change {op!r}")
             unit.results = results
-        flush()
+        rows.flush()
 
     # -- handing over writes --------------------------------------------------------
 
@@ -414,22 +409,76 @@ class SQLiteStore:
         return await trio.to_thread.run_sync(fn, self._aside_db, limiter=self._aside_limiter)
 
 
-def _insert(db: sqlite3.Connection, tasks: Sequence[Task]) -> list[str]:
-    """Insert `tasks`, skipping those whose key is stored or repeated; returns the ids."""
-    existing: dict[str, str] = {}
-    for t in tasks:
-        if t.key is not None and t.key not in existing:
-            hit = db.execute("SELECT id FROM tasks WHERE key = ?", (t.key,)).fetchone()
-            if hit is not None:
-                existing[t.key] = hit[0]
-    ids, fresh = [], []
-    for t in tasks:
-        if t.key is not None and t.key in existing:
-            ids.append(existing[t.key])
-            continue
-        if t.key is not None:
-            existing[t.key] = t.id  # a repeat within this change
-        fresh.append(_row(t))
-        ids.append(t.id)
-    _execute_chunked(db, _insert_sql, fresh)
-    return ids
+class _Rows:
+    """The task rows of one transaction, held back to go out in multi-row statements
+    (`CHUNK`): new rows in chunked INSERTs, saved columns in chunked UPDATEs.
+
+    Rows of different tasks do not depend on each other, so they need not go out in
+    the order they came; rows of one task do. A save for a task whose insert is held
+    back sends the inserts first, an insert of a task with a save held back sends the
+    saves first, and a task saved twice keeps its last save (both are whole snapshots,
+    and one UPDATE ... FROM would pick either). So a batch costs a few statements,
+    however its inserts, starts and finishes interleave.
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.inserts: dict[str, tuple[object, ...]] = {}
+        self.saves: dict[object, tuple[object, ...]] = {}
+        #: idempotency key -> id, for the rows this transaction inserted
+        self.keys: dict[str, str] = {}
+        #: ids in `inserts` twice: the second INSERT must fail, as it would alone
+        self.repeats: list[tuple[object, ...]] = []
+
+    def save(self, row: tuple[object, ...]) -> None:
+        task_id = row[-1]
+        if task_id in self.inserts:
+            self._flush_inserts()
+        self.saves.pop(task_id, None)
+        self.saves[task_id] = row
+
+    def insert(self, tasks: Sequence[Task]) -> list[str]:
+        """Hold back `tasks`, but not those whose key is stored or repeated; returns
+        the ids."""
+        known = self._stored_keys([t.key for t in tasks
+                                   if t.key is not None and t.key not in self.keys])
+        ids = []
+        for t in tasks:
+            if t.key is not None:
+                existing = self.keys.get(t.key) or known.get(t.key)
+                if existing is not None:
+                    ids.append(existing)
+                    continue
+                self.keys[t.key] = t.id
+            if t.id in self.saves:
+                self._flush_saves()
+            if t.id in self.inserts:
+                self.repeats.append(_row(t))
+            else:
+                self.inserts[t.id] = _row(t)
+            ids.append(t.id)
+        return ids
+
+    def flush(self) -> None:
+        self._flush_inserts()
+        self._flush_saves()
+
+    def _stored_keys(self, keys: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for i in range(0, len(keys), CHUNK):
+            part = keys[i:i + CHUNK]
+            found.update(self.db.execute(
+                f"SELECT key, id FROM tasks WHERE key IN ({', '.join('?' * len(part))})",
+                part).fetchall())
+        return found
+
+    def _flush_inserts(self) -> None:
+        if self.inserts or self.repeats:
+            _execute_chunked(self.db, _insert_sql, [*self.inserts.values(), *self.repeats])
+            self.inserts.clear()
+            self.repeats.clear()
+
+    def _flush_saves(self) -> None:
+        if self.saves:
+            _execute_chunked(self.db, _save_sql, list(self.saves.values()))
+            self.saves.clear()

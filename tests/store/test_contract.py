@@ -1,0 +1,310 @@
+"""The store contract: every `Store` implementation against the same expectations.
+
+`STORES` names each implementation and how a test gets a fresh one; the `store`
+fixture runs every test on each. Adding a store (PostgreSQL, say) is one line there.
+What only one implementation has (files, group-commit counts) is tested beside it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+import pytest
+import trio
+from conftest import NET_TIMEOUT
+
+from workyard import Attempt, Outcome, SQLiteStore, Task, TaskState
+from workyard.store import ConfigureQueue, InsertTasks, Store, StoreError
+from workyard.testing import MemoryStore
+
+STORES: dict[str, Callable[[Path], Store]] = {
+    "memory": lambda tmp: MemoryStore(),
+    "sqlite": lambda tmp: SQLiteStore(tmp / "contract.db"),
+}
+
+_ids = itertools.count(1)
+_seq = itertools.count(1)
+
+#: one beyond SQLite's (and so every store's) INTEGER range
+TOO_BIG = 2**63
+
+
+@pytest.fixture(params=sorted(STORES))
+async def store(request: pytest.FixtureRequest, nursery: trio.Nursery, tmp_path: Path) -> Store:
+    s = STORES[request.param](tmp_path)
+    await nursery.start(s.run)
+    return s
+
+
+def task(name: str = "tag", **fields: object) -> Task:
+    n = next(_seq)
+    return Task(id=f"c{next(_ids)}", name=name, seq=n, created=float(n),
+                **fields)  # type: ignore[arg-type]
+
+
+def ids(tasks: list[Task]) -> list[str]:
+    return [t.id for t in tasks]
+
+
+async def finish(store: Store, t: Task, state: TaskState, when: float) -> None:
+    """Mark `t` final and wait until the store says it is durable."""
+    t.state, t.finished = state, when
+    committed = trio.Event()
+    store.tasks.finish(t, lambda _: committed.set())
+    with trio.fail_after(NET_TIMEOUT):
+        await committed.wait()
+
+
+def run(t: Task, worker: str = "w", at: float = 1.0) -> None:
+    """What the scheduler does on dispatch: a running state and a new open attempt."""
+    t.state = TaskState.RUNNING
+    t.attempts = [*t.attempts, Attempt(worker=worker, started=at)]
+
+
+# -- insert and keys ----------------------------------------------------------------
+
+
+async def test_an_inserted_task_reads_back_field_for_field_and_byte_for_byte(store: Store) -> None:
+    t = task(attrs={"cloud": "aws"}, data=msgspec.Raw(b'{"big":  [1, 2]}'), priority=3,
+             timeout=5.5, retries=1, schedule_timeout=9.0, key="k1")
+    assert await store.tasks.insert([t]) == [t.id]
+    got = await store.tasks.get(t.id)
+    assert got is not None
+    assert (got.name, got.attrs, got.priority, got.timeout, got.retries, got.schedule_timeout,
+            got.key, got.state, got.seq, got.created, got.attempts) == (
+        "tag", {"cloud": "aws"}, 3, 5.5, 1, 9.0, "k1", TaskState.QUEUED, t.seq, t.created, [])
+    assert bytes(got.data) == b'{"big":  [1, 2]}'
+
+
+async def test_an_unknown_id_reads_as_none(store: Store) -> None:
+    assert await store.tasks.get("missing") is None
+
+
+async def test_the_store_keeps_what_was_written_not_the_live_object(store: Store) -> None:
+    t = task()
+    await store.tasks.insert([t])
+    t.state, t.priority = TaskState.DONE, 9  # the scheduler's copy moves on
+    got = await store.tasks.get(t.id)
+    assert got is not None and (got.state, got.priority) == (TaskState.QUEUED, 0)
+
+
+async def test_a_task_with_a_known_key_returns_the_existing_id(store: Store) -> None:
+    first = task(key="k")
+    await store.tasks.insert([first])
+    again = task(key="k")
+    assert await store.tasks.insert([again]) == [first.id]
+    assert await store.tasks.get(again.id) is None
+
+
+async def test_a_key_repeated_within_one_batch_is_inserted_once(store: Store) -> None:
+    first, repeat, other = task(key="k"), task(key="k"), task(key="other")
+    assert await store.tasks.insert([first, repeat, other]) == [first.id, first.id, other.id]
+    assert await store.tasks.get(repeat.id) is None
+    assert ids(await store.tasks.unfinished()) == [first.id, other.id]
+
+
+async def test_tasks_without_keys_are_all_inserted(store: Store) -> None:
+    a, b = task(), task()
+    assert await store.tasks.insert([a, b]) == [a.id, b.id]
+    assert ids(await store.tasks.unfinished()) == [a.id, b.id]
+
+
+async def test_an_id_already_stored_fails_the_insert_and_keeps_the_first(store: Store) -> None:
+    first = task()
+    await store.tasks.insert([first])
+    clash = task(name="other")
+    clash.id = first.id
+    with pytest.raises(StoreError):
+        await store.tasks.insert([clash])
+    got = await store.tasks.get(first.id)
+    assert got is not None and got.name == "tag"
+
+
+async def test_an_integer_beyond_64_bits_fails_the_insert_and_stores_nothing(store: Store) -> None:
+    fine, bad = task(), task(priority=TOO_BIG)
+    with pytest.raises(StoreError):
+        await store.tasks.insert([fine, bad])
+    assert await store.tasks.get(fine.id) is None
+    assert await store.tasks.insert([task(retries=TOO_BIG - 1)])  # the edge still fits
+
+
+# -- started and finish -------------------------------------------------------------
+
+
+async def test_a_started_task_shows_its_running_attempt_in_unfinished(store: Store) -> None:
+    t = task()
+    await store.tasks.insert([t])
+    run(t, worker="w1", at=7.0)
+    store.tasks.started(t)
+    await store.commit()  # a barrier: returns once what was handed over before is durable
+    (got,) = await store.tasks.unfinished()
+    assert got.state is TaskState.RUNNING
+    assert got.attempts == [Attempt(worker="w1", started=7.0)]
+    assert got.attempts[-1].ended is None
+
+
+async def test_started_records_the_task_as_it_was_when_handed_over(store: Store) -> None:
+    t = task()
+    await store.tasks.insert([t])
+    run(t)
+    store.tasks.started(t)
+    t.attempts[-1].ended, t.attempts[-1].outcome = 2.0, Outcome.TIMEOUT  # later, not written
+    await store.commit()
+    got = await store.tasks.get(t.id)
+    assert got is not None and got.attempts == [Attempt(worker="w", started=1.0)]
+
+
+async def test_started_for_a_task_not_stored_stores_nothing(store: Store) -> None:
+    t = task()
+    run(t)
+    store.tasks.started(t)
+    await store.commit()
+    assert await store.tasks.get(t.id) is None
+
+
+async def test_finish_calls_back_once_the_final_state_is_durable(store: Store) -> None:
+    t = task()
+    await store.tasks.insert([t])
+    run(t)
+    store.tasks.started(t)
+    t.result = msgspec.Raw(b'"ok"')
+    t.attempts[-1].ended, t.attempts[-1].outcome = 2.0, Outcome.DONE
+    called: list[Task] = []
+    done = trio.Event()
+
+    def then(task: Task) -> None:
+        called.append(task)
+        done.set()
+
+    t.state, t.finished = TaskState.DONE, 2.0
+    store.tasks.finish(t, then)
+    with trio.fail_after(NET_TIMEOUT):
+        await done.wait()
+    assert called == [t]
+    got = await store.tasks.get(t.id)
+    assert got is not None and (got.state, got.finished) == (TaskState.DONE, 2.0)
+    assert bytes(got.result) == b'"ok"'  # type: ignore[arg-type]
+    assert got.attempts == [Attempt(worker="w", started=1.0, ended=2.0, outcome=Outcome.DONE)]
+    assert await store.tasks.unfinished() == []
+
+
+async def test_a_finish_that_cannot_be_stored_still_calls_back(store: Store) -> None:
+    t = task()
+    await store.tasks.insert([t])
+    t.attempts = [object()]  # type: ignore[list-item]  # cannot be encoded
+    done = trio.Event()
+    t.state, t.finished = TaskState.DONE, 2.0
+    store.tasks.finish(t, lambda _: done.set())
+    with trio.fail_after(NET_TIMEOUT):
+        await done.wait()
+    got = await store.tasks.get(t.id)
+    assert got is not None and got.state is TaskState.QUEUED
+    ok = task()
+    assert await store.tasks.insert([ok]) == [ok.id]  # and the store goes on
+
+
+# -- queries ------------------------------------------------------------------------
+
+
+async def test_find_filters_by_name_and_state_newest_first(store: Store) -> None:
+    a1, b1, a2 = task("a"), task("b"), task("a")
+    await store.tasks.insert([a1, b1, a2])
+    await finish(store, a1, TaskState.DONE, 5.0)
+    assert ids(await store.tasks.find(name=None, state=None, limit=10)) == [a2.id, b1.id, a1.id]
+    assert ids(await store.tasks.find(name="a", state=None, limit=10)) == [a2.id, a1.id]
+    assert ids(await store.tasks.find(name="a", state=TaskState.DONE, limit=10)) == [a1.id]
+    assert ids(await store.tasks.find(name=None, state=TaskState.QUEUED, limit=10)) == [
+        a2.id, b1.id]
+    assert ids(await store.tasks.find(name="b", state=TaskState.DONE, limit=10)) == []
+
+
+async def test_find_orders_by_seq_not_by_insertion_and_stops_at_the_limit(store: Store) -> None:
+    old, new = task(), task()
+    await store.tasks.insert([new])
+    await store.tasks.insert([old])
+    assert ids(await store.tasks.find(name=None, state=None, limit=1)) == [new.id]
+    assert ids(await store.tasks.find(name=None, state=None, limit=5)) == [new.id, old.id]
+
+
+async def test_unfinished_is_oldest_first_and_skips_final_tasks(store: Store) -> None:
+    ts = [task() for _ in range(4)]
+    await store.tasks.insert([ts[2], ts[0], ts[3], ts[1]])
+    await finish(store, ts[1], TaskState.CANCELLED, 1.0)
+    assert ids(await store.tasks.unfinished()) == [ts[0].id, ts[2].id, ts[3].id]
+
+
+async def test_purge_drops_only_final_tasks_older_than_the_cutoff(store: Store) -> None:
+    old, recent, live = task(), task(), task()
+    await store.tasks.insert([old, recent, live])
+    await finish(store, old, TaskState.DONE, 10.0)
+    await finish(store, recent, TaskState.FAILED, 100.0)
+    assert await store.tasks.purge(50.0) == 1
+    assert await store.tasks.get(old.id) is None
+    assert await store.tasks.get(recent.id) is not None
+    assert await store.tasks.get(live.id) is not None
+    assert await store.tasks.purge(50.0) == 0
+
+
+async def test_a_purged_tasks_key_can_be_used_again(store: Store) -> None:
+    old = task(key="k")
+    await store.tasks.insert([old])
+    await finish(store, old, TaskState.DONE, 10.0)
+    await store.tasks.purge(50.0)
+    new = task(key="k")
+    assert await store.tasks.insert([new]) == [new.id]
+
+
+# -- queues -------------------------------------------------------------------------
+
+
+async def test_a_queue_configuration_replaces_the_previous_one(store: Store) -> None:
+    assert await store.queues.configurations() == {}
+    await store.queues.configure("a", b'{"v":1}')
+    await store.queues.configure("b", b'{"v":2}')
+    await store.queues.configure("a", b'{"v":3}')
+    assert await store.queues.configurations() == {"a": b'{"v":3}', "b": b'{"v":2}'}
+
+
+# -- commit -------------------------------------------------------------------------
+
+
+async def test_one_commit_stores_tasks_and_queue_configurations_together(store: Store) -> None:
+    t = task(key="k")
+    results = await store.commit(InsertTasks([t]), ConfigureQueue("q", b"{}"),
+                                 InsertTasks([task(key="k")]))
+    assert results == [[t.id], None, [t.id]]
+    assert await store.tasks.get(t.id) is not None
+    assert await store.queues.configurations() == {"q": b"{}"}
+
+
+async def test_a_commit_with_one_failing_change_keeps_none_of_them(store: Store) -> None:
+    await store.queues.configure("q", b'{"v":1}')
+    fine = task()
+    with pytest.raises(StoreError):
+        await store.commit(InsertTasks([fine]), ConfigureQueue("q", b'{"v":2}'),
+                           InsertTasks([task(retries=TOO_BIG)]))
+    assert await store.tasks.get(fine.id) is None
+    assert await store.queues.configurations() == {"q": b'{"v":1}'}
+
+
+async def test_a_failing_commit_fails_alone_beside_concurrent_ones(store: Store) -> None:
+    good = [task() for _ in range(3)]
+    failed: list[StoreError] = []
+
+    async def insert_bad() -> None:
+        try:
+            await store.tasks.insert([task(priority=TOO_BIG)])
+        except StoreError as exc:
+            failed.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(store.tasks.insert, [good[0]])
+        nursery.start_soon(insert_bad)
+        nursery.start_soon(store.tasks.insert, good[1:])
+    assert len(failed) == 1
+    assert ids(await store.tasks.unfinished()) == ids(good)
+    after = task()
+    assert await store.tasks.insert([after]) == [after.id]  # the writer still serves

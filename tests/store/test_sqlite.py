@@ -1,0 +1,331 @@
+"""What only SQLiteStore has: a real file that outlives the process, group commit, the
+multi-row statements, units of work failing alone inside one transaction, and the
+schema's versions. What every store does is in `test_contract.py`."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sqlite3
+
+import pytest
+import trio
+from conftest import NET_TIMEOUT
+
+from workyard import Attempt, SQLiteStore, Task, TaskState
+from workyard.store import InsertTasks, StoreError
+from workyard.store._migrations import VERSION
+from workyard.store._sqlite import CHUNK
+
+_ids = itertools.count(1)
+_seq = itertools.count(1)
+
+#: The schema from before versioning (user_version 0), as it was shipped.
+SCHEMA_BEFORE_VERSIONS = """
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    attrs BLOB NOT NULL,
+    data BLOB NOT NULL,
+    priority INTEGER NOT NULL,
+    timeout REAL NOT NULL,
+    retries INTEGER NOT NULL,
+    schedule_timeout REAL,
+    key TEXT UNIQUE,
+    state TEXT NOT NULL,
+    created REAL NOT NULL,
+    finished REAL,
+    result BLOB,
+    error TEXT,
+    attempts BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (seq) WHERE finished IS NULL;
+CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished) WHERE finished IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_name ON tasks (name, seq);
+CREATE TABLE IF NOT EXISTS queue_configurations (
+    queue TEXT PRIMARY KEY,
+    configuration BLOB NOT NULL
+);
+"""
+
+
+def task(name: str = "tag", **fields: object) -> Task:
+    n = next(_seq)
+    return Task(id=f"s{next(_ids)}", name=name, seq=n, created=float(n),
+                **fields)  # type: ignore[arg-type]
+
+
+def user_version(path: str) -> int:
+    with sqlite3.connect(path) as db:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+async def wait(event: trio.Event) -> None:
+    with trio.fail_after(NET_TIMEOUT):
+        await event.wait()
+
+
+# -- the file -----------------------------------------------------------------------
+
+
+async def test_data_survives_reopening_the_file(hub_db: str) -> None:
+    t, finished_task = task(), task()
+    store = SQLiteStore(hub_db)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        await store.tasks.insert([t, finished_task])
+        finished_task.state, finished_task.finished = TaskState.DONE, 1.0
+        store.tasks.finish(finished_task, lambda _: None)
+        nursery.cancel_scope.cancel()  # the pending finish is flushed on the way out
+    reopened = SQLiteStore(hub_db)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(reopened.run)
+        assert [u.id for u in await reopened.tasks.unfinished()] == [t.id]
+        got = await reopened.tasks.get(finished_task.id)
+        assert got is not None and got.state is TaskState.DONE
+        nursery.cancel_scope.cancel()
+
+
+async def test_after_a_crash_a_running_task_comes_back_with_its_cut_off_attempt(
+        hub_db: str) -> None:
+    t = task()
+    store = SQLiteStore(hub_db)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        await store.tasks.insert([t])
+        t.state, t.attempts = TaskState.RUNNING, [Attempt(worker="w1", started=3.0)]
+        store.tasks.started(t)
+        await store.commit()
+        nursery.cancel_scope.cancel()  # the hub dies with the attempt open
+    reopened = SQLiteStore(hub_db)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(reopened.run)
+        (got,) = await reopened.tasks.unfinished()
+        assert got.state is TaskState.RUNNING and got.worker == "w1"
+        assert got.attempts == [Attempt(worker="w1", started=3.0)]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_closed_store_refuses_commits(hub_db: str) -> None:
+    store = SQLiteStore(hub_db)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        nursery.cancel_scope.cancel()
+    with pytest.raises(StoreError, match="closed"):
+        await store.tasks.insert([task()])
+    with pytest.raises(StoreError, match="not running"):
+        await store.tasks.get("x")
+
+
+# -- group commit -------------------------------------------------------------------
+
+
+async def test_concurrent_writes_share_commits(sqlite_store: SQLiteStore) -> None:
+    before = sqlite_store.commits
+    async with trio.open_nursery() as nursery:
+        for _ in range(50):
+            nursery.start_soon(sqlite_store.tasks.insert, [task()])
+    assert len(await sqlite_store.tasks.unfinished()) == 50
+    assert sqlite_store.commits - before < 50
+
+
+async def test_writes_beyond_one_chunk_are_all_stored(sqlite_store: SQLiteStore) -> None:
+    many = [task() for _ in range(2 * CHUNK + 7)]
+    assert await sqlite_store.tasks.insert(many) == [t.id for t in many]
+    before = sqlite_store.commits
+    announced = 0
+    all_done = trio.Event()
+
+    def then(_: Task) -> None:
+        nonlocal announced
+        announced += 1
+        if announced == len(many):
+            all_done.set()
+
+    for t in many:
+        t.state, t.attempts = TaskState.RUNNING, [Attempt(worker="w", started=1.0)]
+        sqlite_store.tasks.started(t)
+    for t in many:
+        t.state, t.finished = TaskState.DONE, 2.0
+        sqlite_store.tasks.finish(t, then)
+    await wait(all_done)
+    assert sqlite_store.commits - before == 1
+    done = await sqlite_store.tasks.find(name=None, state=TaskState.DONE, limit=10_000)
+    assert len(done) == len(many)
+
+
+class TracedStore(SQLiteStore):
+    """A SQLiteStore that records the statements its writer runs."""
+
+    statements: list[str]
+
+    def _open_writer(self) -> sqlite3.Connection:
+        db = super()._open_writer()
+        self.statements = []
+        db.set_trace_callback(self.statements.append)
+        return db
+
+
+async def test_interleaved_inserts_starts_and_finishes_share_two_statements(
+        nursery: trio.Nursery, hub_db: str) -> None:
+    store = TracedStore(hub_db)
+    await nursery.start(store.run)
+    running = [task() for _ in range(40)]
+    await store.tasks.insert(running)
+    new = [task(key=f"k{i}") for i in range(40)]
+    store.statements.clear()
+    for t, n in zip(running, new):  # as a busy hub hands them over
+        store.commit_soon(InsertTasks([n]))
+        t.state, t.attempts = TaskState.RUNNING, [Attempt(worker="w", started=1.0)]
+        store.tasks.started(t)
+        t.state, t.finished = TaskState.DONE, 2.0
+        store.tasks.finish(t, lambda _: None)
+    await store.commit()
+    kinds = [s.split()[0] for s in store.statements]
+    assert kinds.count("INSERT") == 1 and kinds.count("UPDATE") == 1, kinds
+    assert len(await store.tasks.unfinished()) == 40
+    assert len(await store.tasks.find(name=None, state=TaskState.DONE, limit=100)) == 40
+
+
+async def test_started_and_finish_of_one_task_in_one_batch_end_final(
+        sqlite_store: SQLiteStore) -> None:
+    ts = [task() for _ in range(5)]
+    await sqlite_store.tasks.insert(ts)
+    committed = trio.Event()
+    for t in ts:  # dispatched and answered before the writer wakes
+        t.state, t.attempts = TaskState.RUNNING, [Attempt(worker="w", started=1.0)]
+        sqlite_store.tasks.started(t)
+        t.state, t.finished = TaskState.DONE, 2.0
+        sqlite_store.tasks.finish(t, lambda _: committed.set())
+    await wait(committed)
+    assert await sqlite_store.tasks.unfinished() == []
+
+
+async def test_a_batch_with_one_out_of_range_integer_fails_that_unit_only(
+        sqlite_store: SQLiteStore) -> None:
+    good, bad, later = task(), task(priority=2**63), task()
+    await sqlite_store.tasks.insert([good])
+    good.state, good.finished = TaskState.DONE, 2.0
+    finished = trio.Event()
+    errors: list[BaseException] = []
+
+    async def insert_bad() -> None:
+        try:
+            await sqlite_store.tasks.insert([bad])
+        except StoreError as exc:
+            errors.append(exc)
+
+    before = sqlite_store.commits
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(insert_bad)
+        nursery.start_soon(sqlite_store.tasks.insert, [later])
+        sqlite_store.tasks.finish(good, lambda _: finished.set())
+    await wait(finished)
+    assert sqlite_store.commits - before == 1  # one transaction held all three
+    (error,) = errors
+    assert isinstance(error.__cause__, OverflowError)
+    assert "InsertTasks" in str(error)
+    assert await sqlite_store.tasks.get(bad.id) is None
+    assert [t.id for t in await sqlite_store.tasks.unfinished()] == [later.id]
+    got = await sqlite_store.tasks.get(good.id)
+    assert got is not None and got.state is TaskState.DONE
+    after = task()
+    assert await sqlite_store.tasks.insert([after]) == [after.id]
+
+
+async def test_a_finish_the_database_refuses_is_logged_and_called_back_and_fails_alone(
+        sqlite_store: SQLiteStore, caplog: pytest.LogCaptureFixture) -> None:
+    refused, fine = task(), task()
+    await sqlite_store.tasks.insert([refused, fine])
+    refused.state, refused.finished = TaskState.FAILED, 1.0
+    refused.error = ["not", "a", "string"]  # type: ignore[assignment]  # SQLite cannot bind it
+    fine.state, fine.finished = TaskState.DONE, 1.0
+    called: list[str] = []
+    both = trio.Event()
+
+    def then(t: Task) -> None:
+        called.append(t.id)
+        if len(called) == 2:
+            both.set()
+
+    with caplog.at_level(logging.ERROR, logger="workyard.store"):
+        sqlite_store.tasks.finish(refused, then)  # one batch: the writer has not woken yet
+        sqlite_store.tasks.finish(fine, then)
+        await wait(both)
+    assert sorted(called) == sorted([refused.id, fine.id])
+    assert "store write failed (FinishTask)" in caplog.text
+    assert [t.id for t in await sqlite_store.tasks.unfinished()] == [refused.id]
+    got = await sqlite_store.tasks.get(fine.id)
+    assert got is not None and got.state is TaskState.DONE
+
+
+async def test_a_failing_callback_is_logged_and_the_writer_goes_on(
+        sqlite_store: SQLiteStore, caplog: pytest.LogCaptureFixture) -> None:
+    t = task()
+    await sqlite_store.tasks.insert([t])
+
+    def broken(_: Task) -> None:
+        raise ValueError("a bug in the caller")
+
+    t.state, t.finished = TaskState.DONE, 1.0
+    with caplog.at_level(logging.ERROR, logger="workyard.store"):
+        sqlite_store.tasks.finish(t, broken)
+        await sqlite_store.commit()
+    assert "store commit callback failed" in caplog.text
+    after = task()
+    assert await sqlite_store.tasks.insert([after]) == [after.id]
+
+
+# -- schema versions ----------------------------------------------------------------
+
+
+async def test_a_new_file_gets_the_current_schema_version(hub_db: str) -> None:
+    store = SQLiteStore(hub_db)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        nursery.cancel_scope.cancel()
+    assert user_version(hub_db) == VERSION == 2
+
+
+async def test_a_file_from_before_versions_opens_and_upgrades_in_place(hub_db: str) -> None:
+    with sqlite3.connect(hub_db) as db:
+        db.executescript(SCHEMA_BEFORE_VERSIONS)
+        # as the code from before versions wrote them: JSON blobs, raw payload bytes
+        rows = [("old1", 1, "tag", b"{}", b'{"x":1}', 0, 60.0, 3, None, "k", "queued", 1.0,
+                 None, None, None, b"[]"),
+                ("old2", 2, "tag", b'{"a":"b"}', b"null", 5, 60.0, 3, None, None, "done", 2.0,
+                 3.0, b'"ok"', None,
+                 b'[{"worker":"w","started":2.5,"ended":3.0,"outcome":"done"}]')]
+        db.executemany(f"INSERT INTO tasks VALUES ({', '.join('?' * 16)})", rows)
+        db.execute("INSERT INTO queue_configurations VALUES ('tag', ?)", (b'{"v":1}',))
+    assert user_version(hub_db) == 0
+    store = SQLiteStore(hub_db)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        (queued,) = await store.tasks.unfinished()
+        assert (queued.id, queued.key, bytes(queued.data)) == ("old1", "k", b'{"x":1}')
+        done = await store.tasks.find(name=None, state=TaskState.DONE, limit=5)
+        assert [(t.id, t.attrs, t.attempts[0].worker) for t in done] == [("old2", {"a": "b"}, "w")]
+        assert await store.queues.configurations() == {"tag": b'{"v":1}'}
+        assert await store.tasks.insert([task(key="k")]) == ["old1"]  # the key still holds
+        nursery.cancel_scope.cancel()
+    assert user_version(hub_db) == VERSION
+    with sqlite3.connect(hub_db) as db:
+        plan = db.execute("EXPLAIN QUERY PLAN SELECT id FROM tasks WHERE state = ? "
+                          "ORDER BY seq DESC LIMIT 5", ("done",)).fetchall()
+    assert "tasks_state" in str(plan) and "TEMP B-TREE" not in str(plan)
+
+
+async def test_a_file_from_a_newer_workyard_is_refused_and_left_alone(hub_db: str) -> None:
+    with sqlite3.connect(hub_db) as db:
+        db.execute("PRAGMA user_version = 99")
+    store = SQLiteStore(hub_db)
+    with pytest.raises(StoreError) as refused:
+        await store.run()
+    message = str(refused.value)
+    assert "\n" not in message
+    assert hub_db in message and "99" in message and f"({VERSION})" in message
+    assert user_version(hub_db) == 99
+    with sqlite3.connect(hub_db) as db:
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
