@@ -46,28 +46,28 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     at: float = 0.0
 
 
-class TaskSubmitted(Event, tag="task.submitted"):
+class TaskSubmitted(Event, frozen=True, tag="task.submitted"):
     task: str
     name: str
     attrs: dict[str, str]
     priority: int
 
 
-class TaskDispatched(Event, tag="task.dispatched"):
+class TaskDispatched(Event, frozen=True, tag="task.dispatched"):
     task: str
     name: str
     worker: str
     attempt: int
 
 
-class TaskRequeued(Event, tag="task.requeued"):
+class TaskRequeued(Event, frozen=True, tag="task.requeued"):
     task: str
     name: str
     worker: str
     reason: Outcome
 
 
-class TaskFinished(Event, tag="task.finished"):
+class TaskFinished(Event, frozen=True, tag="task.finished"):
     """A final state (done or failed), published once it is durable."""
 
     task: str
@@ -78,33 +78,33 @@ class TaskFinished(Event, tag="task.finished"):
     error: str | None = None
 
 
-class TaskCancelled(Event, tag="task.cancelled"):
+class TaskCancelled(Event, frozen=True, tag="task.cancelled"):
     task: str
     name: str
     #: the worker that was running it, if any
     worker: str | None
 
 
-class WorkerAttached(Event, tag="worker.attached"):
+class WorkerAttached(Event, frozen=True, tag="worker.attached"):
     worker: str
     transport: str
     subscriptions: list[dict[str, object]]
     capacity: int | None
 
 
-class WorkerDetached(Event, tag="worker.detached"):
+class WorkerDetached(Event, frozen=True, tag="worker.detached"):
     worker: str
     reason: str
     #: tasks it held, rescheduled in the same step
     requeued: int
 
 
-class WorkerCapacityChanged(Event, tag="worker.capacity_changed"):
+class WorkerCapacityChanged(Event, frozen=True, tag="worker.capacity_changed"):
     worker: str
     capacity: int | None
 
 
-class Missed(Event, tag="missed"):
+class Missed(Event, frozen=True, tag="missed"):
     """This subscriber fell behind: `count` events before this point were dropped."""
 
     count: int

@@ -411,11 +411,11 @@ class Hub:
     def _announce(self, task: Task) -> None:
         """A final state is durable: show it."""
         self._finishing.pop(task.id, None)
-        last = task.attempts[-1] if task.attempts else None
         if task.state is TaskState.CANCELLED:
-            running = last is not None and last.outcome is Outcome.CANCELLED
-            self.events.publish(TaskCancelled(task=task.id, name=task.name,
-                                              worker=last.worker if running else None))
+            last = task.attempts[-1] if task.attempts else None
+            holder = last.worker if last is not None and last.outcome is Outcome.CANCELLED \
+                else None
+            self.events.publish(TaskCancelled(task=task.id, name=task.name, worker=holder))
         else:
             self.events.publish(TaskFinished(task=task.id, name=task.name, state=task.state,
                                              worker=_ended_by(task), error=task.error))
