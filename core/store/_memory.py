@@ -23,11 +23,11 @@ from ._interface import (
     ConfigureQueue,
     FinishTask,
     InsertTasks,
-    OnCommit,
     Result,
     StartAttempt,
     StoreError,
 )
+from ._writes import QueueWrites, TaskWrites
 
 __all__ = ["MemoryStore"]
 
@@ -69,20 +69,8 @@ class _Undo:
                 d[key] = old
 
 
-class _Tasks:
-    def __init__(self, store: MemoryStore) -> None:
-        self._store = store
-
-    async def insert(self, tasks: Sequence[Task]) -> list[str]:
-        (ids,) = await self._store.commit(InsertTasks(tasks))
-        assert ids is not None
-        return ids
-
-    def started(self, task: Task) -> None:
-        self._store.commit_soon(StartAttempt(task))
-
-    def finish(self, task: Task, then: OnCommit) -> None:
-        self._store.commit_soon(FinishTask(task), lambda: then(task))
+class _Tasks(TaskWrites):
+    _store: MemoryStore
 
     async def get(self, task_id: str) -> Task | None:
         task = self._store.rows.get(task_id)
@@ -109,15 +97,11 @@ class _Tasks:
         return len(old)
 
 
-class _Queues:
-    def __init__(self, store: MemoryStore) -> None:
-        self._store = store
+class _Queues(QueueWrites):
+    _store: MemoryStore
 
     async def configurations(self) -> dict[str, bytes]:
         return dict(self._store.configurations)
-
-    async def configure(self, queue: str, configuration: bytes) -> None:
-        await self._store.commit(ConfigureQueue(queue, configuration))
 
 
 class MemoryStore:

@@ -37,12 +37,12 @@ from ._interface import (
     ConfigureQueue,
     FinishTask,
     InsertTasks,
-    OnCommit,
     Result,
     StartAttempt,
     StoreError,
 )
 from ._migrations import migrate, refuse_newer
+from ._writes import QueueWrites, TaskWrites
 
 __all__ = ["SQLiteStore"]
 
@@ -143,20 +143,8 @@ def _describe(changes: Sequence[Change]) -> str:
     return " + ".join(type(c).__name__ for c in changes)
 
 
-class _Tasks:
-    def __init__(self, store: SQLiteStore) -> None:
-        self._store = store
-
-    async def insert(self, tasks: Sequence[Task]) -> list[str]:
-        (ids,) = await self._store.commit(InsertTasks(tasks))
-        assert ids is not None
-        return ids
-
-    def started(self, task: Task) -> None:
-        self._store.commit_soon(StartAttempt(task))
-
-    def finish(self, task: Task, then: OnCommit) -> None:
-        self._store.commit_soon(FinishTask(task), lambda: then(task))
+class _Tasks(TaskWrites):
+    _store: SQLiteStore
 
     async def get(self, task_id: str) -> Task | None:
         row = await self._store._aside(lambda db: db.execute(
@@ -192,17 +180,13 @@ class _Tasks:
         return await self._store._aside(delete)
 
 
-class _Queues:
-    def __init__(self, store: SQLiteStore) -> None:
-        self._store = store
+class _Queues(QueueWrites):
+    _store: SQLiteStore
 
     async def configurations(self) -> dict[str, bytes]:
         rows = await self._store._aside(lambda db: db.execute(
             "SELECT queue, configuration FROM queue_configurations").fetchall())
         return {queue: bytes(configuration) for queue, configuration in rows}
-
-    async def configure(self, queue: str, configuration: bytes) -> None:
-        await self._store.commit(ConfigureQueue(queue, configuration))
 
 
 class SQLiteStore:
