@@ -7,13 +7,15 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 import trio
 
-from ..client import Handlers, Job, PollingWorker, Producer, Worker, WorkerRejected
+from ..client import Handlers, HubError, Job, PollingWorker, Producer, Worker, WorkerRejected
 
 __all__ = ["add_commands"]
 
@@ -111,7 +113,21 @@ async def _run_until_signalled(run: Callable[[], Awaitable[None]]) -> None:
 
 
 def _submit(args: argparse.Namespace) -> int:
+    """Submit, and tell a refusal or an unreachable hub in one line (exit 2)."""
     _setup_logging(args.log_level)
+    try:
+        return _submit_and_wait(args)
+    except HubError as exc:
+        print(f"workyard submit: the hub at {args.url} refused: {exc.message} "
+              f"(HTTP {exc.status})", file=sys.stderr)
+    except httpx.TransportError as exc:
+        print(f"workyard submit: cannot reach the hub at {args.url} ({exc or type(exc).__name__})"
+              "; is `workyard serve` running? Pass --url or set WORKYARD_URL to reach another",
+              file=sys.stderr)
+    return 2
+
+
+def _submit_and_wait(args: argparse.Namespace) -> int:
     if args.count < 1:
         raise SystemExit("workyard: --count must be 1 or more")
     if args.key is not None and args.count > 1:
