@@ -51,11 +51,14 @@ def _serve(args: argparse.Namespace) -> int:
 async def _serve_until_signalled(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM, then shut down cleanly: the store flushes its
     queued writes and every worker connection closes."""
-    from ..server import serve
+    from ..hub._summary import log_activity
+    from ..server import open_hub, serve
 
+    hub = open_hub(settings)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(partial(serve, settings))
+            await nursery.start(partial(serve, settings, hub=hub))
+            nursery.start_soon(log_activity, hub, settings.summary_interval)
             async for signum in signals:
                 logging.getLogger("workyard.server").info(
                     "%s received: shutting down", signal.Signals(signum).name)
