@@ -82,6 +82,9 @@ class Settings:
     max_frame: Bytes = setting(MAX_FRAME, "largest WebSocket message, in bytes",
                                metavar="BYTES")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting("INFO", "log level", metavar="LEVEL")
+    summary_interval: Annotated[float, Meta(ge=0, le=YEAR)] = setting(
+        10.0, "seconds between one-line summaries at INFO (tasks/s, queued, running, "
+        "workers; only when something changed); 0: none", metavar="S")
 
     @property
     def auth_enabled(self) -> bool:
