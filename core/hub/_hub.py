@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trio
+import trio.lowlevel
 
 from .._model import Attempt, Outcome, Subscription, Task, TaskState
 from ..protocol import Answer
@@ -460,7 +461,7 @@ class Hub:
             self._drain_wake = trio.Event()
             while self.scheduler.pending:
                 self._apply(self.scheduler.drain(now=self.now()))
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
 
     async def _purge_actor(self) -> None:
         while True:

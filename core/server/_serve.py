@@ -22,7 +22,7 @@ from ..compat import (
     add_registry_routes,
     add_websocket_routes,
 )
-from ..http import create_app
+from ..http import add_observability, create_app
 from ..hub import Hub
 from ..store import MemoryStore, SQLiteStore, Store
 from ..transports import PollingFleet, serve_worker_port
@@ -69,6 +69,7 @@ def build_app(hub: Hub, settings: Settings) -> QuartTrio:
     add_websocket_routes(app, hub, auth)
     add_polling_routes(app, fleet, auth, QueueConfigurations(hub.store))
     add_registry_routes(app, Registry(hub, fleet), auth)
+    add_observability(app, hub, settings)  # dashboard, /metrics, /openapi.json: after the rest
     return app
 
 
@@ -120,6 +121,7 @@ async def serve(
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
         app = build_app(hub, settings)
+        await nursery.start(app.extensions["workyard.observer"].run)
         await nursery.start(partial(hypercorn_serve, app, config))
         if worker_listener is not None:
             worker_port = worker_listener.getsockname()[1]

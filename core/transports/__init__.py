@@ -3,10 +3,11 @@ session (any WebSocket server), the lean trio + wsproto server, and polling leas
 
 from ._lean import serve_worker_port
 from ._polling import ANONYMOUS, Poll, Poller, PollingFleet, Problem
-from ._websocket import WorkerSocket, WorkerUpgrade, serve_worker
+from ._websocket import FRAMES, WorkerSocket, WorkerUpgrade, serve_worker
 
 __all__ = [
     "ANONYMOUS",
+    "FRAMES",
     "Poll",
     "Poller",
     "PollingFleet",
