@@ -60,8 +60,9 @@ from ._dashboard import STATIC
 
 __all__ = ["OPERATIONS", "UNDOCUMENTED", "Operation", "add_openapi_routes", "openapi"]
 
-#: routes of the app that are not HTTP operations
-UNDOCUMENTED = frozenset({("GET", "/work/queue")})
+#: routes of the app that are not operations of its API: the WebSocket worker route, and
+#: quart's own static route (the package has no folder for it: it answers 404)
+UNDOCUMENTED = frozenset({("GET", "/work/queue"), ("GET", "/static/{filename}")})
 
 
 @dataclass(frozen=True)
