@@ -81,6 +81,9 @@ class Settings:
     max_body: Bytes = setting(MAX_BODY, "largest HTTP request body, in bytes", metavar="BYTES")
     max_frame: Bytes = setting(MAX_FRAME, "largest WebSocket message, in bytes",
                                metavar="BYTES")
+    metrics_per_worker: Annotated[int, Meta(ge=0, le=10_000)] = setting(
+        0, "expose per-worker series on /metrics for at most N workers (the busiest); "
+        "0: none, which keeps the scrape's size independent of the fleet", metavar="N")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting("INFO", "log level", metavar="LEVEL")
     summary_interval: Annotated[float, Meta(ge=0, le=YEAR)] = setting(
         10.0, "seconds between one-line summaries at INFO (tasks/s, queued, running, "

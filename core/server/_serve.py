@@ -16,7 +16,7 @@ from quart_trio import QuartTrio
 from .._auth import Auth
 from .._config import Settings
 from ..compat import QueueConfigurations, Registry, add_polling_routes, add_registry_routes
-from ..http import create_app
+from ..http import add_observability, create_app
 from ..hub import Hub
 from ..store import MemoryStore, SQLiteStore, Store
 from ..transports import PollingFleet, serve_lean_connection, serve_worker_port
@@ -65,6 +65,7 @@ def build_app(hub: Hub, settings: Settings) -> QuartTrio:
     fleet = PollingFleet(hub)
     add_polling_routes(app, fleet, auth, QueueConfigurations(hub.store))
     add_registry_routes(app, Registry(hub, fleet), auth)
+    add_observability(app, hub, settings)  # dashboard, /metrics, /openapi.json: after the rest
     return app
 
 
@@ -115,7 +116,9 @@ async def serve(
 
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
-        http = HTTPServer(build_app(hub, settings), config)
+        app = build_app(hub, settings)
+        await nursery.start(app.extensions["workyard.observer"].run)
+        http = HTTPServer(app, config)
         await nursery.start(http.run)
         await nursery.start(serve_front, listener, lean, http.serve_connection)
         if worker_listener is not None:

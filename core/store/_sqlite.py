@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,6 +206,8 @@ class SQLiteStore:
         self._tasks = _Tasks(self)
         self._queues = _Queues(self)
         self.commits = 0  # transactions committed: the group-commit ratio is writes / commits
+        #: told (units of work, seconds) after each transaction, e.g. by /metrics
+        self.on_commit: Callable[[int, float], None] | None = None
 
     @property
     def tasks(self) -> _Tasks:
@@ -270,6 +273,7 @@ class SQLiteStore:
                 self._aside_db = None
 
     async def _commit(self, db: sqlite3.Connection, batch: list[_Unit]) -> None:
+        started = time.perf_counter()
         try:
             await trio.to_thread.run_sync(self._write, db, batch)
         except Exception as exc:  # disk full, corrupt file, ...: fail every unit loudly
@@ -278,6 +282,8 @@ class SQLiteStore:
                 if unit.error is None:
                     unit.error, unit.results = exc, []
         self.commits += 1
+        if self.on_commit is not None:
+            self.on_commit(len(batch), time.perf_counter() - started)
         for unit in batch:
             if unit.done is not None:
                 unit.done.set()

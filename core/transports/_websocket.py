@@ -24,6 +24,7 @@ import itertools
 import logging
 import math
 import os
+from dataclasses import dataclass
 from typing import Protocol
 
 import trio
@@ -45,7 +46,7 @@ from ..protocol import (
     subscriptions_from_query,
 )
 
-__all__ = ["WorkerSocket", "WorkerUpgrade", "new_worker_id", "serve_worker"]
+__all__ = ["FRAMES", "FrameCounts", "WorkerSocket", "WorkerUpgrade", "new_worker_id", "serve_worker"]
 
 log = logging.getLogger("workyard.ws")
 
@@ -86,6 +87,17 @@ class WorkerUpgrade(Protocol):
 
     async def accept(self) -> WorkerSocket:
         """Complete the upgrade."""
+
+
+@dataclass(slots=True)
+class FrameCounts:
+    """WebSocket worker frames this process received and sent (for /metrics)."""
+
+    received: int = 0
+    sent: int = 0
+
+
+FRAMES = FrameCounts()
 
 
 class _Connection:
@@ -129,6 +141,7 @@ class _Connection:
                 else:
                     frame = encode(TaskFrame.of(batch[0]))
                 await self.socket.send(frame.decode())
+                FRAMES.sent += 1
                 batch = self._waiting(1)
 
 
@@ -210,6 +223,7 @@ async def serve_worker(upgrade: WorkerUpgrade, hub: Hub, auth: Auth) -> None:
             nursery.start_soon(_prove_alive, socket, hub, session)
             while True:
                 frame = await socket.receive()
+                FRAMES.received += 1
                 try:
                     answers = decode_answers(frame)
                 except ValueError as exc:

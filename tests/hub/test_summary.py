@@ -9,11 +9,11 @@ from collections.abc import Awaitable, Callable
 import pytest
 import trio
 import trio.testing
-from conftest import RecordingLink
 
 from workyard import Hub, Subscription, Task
 from workyard.hub._summary import log_activity
 from workyard.protocol import Answer
+from workyard.testing import RecordingLink
 
 StartHub = Callable[..., Awaitable[Hub]]
 TAG = [Subscription.of("tag")]
@@ -29,7 +29,7 @@ async def test_the_summary_tells_rate_queue_and_workers_and_skips_idle_intervals
     caplog: pytest.LogCaptureFixture, nursery: trio.Nursery
 ) -> None:
     caplog.set_level(logging.INFO, "workyard.hub")
-    hub = await start_hub()
+    hub = await start_hub(ping_interval=3600.0)  # the fake link never pongs: no liveness
     nursery.start_soon(log_activity, hub, 10.0)
     await trio.testing.wait_all_tasks_blocked()
     link = RecordingLink()

@@ -15,7 +15,8 @@ from workyard import InvalidSetting, Settings
 from workyard._config import fields, setting
 from workyard.cli import main
 
-#: the flags `workyard serve` has always had, plus the two body/frame limits
+#: the flags `workyard serve` has always had, plus the two body/frame limits and the
+#: per-worker metrics switch
 FLAGS = {
     "host": "--host", "port": "--port", "worker_port": "--worker-port", "db": "--db",
     "synchronous": "--sync", "worker_tokens": "--worker-token",
@@ -23,7 +24,8 @@ FLAGS = {
     "ping_interval": "--ping-interval", "ping_timeout": "--ping-timeout",
     "default_capacity": "--capacity", "retention": "--retention",
     "poll_liveness": "--poll-liveness", "max_body": "--max-body", "max_frame": "--max-frame",
-    "log_level": "--log-level", "summary_interval": "--summary-interval",
+    "metrics_per_worker": "--metrics-per-worker", "log_level": "--log-level",
+    "summary_interval": "--summary-interval",
 }
 
 #: one valid non-default text value per field, and the value it must become
@@ -36,6 +38,7 @@ VALUES = {
     "default_capacity": ("0", 0), "retention": ("0", 0.0), "poll_liveness": ("90", 90.0),
     "max_body": ("1024", 1024), "max_frame": ("2048", 2048), "log_level": ("debug", "DEBUG"),
     "summary_interval": ("0", 0.0),
+    "metrics_per_worker": ("50", 50),
 }
 
 
