@@ -78,6 +78,9 @@ class Settings:
         24 * 3600.0, "seconds a final task is kept before it is purged", metavar="S")
     poll_liveness: Seconds = setting(60.0, "a polling worker that has not polled for this "
                                      "many seconds is gone", metavar="S")
+    backlog: Annotated[int, Meta(ge=1, le=65535)] = setting(
+        1024, "connections each listening port queues before the hub accepts them (the "
+        "kernel caps it at net.core.somaxconn)", metavar="N")
     max_body: Bytes = setting(MAX_BODY, "largest HTTP request body, in bytes", metavar="BYTES")
     max_frame: Bytes = setting(MAX_FRAME, "largest WebSocket message, in bytes",
                                metavar="BYTES")

@@ -33,7 +33,7 @@ import trio
 import trio.lowlevel
 
 from .._model import Attempt, Outcome, Subscription, Task, TaskState
-from ..protocol import Answer
+from ..protocol import Answer, check_declaration
 from ..scheduling import UNCHANGED, Dispatch, Effect, Finished, Policy, Requeued, Scheduler
 from ..store import MemoryStore, Store
 from ._events import (
@@ -247,11 +247,13 @@ class Hub:
         anonymous: bool = False,
     ) -> Session:
         """Attach a worker and open (or resume) its session; a previous connection with
-        the same id is closed and detached. Raises ValueError for a bad declaration.
+        the same id is closed and detached. Raises ValueError for a bad declaration
+        (InvalidInput beyond the declaration limits, checked before anything changes).
 
         `capacity`: tasks in flight at once; None for the hub's default, 0 for no limit.
         Polling workers (`liveness=POLL`) take tasks only into polls they open.
         """
+        subscriptions = check_declaration(subscriptions)
         old = self.sessions.attached.get(worker_id)
         if old is not None and old.link is not None:
             log.info("worker %s reconnected; closing its previous connection", worker_id)
@@ -307,6 +309,8 @@ class Hub:
         """Change an attached worker's subscriptions and/or capacity (0: unlimited) in
         place: it keeps its outstanding tasks and its session."""
         session = self.sessions.attached[worker_id]
+        if subscriptions is not None:
+            subscriptions = check_declaration(subscriptions)
         if capacity is not UNCHANGED and capacity is not None:
             capacity = capacity or None
         effects = self.scheduler.update(worker_id, now=self.now(), subscriptions=subscriptions,

@@ -12,6 +12,7 @@ import msgspec
 
 from .._errors import InvalidInput
 from .._model import JSON_NULL, Subscription, Task
+from ._checks import check_subscription_count
 from ._codec import encode, error_text
 
 __all__ = [
@@ -123,6 +124,8 @@ def decode_declarations(frame: str | bytes) -> list[Subscription] | Authorizatio
         return parsed
     if not parsed:
         raise InvalidInput("no tasks declared: the array is empty")
+    # the count before building any; the other limits are the hub's (`check_declaration`)
+    check_subscription_count(len(parsed))
     return [Subscription.of(d.name, d.filter) for d in parsed]
 
 

@@ -38,8 +38,9 @@ def _is_loopback(host: str) -> bool:
 
 
 def open_listener(settings: Settings, port: int | None = None) -> socket.socket:
-    """A listening TCP socket (on `port`, else `settings.port`) whose unacknowledged
-    sends time out after `ping_timeout`.
+    """A listening TCP socket (on `port`, else `settings.port`) with `settings.backlog`,
+    whose unacknowledged sends time out after `ping_timeout`. Every listener is opened
+    here, so each honours the backlog (hypercorn never opens its own).
 
     The hub pings every WebSocket worker and drops one whose pong does not come back
     within `ping_timeout`; with TCP_USER_TIMEOUT a connection whose sends a dead peer
@@ -52,7 +53,7 @@ def open_listener(settings: Settings, port: int | None = None) -> socket.socket:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
                         int(settings.ping_timeout * 1000))
     sock.bind((settings.host, settings.port if port is None else port))
-    sock.listen(1024)
+    sock.listen(settings.backlog)
     sock.setblocking(False)
     return sock
 

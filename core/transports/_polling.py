@@ -39,13 +39,13 @@ import trio
 from .._errors import Conflict, InvalidInput, NotFound, WorkyardError
 from .._model import Subscription, Task
 from ..hub import Hub, Liveness, Session
-from ..protocol import Answer, Report
+from ..protocol import RESERVED_WORKER_PREFIX, Answer, Report
 
 __all__ = ["ANONYMOUS", "Poll", "Poller", "PollingFleet", "Problem"]
 
 log = logging.getLogger("workyard.polling")
 
-ANONYMOUS = "anonymous-poll-"
+ANONYMOUS = RESERVED_WORKER_PREFIX + "poll-"
 TRANSPORT = "polling"
 
 

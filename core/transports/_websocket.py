@@ -39,6 +39,8 @@ from ..protocol import (
     MAX_BATCH,
     Authorization,
     TaskFrame,
+    check_declaration,
+    check_worker_id,
     decode_answers,
     decode_declarations,
     encode,
@@ -196,7 +198,9 @@ async def serve_worker(upgrade: WorkerUpgrade, hub: Hub, auth: Auth) -> None:
     try:
         if token is not None and not authorized:
             raise Unauthorized("invalid worker token")
-        subscriptions: list[Subscription] = subscriptions_from_query(args)
+        raw_id = args.get("worker_id")
+        worker_id = new_worker_id() if raw_id is None else check_worker_id(raw_id)
+        subscriptions = check_declaration(subscriptions_from_query(args))
         capacity = _whole_number(args.get("capacity"), "capacity", 0)  # 0: unlimited
         # `max`: tasks per frame; given, every frame is a JSON array (a workyard extension)
         per_frame = _whole_number(args.get("max"), "max", 1, MAX_BATCH) or 0
@@ -204,7 +208,6 @@ async def serve_worker(upgrade: WorkerUpgrade, hub: Hub, auth: Auth) -> None:
         refusal = _refusal(exc)
         await upgrade.refuse(refusal.status, encode(refusal.body()))
         return
-    worker_id = args.get("worker_id") or new_worker_id()
 
     socket = await upgrade.accept()
     conn = _Connection(socket, per_frame)

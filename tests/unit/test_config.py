@@ -25,7 +25,7 @@ FLAGS = {
     "default_capacity": "--capacity", "retention": "--retention",
     "poll_liveness": "--poll-liveness", "max_body": "--max-body", "max_frame": "--max-frame",
     "metrics_per_worker": "--metrics-per-worker", "log_level": "--log-level",
-    "summary_interval": "--summary-interval",
+    "summary_interval": "--summary-interval", "backlog": "--backlog",
 }
 
 #: one valid non-default text value per field, and the value it must become
@@ -39,6 +39,7 @@ VALUES = {
     "max_body": ("1024", 1024), "max_frame": ("2048", 2048), "log_level": ("debug", "DEBUG"),
     "summary_interval": ("0", 0.0),
     "metrics_per_worker": ("50", 50),
+    "backlog": ("4096", 4096),
 }
 
 
