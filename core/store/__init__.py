@@ -1,8 +1,8 @@
 """Durable state behind one narrow seam.
 
-* `_interface.py`: the `Store` (one attribute per aggregate: `tasks`, `queues`; the
-  writer actor `run`; `commit` and `commit_soon`), the change types it applies, and
-  `StoreError`.
+* `_interface.py`: the `Store` (one attribute per aggregate: `tasks`, `queues`,
+  `pools`, `outbox`; the writer actor
+  `run`; `commit` and `commit_soon`), the change types it applies, and `StoreError`.
 * `_sqlite.py`: `SQLiteStore`, one file, group commit, units of work that fail alone.
 * `_migrations.py`: the SQLite schema's numbered versions.
 * `_memory.py`: `MemoryStore`, the in-memory double (public as `workyard.testing`).
@@ -11,13 +11,22 @@
 from typing import TYPE_CHECKING
 
 from ._interface import (
+    AppendEvents,
     Change,
     ConfigureQueue,
+    DeletePool,
     FinishTask,
     InsertTasks,
+    MarkDelivered,
     OnCommit,
+    OutboxEvent,
+    OutboxRow,
+    OutboxStore,
+    PoolRecord,
+    PoolStore,
     QueueStore,
     Result,
+    SavePool,
     StartAttempt,
     Store,
     StoreError,
@@ -31,15 +40,24 @@ if TYPE_CHECKING:  # mypy holds both stores to the seam
         return memory, sqlite
 
 __all__ = [
+    "AppendEvents",
     "Change",
     "ConfigureQueue",
+    "DeletePool",
     "FinishTask",
     "InsertTasks",
+    "MarkDelivered",
     "MemoryStore",
     "OnCommit",
+    "OutboxEvent",
+    "OutboxRow",
+    "OutboxStore",
+    "PoolRecord",
+    "PoolStore",
     "QueueStore",
     "Result",
     "SQLiteStore",
+    "SavePool",
     "StartAttempt",
     "Store",
     "StoreError",

@@ -9,9 +9,10 @@ an outbox, a worker registration) can commit in the same transaction as the task
 change it reports. The per-aggregate write methods are thin sugar over `commit`
 (or, for the hot path, `commit_soon`).
 
-Later aggregates get their own small interface and attribute here (`workers` for the
-worker registry, `pools` for worker pools, `outbox` for events) and their own change
-types in `Change`; nothing else about the seam changes.
+Worker pools (`pools`, `PoolStore`: `SavePool`, `DeletePool`) and the event outbox
+(`outbox`, `OutboxStore`: `AppendEvents`, `MarkDelivered`) are aggregates of their own:
+a pool change and the event that reports it go to one `commit`, so an event is stored
+exactly when its change is. Later aggregates add theirs the same way.
 
 A unit of work (one `commit` call, or one `commit_soon` change) that cannot be
 applied fails alone with a `StoreError`; the other units of the same group commit
@@ -30,13 +31,22 @@ from .._errors import Unavailable
 from .._model import Task, TaskState
 
 __all__ = [
+    "AppendEvents",
     "Change",
     "ConfigureQueue",
+    "DeletePool",
     "FinishTask",
     "InsertTasks",
+    "MarkDelivered",
     "OnCommit",
+    "OutboxEvent",
+    "OutboxRow",
+    "OutboxStore",
+    "PoolRecord",
+    "PoolStore",
     "QueueStore",
     "Result",
+    "SavePool",
     "StartAttempt",
     "Store",
     "StoreError",
@@ -86,11 +96,77 @@ class ConfigureQueue:
     configuration: bytes
 
 
-#: Every write the store knows. New aggregates add theirs here.
-Change = InsertTasks | StartAttempt | FinishTask | ConfigureQueue
+@dataclass(frozen=True, slots=True)
+class PoolRecord:
+    """A worker pool as stored: Taskcluster's fields, `config` as JSON text, times in
+    wall-clock seconds."""
 
-#: What `commit` gives back per change: the ids for `InsertTasks`, None for the others.
-Result = list[str] | None
+    worker_pool_id: str
+    provider_id: str
+    description: str
+    config: bytes
+    owner: str
+    email_on_error: bool
+    created: float
+    last_modified: float
+
+
+@dataclass(frozen=True, slots=True)
+class SavePool:
+    """Store a worker pool, replacing the one with the same id."""
+
+    pool: PoolRecord
+
+
+@dataclass(frozen=True, slots=True)
+class DeletePool:
+    """Remove a worker pool (nothing happens if it is not stored)."""
+
+    worker_pool_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """An event to publish: a topic exchange, a routing key and a JSON body."""
+
+    exchange: str
+    routing_key: str
+    body: bytes
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """An event as stored, numbered in commit order (`seq`: increasing, never reused)."""
+
+    seq: int
+    exchange: str
+    routing_key: str
+    body: bytes
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AppendEvents:
+    """Add events to the outbox. Its result is their `seq` numbers, in order."""
+
+    events: Sequence[OutboxEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class MarkDelivered:
+    """Every event up to `seq` is delivered: the relay's cursor moves there (never back)."""
+
+    seq: int
+
+
+#: Every write the store knows. New aggregates add theirs here.
+Change = (InsertTasks | StartAttempt | FinishTask | ConfigureQueue | SavePool | DeletePool
+          | AppendEvents | MarkDelivered)
+
+#: What `commit` gives back per change: the ids for `InsertTasks`, the seqs for
+#: `AppendEvents`, None for the others.
+Result = list[str] | list[int] | None
 
 
 # -- one interface per aggregate ---------------------------------------------------
@@ -140,6 +216,33 @@ class QueueStore(Protocol):
         ...
 
 
+class PoolStore(Protocol):
+    """Worker pools (Taskcluster's worker-manager), written with `SavePool`/`DeletePool`."""
+
+    async def all(self) -> list[PoolRecord]:
+        """Every stored pool, by id."""
+        ...
+
+    async def get(self, worker_pool_id: str) -> PoolRecord | None: ...
+
+
+class OutboxStore(Protocol):
+    """Events committed with the changes they report, until the relay has delivered them
+    (and for the retention after, so a stream can replay them)."""
+
+    async def read(self, after: int, limit: int) -> list[OutboxRow]:
+        """Stored events with `seq` above `after`, in order, at most `limit`."""
+        ...
+
+    async def delivered(self) -> int:
+        """The relay's cursor: every event up to this seq is delivered (0: none)."""
+        ...
+
+    async def purge(self, before: float) -> int:
+        """Delete delivered events stored before the given time; returns how many."""
+        ...
+
+
 class Store(Protocol):
     """A durable store: the aggregates, the writer actor, and the one way to write."""
 
@@ -148,6 +251,12 @@ class Store(Protocol):
 
     @property
     def queues(self) -> QueueStore: ...
+
+    @property
+    def pools(self) -> PoolStore: ...
+
+    @property
+    def outbox(self) -> OutboxStore: ...
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The writer actor: open (and migrate), serve writes until cancelled, flush, close."""

@@ -10,6 +10,7 @@ written, not the live object the scheduler keeps changing.
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,11 +20,17 @@ import trio
 
 from .._model import Task, TaskState
 from ._interface import (
+    AppendEvents,
     Change,
     ConfigureQueue,
+    DeletePool,
     FinishTask,
     InsertTasks,
+    MarkDelivered,
+    OutboxRow,
+    PoolRecord,
     Result,
+    SavePool,
     StartAttempt,
     StoreError,
 )
@@ -104,6 +111,38 @@ class _Queues(QueueWrites):
         return dict(self._store.configurations)
 
 
+class _Pools:
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    async def all(self) -> list[PoolRecord]:
+        return [self._store.pools_by_id[k] for k in sorted(self._store.pools_by_id)]
+
+    async def get(self, worker_pool_id: str) -> PoolRecord | None:
+        return self._store.pools_by_id.get(worker_pool_id)
+
+
+class _Outbox:
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    async def read(self, after: int, limit: int) -> list[OutboxRow]:
+        rows = self._store.events
+        start = bisect.bisect_right(rows, after, key=lambda r: r.seq)
+        return rows[start:start + limit]
+
+    async def delivered(self) -> int:
+        return int(self._store.cursor["delivered"])
+
+    async def purge(self, before: float) -> int:
+        store = self._store
+        cursor = int(store.cursor["delivered"])
+        keep = [r for r in store.events if r.seq > cursor or r.at >= before]
+        purged = len(store.events) - len(keep)
+        store.events[:] = keep
+        return purged
+
+
 class MemoryStore:
     """A `Store` in dicts: instant commits, nothing survives the process."""
 
@@ -112,8 +151,14 @@ class MemoryStore:
         self.rows: dict[str, Task] = {}
         self.keys: dict[str, str] = {}
         self.configurations: dict[str, bytes] = {}
+        #: worker pools by id; the outbox in seq order, its next seq and relay cursor
+        self.pools_by_id: dict[str, PoolRecord] = {}
+        self.events: list[OutboxRow] = []
+        self.cursor: dict[str, Any] = {"delivered": 0, "next": 1}
         self._tasks = _Tasks(self)
         self._queues = _Queues(self)
+        self._pools = _Pools(self)
+        self._outbox = _Outbox(self)
 
     @property
     def tasks(self) -> _Tasks:
@@ -122,6 +167,14 @@ class MemoryStore:
     @property
     def queues(self) -> _Queues:
         return self._queues
+
+    @property
+    def pools(self) -> _Pools:
+        return self._pools
+
+    @property
+    def outbox(self) -> _Outbox:
+        return self._outbox
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -142,10 +195,12 @@ class MemoryStore:
 
     def _commit(self, changes: Sequence[Change]) -> list[Result]:
         undo = _Undo()
+        appended = len(self.events)
         try:
             results = [self._apply(change, undo) for change in changes]
         except Exception as exc:
             undo.rollback()
+            del self.events[appended:]
             if isinstance(exc, StoreError):
                 raise
             raise StoreError(f"the store could not commit: {exc!r}") from exc
@@ -185,5 +240,26 @@ class MemoryStore:
             return None
         if type(change) is ConfigureQueue:
             undo.set(self.configurations, change.queue, bytes(change.configuration))
+            return None
+        if type(change) is SavePool:
+            undo.set(self.pools_by_id, change.pool.worker_pool_id, change.pool)
+            return None
+        if type(change) is DeletePool:
+            if change.worker_pool_id in self.pools_by_id:
+                undo.set(self.pools_by_id, change.worker_pool_id, None)
+                del self.pools_by_id[change.worker_pool_id]
+            return None
+        if type(change) is AppendEvents:
+            seqs: list[int] = []
+            for event in change.events:
+                seq = int(self.cursor["next"])
+                undo.set(self.cursor, "next", seq + 1)
+                self.events.append(OutboxRow(seq, event.exchange, event.routing_key,
+                                             bytes(event.body), event.at))
+                seqs.append(seq)
+            return seqs
+        if type(change) is MarkDelivered:
+            if change.seq > self.cursor["delivered"]:
+                undo.set(self.cursor, "delivered", change.seq)
             return None
         raise StoreError(f"unknown change {change!r}")

@@ -59,6 +59,31 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "find(state=...) newest first reads an index instead of scanning", (
         "CREATE INDEX IF NOT EXISTS tasks_state ON tasks (state, seq)",
     )),
+    Migration(3, "worker pools, and the event outbox with the relay's cursor", (
+        """CREATE TABLE worker_pools (
+    worker_pool_id TEXT PRIMARY KEY,
+    provider_id TEXT NOT NULL,
+    description TEXT NOT NULL,
+    config BLOB NOT NULL,
+    owner TEXT NOT NULL,
+    email_on_error INTEGER NOT NULL,
+    created REAL NOT NULL,
+    last_modified REAL NOT NULL
+)""",
+        # AUTOINCREMENT: a seq is never reused, even once purged (streams resume by it)
+        """CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    exchange TEXT NOT NULL,
+    routing_key TEXT NOT NULL,
+    body BLOB NOT NULL,
+    at REAL NOT NULL
+)""",
+        """CREATE TABLE outbox_cursor (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    delivered INTEGER NOT NULL
+)""",
+        "INSERT INTO outbox_cursor (id, delivered) VALUES (1, 0)",
+    )),
 )
 
 #: The schema version this code writes.

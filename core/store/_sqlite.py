@@ -34,11 +34,17 @@ import trio
 
 from .._model import Attempt, Task, TaskState
 from ._interface import (
+    AppendEvents,
     Change,
     ConfigureQueue,
+    DeletePool,
     FinishTask,
     InsertTasks,
+    MarkDelivered,
+    OutboxRow,
+    PoolRecord,
     Result,
+    SavePool,
     StartAttempt,
     StoreError,
 )
@@ -58,6 +64,11 @@ INSERT = f"INSERT INTO tasks ({COLUMNS}) VALUES ({', '.join('?' * 16)})"
 SAVE = "UPDATE tasks SET state = ?, finished = ?, result = ?, error = ?, attempts = ? WHERE id = ?"
 CONFIGURE = ("INSERT INTO queue_configurations (queue, configuration) VALUES (?, ?) "
              "ON CONFLICT (queue) DO UPDATE SET configuration = excluded.configuration")
+POOL_COLUMNS = ("worker_pool_id, provider_id, description, config, owner, email_on_error, "
+                "created, last_modified")
+SAVE_POOL = f"INSERT OR REPLACE INTO worker_pools ({POOL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+DELETE_POOL = "DELETE FROM worker_pools WHERE worker_pool_id = ?"
+MARK_DELIVERED = "UPDATE outbox_cursor SET delivered = max(delivered, ?) WHERE id = 1"
 
 #: Rows per statement. The writer thread runs one multi-row statement per chunk rather
 #: than one per row (`executemany`): each statement releases and retakes the GIL, and
@@ -121,9 +132,37 @@ def _task(row: tuple[Any, ...]) -> Task:
     )
 
 
+@functools.cache
+def _append_sql(rows: int) -> str:
+    return ("INSERT INTO outbox (exchange, routing_key, body, at) VALUES "
+            + ", ".join(["(?, ?, ?, ?)"] * rows))
+
+
+def _append(db: sqlite3.Connection, change: AppendEvents) -> list[int]:
+    """Insert the events in chunks; the writer is alone, so one statement's rows take
+    consecutive seqs ending at its `lastrowid`."""
+    seqs: list[int] = []
+    events = change.events
+    for i in range(0, len(events), CHUNK):
+        part = events[i:i + CHUNK]
+        cur = db.execute(_append_sql(len(part)), [
+            v for e in part for v in (e.exchange, e.routing_key, bytes(e.body), e.at)])
+        last = cur.lastrowid
+        assert last is not None
+        seqs.extend(range(last - len(part) + 1, last + 1))
+    return seqs
+
+
+def _pool(row: tuple[Any, ...]) -> PoolRecord:
+    (id_, provider, description, config, owner, email, created, modified) = row
+    return PoolRecord(id_, provider, description, bytes(config), owner, bool(email),
+                      created, modified)
+
+
 #: A change as the writer thread applies it: a task's changing columns (`_save_row`),
 #: or the change itself.
-_Op = tuple[object, ...] | InsertTasks | ConfigureQueue
+_Op = (tuple[object, ...] | InsertTasks | ConfigureQueue | SavePool | DeletePool
+       | AppendEvents | MarkDelivered)
 
 
 @dataclass(slots=True, eq=False)
@@ -138,6 +177,11 @@ class _Unit:
     then: Callable[[], None] | None = None
     results: list[Result] = field(default_factory=list)
     error: BaseException | None = None
+
+
+#: changes the writer applies as they are (task saves become rows, see `_save_row`)
+_AS_IS = frozenset({InsertTasks, ConfigureQueue, SavePool, DeletePool, AppendEvents,
+                    MarkDelivered})
 
 
 def _describe(changes: Sequence[Change]) -> str:
@@ -190,6 +234,46 @@ class _Queues(QueueWrites):
         return {queue: bytes(configuration) for queue, configuration in rows}
 
 
+class _Pools:
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    async def all(self) -> list[PoolRecord]:
+        rows = await self._store._aside(lambda db: db.execute(
+            f"SELECT {POOL_COLUMNS} FROM worker_pools ORDER BY worker_pool_id").fetchall())
+        return [_pool(r) for r in rows]
+
+    async def get(self, worker_pool_id: str) -> PoolRecord | None:
+        row = await self._store._aside(lambda db: db.execute(
+            f"SELECT {POOL_COLUMNS} FROM worker_pools WHERE worker_pool_id = ?",
+            (worker_pool_id,)).fetchone())
+        return None if row is None else _pool(row)
+
+
+class _Outbox:
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    async def read(self, after: int, limit: int) -> list[OutboxRow]:
+        rows = await self._store._aside(lambda db: db.execute(
+            "SELECT seq, exchange, routing_key, body, at FROM outbox WHERE seq > ? "
+            "ORDER BY seq LIMIT ?", (after, limit)).fetchall())
+        return [OutboxRow(seq, exchange, key, bytes(body), at)
+                for seq, exchange, key, body, at in rows]
+
+    async def delivered(self) -> int:
+        (seq,) = await self._store._aside(lambda db: db.execute(
+            "SELECT delivered FROM outbox_cursor WHERE id = 1").fetchone())
+        return int(seq)
+
+    async def purge(self, before: float) -> int:
+        def delete(db: sqlite3.Connection) -> int:
+            return db.execute(
+                "DELETE FROM outbox WHERE at < ? AND seq <= "
+                "(SELECT delivered FROM outbox_cursor WHERE id = 1)", (before,)).rowcount
+        return await self._store._aside(delete)
+
+
 class SQLiteStore:
     """A `Store` in one SQLite file."""
 
@@ -205,6 +289,8 @@ class SQLiteStore:
         self._aside_limiter = trio.CapacityLimiter(1)
         self._tasks = _Tasks(self)
         self._queues = _Queues(self)
+        self._pools = _Pools(self)
+        self._outbox = _Outbox(self)
         self.commits = 0  # transactions committed: the group-commit ratio is writes / commits
         #: told (units of work, seconds) after each transaction, e.g. by /metrics
         self.on_commit: Callable[[int, float], None] | None = None
@@ -216,6 +302,14 @@ class SQLiteStore:
     @property
     def queues(self) -> _Queues:
         return self._queues
+
+    @property
+    def pools(self) -> _Pools:
+        return self._pools
+
+    @property
+    def outbox(self) -> _Outbox:
+        return self._outbox
 
     # -- the writer actor -----------------------------------------------------------
 
@@ -344,6 +438,20 @@ class SQLiteStore:
                 elif type(op) is ConfigureQueue:
                     db.execute(CONFIGURE, (op.queue, op.configuration))
                     results.append(None)
+                elif type(op) is AppendEvents:
+                    results.append(_append(db, op))
+                elif type(op) is SavePool:
+                    p = op.pool
+                    db.execute(SAVE_POOL, (p.worker_pool_id, p.provider_id, p.description,
+                                           bytes(p.config), p.owner, int(p.email_on_error),
+                                           p.created, p.last_modified))
+                    results.append(None)
+                elif type(op) is DeletePool:
+                    db.execute(DELETE_POOL, (op.worker_pool_id,))
+                    results.append(None)
+                elif type(op) is MarkDelivered:
+                    db.execute(MARK_DELIVERED, (op.seq,))
+                    results.append(None)
                 else:
                     raise TypeError(f"unknown change {op!r}")
             unit.results = results
@@ -357,7 +465,7 @@ class SQLiteStore:
             for change in unit.changes:
                 if type(change) is StartAttempt or type(change) is FinishTask:
                     unit.ops.append(_save_row(change.task))
-                elif type(change) is InsertTasks or type(change) is ConfigureQueue:
+                elif type(change) in _AS_IS:
                     unit.ops.append(change)
                 else:
                     raise TypeError(f"unknown change {change!r}")

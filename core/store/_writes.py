@@ -5,6 +5,7 @@ implements the reads and how changes apply; it inherits these."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from .._model import Task
 from ._interface import ConfigureQueue, FinishTask, InsertTasks, OnCommit, StartAttempt, Store
@@ -18,8 +19,7 @@ class TaskWrites:
 
     async def insert(self, tasks: Sequence[Task]) -> list[str]:
         (ids,) = await self._store.commit(InsertTasks(tasks))
-        assert ids is not None
-        return ids
+        return cast(list[str], ids)  # what an InsertTasks commits to
 
     def started(self, task: Task) -> None:
         self._store.commit_soon(StartAttempt(task))

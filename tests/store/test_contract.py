@@ -7,6 +7,7 @@ What only one implementation has (files, group-commit counts) is tested beside i
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,18 @@ import trio
 from conftest import NET_TIMEOUT
 
 from workyard import Attempt, Outcome, SQLiteStore, Task, TaskState
-from workyard.store import ConfigureQueue, InsertTasks, Store, StoreError
+from workyard.store import (
+    AppendEvents,
+    ConfigureQueue,
+    DeletePool,
+    InsertTasks,
+    MarkDelivered,
+    OutboxEvent,
+    PoolRecord,
+    SavePool,
+    Store,
+    StoreError,
+)
 from workyard.testing import MemoryStore
 
 STORES: dict[str, Callable[[Path], Store]] = {
@@ -308,3 +320,79 @@ async def test_a_failing_commit_fails_alone_beside_concurrent_ones(store: Store)
     assert ids(await store.tasks.unfinished()) == ids(good)
     after = task()
     assert await store.tasks.insert([after]) == [after.id]  # the writer still serves
+
+
+# -- worker pools and the outbox ------------------------------------------------------
+
+
+def pool(pool_id: str = "proj/pool", provider: str = "aws", **fields: object) -> PoolRecord:
+    record = PoolRecord(pool_id, provider, description="d", config=b'{"a": 1}',
+                        owner="me@example.com", email_on_error=False, created=1.5,
+                        last_modified=2.5)
+    return dataclasses.replace(record, **fields)  # type: ignore[arg-type]
+
+
+def event(n: int, at: float = 1.0) -> OutboxEvent:
+    return OutboxEvent("exchange/x", f"primary.{n}", b'{"n": %d}' % n, at)
+
+
+async def test_a_saved_pool_reads_back_field_for_field_and_replaces_the_previous(
+        store: Store) -> None:
+    await store.commit(SavePool(pool(email_on_error=True)))
+    assert await store.pools.get("proj/pool") == pool(email_on_error=True)
+    await store.commit(SavePool(pool(provider="gcp")))
+    assert await store.pools.all() == [pool(provider="gcp")]
+    assert await store.pools.get("other/pool") is None
+
+
+async def test_all_pools_come_sorted_by_id_and_a_deleted_pool_is_gone(store: Store) -> None:
+    await store.commit(SavePool(pool("b/x")), SavePool(pool("a/y")), SavePool(pool("c/z")))
+    await store.commit(DeletePool("c/z"), DeletePool("never/stored"))
+    assert [p.worker_pool_id for p in await store.pools.all()] == ["a/y", "b/x"]
+
+
+async def test_appended_events_get_increasing_seqs_in_commit_order(store: Store) -> None:
+    (first,) = await store.commit(AppendEvents([event(1), event(2)]))
+    (second,) = await store.commit(AppendEvents([event(3)]))
+    assert first == [1, 2] and second == [3]
+    rows = await store.outbox.read(0, 10)
+    assert [(r.seq, r.routing_key, r.body) for r in rows] == [
+        (1, "primary.1", b'{"n": 1}'), (2, "primary.2", b'{"n": 2}'), (3, "primary.3", b'{"n": 3}')]
+    assert [r.seq for r in await store.outbox.read(1, 1)] == [2]
+
+
+async def test_many_events_in_one_change_keep_their_order_across_chunks(store: Store) -> None:
+    (seqs,) = await store.commit(AppendEvents([event(n) for n in range(300)]))
+    assert seqs == list(range(1, 301))
+    rows = await store.outbox.read(0, 1000)
+    assert [r.routing_key for r in rows] == [f"primary.{n}" for n in range(300)]
+
+
+async def test_an_event_commits_with_its_pool_change_or_not_at_all(store: Store) -> None:
+    await store.commit(SavePool(pool()), AppendEvents([event(1)]))
+    with pytest.raises(StoreError):
+        await store.commit(SavePool(pool("x/y")), AppendEvents([event(2)]),
+                           InsertTasks([task(priority=TOO_BIG)]))
+    assert [r.routing_key for r in await store.outbox.read(0, 10)] == ["primary.1"]
+    assert await store.pools.get("x/y") is None
+    (seqs,) = await store.commit(AppendEvents([event(3)]))
+    assert seqs == [2]  # the failed commit's seq was not handed out
+
+
+async def test_the_delivered_cursor_only_moves_forward(store: Store) -> None:
+    assert await store.outbox.delivered() == 0
+    await store.commit(AppendEvents([event(1), event(2), event(3)]))
+    await store.commit(MarkDelivered(2))
+    await store.commit(MarkDelivered(1))
+    assert await store.outbox.delivered() == 2
+
+
+async def test_purge_drops_only_delivered_events_older_than_the_cutoff(store: Store) -> None:
+    await store.commit(AppendEvents([event(1, at=1.0), event(2, at=1.0), event(3, at=9.0)]))
+    await store.commit(MarkDelivered(1))
+    assert await store.outbox.purge(before=5.0) == 1
+    assert [r.seq for r in await store.outbox.read(0, 10)] == [2, 3]
+    await store.commit(MarkDelivered(3))
+    assert await store.outbox.purge(before=5.0) == 1
+    (seqs,) = await store.commit(AppendEvents([event(4)]))
+    assert seqs == [4]  # a purged seq is never handed out again

@@ -285,7 +285,7 @@ async def test_a_new_file_gets_the_current_schema_version(hub_db: str) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
         nursery.cancel_scope.cancel()
-    assert user_version(hub_db) == VERSION == 2
+    assert user_version(hub_db) == VERSION == 3
 
 
 async def test_a_file_from_before_versions_opens_and_upgrades_in_place(hub_db: str) -> None:
