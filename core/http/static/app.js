@@ -85,7 +85,7 @@ const Dash = (() => {
     const limit = max || Math.max(value, 1);
     const width = Math.min(100, 100 * value / limit);
     return h("span", {},
-      h("span", {class: "bar" + (max && value >= max ? " full" : "")}, h("i", {style: `width:${width}%`})),
+      h("span", {class: "bar" + (max && label === undefined && value >= max ? " full" : "")}, h("i", {style: `width:${width}%`})),
       h("span", {class: "bar-label"}, label !== undefined ? label : max ? `${value} / ${max}` : String(value)));
   }
 

@@ -23,14 +23,15 @@ Dash.page({
             "Detach (its tasks are rescheduled)")) : null),
         h("section", {class: "card"}, h("h2", {}, "Current tasks"),
           Dash.table([{title: "task", cell: id => Dash.taskLink(id)}], w.current, {empty: "idle"}))),
-      h("section", {class: "card"}, h("h2", {}, "History"),
+      h("section", {class: "card", id: "history"}, h("h2", {}, "History"),
         Dash.table([
           {title: "task", cell: e => Dash.taskLink(e.task)},
           {title: "queue", cell: e => Dash.queueLink(e.name)},
           {title: "started", cell: e => Dash.fmtTime(e.started)},
           {title: "took", num: true, cell: e => e.ended ? Dash.fmtSeconds(e.ended - e.started) : "…"},
           {title: "outcome", cell: e => e.outcome ? Dash.badge(e.outcome) : Dash.badge("running")},
-        ], w.history.slice().reverse(), {empty: "no attempt seen yet"})));
+        ], w.history.slice().reverse().map(e => ({value: e, attrs: {dataset: {task: e.task}}})),
+        {empty: "no attempt seen yet"})));
   },
   async detach() {
     try { await Dash.api("/workers/" + encodeURIComponent(this.id), {method: "DELETE"}); Dash.refreshSoon(); }
