@@ -15,7 +15,8 @@ from workyard import InvalidSetting, Settings
 from workyard._config import fields, setting
 from workyard.cli import main
 
-#: the flags `workyard serve` has always had, plus the two body/frame limits
+#: the flags `workyard serve` has always had, plus the two body/frame limits and the
+#: worker-manager's (Taskcluster credentials, RabbitMQ, event retention)
 FLAGS = {
     "host": "--host", "port": "--port", "worker_port": "--worker-port", "db": "--db",
     "synchronous": "--sync", "worker_tokens": "--worker-token",
@@ -23,7 +24,8 @@ FLAGS = {
     "ping_interval": "--ping-interval", "ping_timeout": "--ping-timeout",
     "default_capacity": "--capacity", "retention": "--retention",
     "poll_liveness": "--poll-liveness", "max_body": "--max-body", "max_frame": "--max-frame",
-    "log_level": "--log-level",
+    "log_level": "--log-level", "taskcluster_clients": "--taskcluster-client",
+    "amqp_url": "--amqp-url", "event_retention": "--event-retention",
 }
 
 #: one valid non-default text value per field, and the value it must become
@@ -35,6 +37,9 @@ VALUES = {
     "ping_interval": ("2.5", 2.5), "ping_timeout": ("2.5", 2.5),
     "default_capacity": ("0", 0), "retention": ("0", 0.0), "poll_liveness": ("90", 90.0),
     "max_body": ("1024", 1024), "max_frame": ("2048", 2048), "log_level": ("debug", "DEBUG"),
+    "taskcluster_clients": ("ci:s3cret", frozenset({"ci:s3cret"})),
+    "amqp_url": ("amqp://guest:guest@127.0.0.1:5672/", "amqp://guest:guest@127.0.0.1:5672/"),
+    "event_retention": ("60", 60.0),
 }
 
 
