@@ -90,8 +90,8 @@ class Relay:
             wake = self.feed.armed()
             try:
                 rows = await self.store.outbox.read(self.cursor, BATCH)
-            except StoreError:
-                log.exception("could not read the outbox")
+            except StoreError as exc:  # closing, or failing: wait for the next commit
+                log.warning("could not read the outbox: %s", exc)
                 rows = []
             if not rows:
                 with trio.move_on_at(next_purge):
@@ -102,7 +102,12 @@ class Relay:
                 continue
             if not await self._publish(rows):
                 continue
-            await self.store.commit(MarkDelivered(rows[-1].seq))
+            try:
+                await self.store.commit(MarkDelivered(rows[-1].seq))
+            except StoreError as exc:  # delivered again later: at least once
+                log.warning("could not store the relay's cursor: %s", exc)
+                await trio.sleep(BACKOFF[1])
+                continue
             self.cursor = rows[-1].seq
             self._progress.set()
 
