@@ -67,6 +67,16 @@ class Settings:
                                       flag="--producer-token", metavar="TOKENS")
     admin_tokens: Tokens = setting(frozenset(), "comma-separated admin tokens",
                                    flag="--admin-token", metavar="TOKENS")
+    taskcluster_clients: Tokens = setting(
+        frozenset(), "comma-separated Taskcluster credentials CLIENT_ID:ACCESS_TOKEN, checked "
+        "with Hawk; they may manage worker pools", flag="--taskcluster-client",
+        metavar="ID:TOKEN")
+    amqp_url: Text | None = setting(
+        None, "publish pool and worker events to RabbitMQ at this amqp:// URL (Taskcluster's "
+        "worker-manager exchanges); unset: the embedded stream only", metavar="URL")
+    event_retention: Annotated[float, Meta(ge=0, le=100 * YEAR)] = setting(
+        24 * 3600.0, "seconds a delivered event stays in the outbox for streams to replay",
+        metavar="S")
     ping_interval: Seconds = setting(20.0, "seconds between pings to WebSocket workers",
                                      metavar="S")
     ping_timeout: Seconds = setting(10.0, "drop a worker whose ping is unacknowledged "
@@ -94,7 +104,8 @@ class Settings:
 
     @property
     def auth_enabled(self) -> bool:
-        return bool(self.worker_tokens or self.producer_tokens or self.admin_tokens)
+        return bool(self.worker_tokens or self.producer_tokens or self.admin_tokens
+                    or self.taskcluster_clients)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Self:

@@ -174,7 +174,7 @@ def add_dashboard_routes(app: QuartTrio, hub: Hub, auth: Auth, observer: Observe
         events = list(observer.recent)[-limit:]
         return json_response(EventList(events))
 
-    @app.get("/events")
+    @app.get("/ui/events")
     async def live_events() -> Response:
         """Server-sent events: each message is a JSON array of hub events, oldest first;
         a `missed` event in it means some were dropped, and the page reloads its state."""

@@ -58,11 +58,17 @@ from ._bodies import (
 )
 from ._dashboard import STATIC
 
-__all__ = ["OPERATIONS", "UNDOCUMENTED", "Operation", "add_openapi_routes", "openapi"]
+__all__ = ["FOREIGN_PREFIXES", "OPERATIONS", "UNDOCUMENTED", "Operation", "add_openapi_routes",
+           "openapi"]
 
-#: routes of the app that are not operations of its API: the WebSocket worker route, and
-#: quart's own static route (the package has no folder for it: it answers 404)
-UNDOCUMENTED = frozenset({("GET", "/work/queue"), ("GET", "/static/{filename}")})
+#: routes of the app that are not operations of its API: the WebSocket worker route,
+#: quart's own static route (the package has no folder for it: it answers 404), and
+#: the worker-manager event stream (server-sent events, described in the README)
+UNDOCUMENTED = frozenset({("GET", "/work/queue"), ("GET", "/static/{filename}"),
+                          ("GET", "/events")})
+#: routes of protocols described by their own references, whose clients are generated
+#: from those: Taskcluster's worker-manager
+FOREIGN_PREFIXES = ("/api/worker-manager/",)
 
 
 @dataclass(frozen=True)
@@ -160,7 +166,8 @@ OPERATIONS: tuple[Operation, ...] = (
               responses={200: QueueDetail, 404: ErrorBody}),
     Operation("GET", "/events/recent", "The last events of the hub's stream", "fleet",
               Role.ANY, query=RecentQuery, responses={200: EventList}),
-    Operation("GET", "/events", "The hub's events, live (server-sent events)", "fleet",
+    Operation("GET", "/ui/events", "The hub's events, live, for the dashboard (server-sent "
+              "events)", "fleet",
               Role.ANY, responses={200: Media("text/event-stream")},
               description="Each message's data is a JSON array of events (the schema of "
                           "`/events/recent`'s `events`); an event of type `missed` says "

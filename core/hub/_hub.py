@@ -8,7 +8,9 @@ It owns the actors of a running hub, all children of one trio nursery:
 * a drain actor that carries on a large dispatch in budgeted steps, so a worker
   taking a big backlog never holds the event loop for long,
 * the liveness watch, which detaches workers that fell silent,
-* a purge actor that drops old final tasks.
+* a purge actor that drops old final tasks,
+* the pools' ledger, which commits pool changes and worker events with their outbox
+  events, in order (`_pools.py`).
 
 Worker connections are actors too (see `transports`): each attaches through
 `attach()`, which opens (or resumes) the worker's `Session`, and when it ends for
@@ -33,6 +35,7 @@ import trio
 import trio.lowlevel
 
 from .._model import Attempt, Outcome, Subscription, Task, TaskState
+from ..outbox import Feed
 from ..protocol import Answer, check_declaration
 from ..scheduling import UNCHANGED, Dispatch, Effect, Finished, Policy, Requeued, Scheduler
 from ..store import MemoryStore, Store
@@ -47,6 +50,7 @@ from ._events import (
     WorkerCapacityChanged,
     WorkerDetached,
 )
+from ._pools import Pools
 from ._sessions import Link, Liveness, LivenessWatch, Session, Sessions
 
 __all__ = ["Hub", "QueueStats"]
@@ -100,6 +104,9 @@ class Hub:
             {Liveness.CONNECTION: ping_interval + ping_timeout, Liveness.POLL: poll_liveness},
             self.now, self._expire)
         self.queue_stats: dict[str, QueueStats] = {}
+        #: committed outbox events, live (the embedded stream, the relay's wake-up)
+        self.feed = Feed()
+        self.pools = Pools(self.store, self.feed, self.now)
         #: what `now()` reads at start; the simulator passes `lambda: 0.0` so hub time
         #: equals trio's mock time exactly and runs are reproducible
         self._wall_clock = wall_clock
@@ -113,6 +120,8 @@ class Hub:
         self._offset = 0.0
         #: `ws://host:port/work/queue` of the lean worker port, set by `serve` if it runs one
         self.worker_url: str | None = None
+        #: the outbox relay `serve` runs (an `events.Relay`)
+        self.relay: Any = None
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -122,6 +131,8 @@ class Hub:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run)
             self._nursery = nursery
+            await self.pools.load()
+            await nursery.start(self.pools.run)
             nursery.start_soon(self._drain_actor)
             await self._recover()
             nursery.start_soon(self.liveness.run, self._trio_time)
@@ -245,6 +256,8 @@ class Hub:
         transport: str = "websocket",
         liveness: Liveness = Liveness.CONNECTION,
         anonymous: bool = False,
+        worker_pool: str | None = None,
+        worker_group: str | None = None,
     ) -> Session:
         """Attach a worker and open (or resume) its session; a previous connection with
         the same id is closed and detached. Raises ValueError for a bad declaration
@@ -252,8 +265,11 @@ class Hub:
 
         `capacity`: tasks in flight at once; None for the hub's default, 0 for no limit.
         Polling workers (`liveness=POLL`) take tasks only into polls they open.
+        `worker_pool`/`worker_group`: the worker-manager pool it belongs to (which must
+        exist and not be draining).
         """
         subscriptions = check_declaration(subscriptions)
+        worker_group = self.pools.admit(worker_pool, worker_group, worker_id)
         old = self.sessions.attached.get(worker_id)
         if old is not None and old.link is not None:
             log.info("worker %s reconnected; closing its previous connection", worker_id)
@@ -279,6 +295,7 @@ class Hub:
             session.holds = 0
         session.link = link
         session.generation += 1
+        session.worker_pool, session.worker_group = worker_pool, worker_group
         self.sessions.attach(session)
         self.liveness.watch(session)
         self.events.publish(WorkerAttached(
@@ -287,11 +304,14 @@ class Hub:
         if not anonymous:
             log.info("worker %s attached (%s): %s", worker_id, transport,
                      ", ".join(_describe(s) for s in state.subscriptions))
+        self.pools.joined(session)
         self._apply(effects)
         return session
 
-    def detach(self, worker_id: str, link: Link, reason: str = "connection closed") -> None:
-        """Detach a worker if `link` is still its connection; its tasks are rescheduled."""
+    def detach(self, worker_id: str, link: Link, reason: str = "connection closed", *,
+               lost: bool = False) -> None:
+        """Detach a worker if `link` is still its connection; its tasks are rescheduled.
+        `lost`: it vanished (no proof of life) rather than leaving."""
         session = self.sessions.attached.get(worker_id)
         if session is None or session.link is not link:
             return
@@ -299,6 +319,7 @@ class Hub:
         self.sessions.detach(session)
         requeued = sum(type(e) is Requeued for e in effects)
         self.events.publish(WorkerDetached(worker=worker_id, reason=reason, requeued=requeued))
+        self.pools.left(session, reason, lost=lost)
         if not session.anonymous or requeued:
             log.info("worker %s detached (%s); %d outstanding tasks rescheduled", worker_id,
                      reason, requeued)
@@ -357,7 +378,7 @@ class Hub:
             return
         log.info("worker %s is gone: %s", session.id, reason)
         link.close(reason)
-        self.detach(session.id, link, reason)
+        self.detach(session.id, link, reason, lost=True)
 
     # -- effects ----------------------------------------------------------------
 

@@ -77,6 +77,9 @@ class Session:
     holds: int = 0
     #: attachments so far: tells a liveness entry of an earlier one from the current
     generation: int = 0
+    #: the worker pool (Taskcluster's workerPoolId) and group it declared, if any
+    worker_pool: str | None = None
+    worker_group: str | None = None
     processed: int = 0
     failed: int = 0
     lost: int = 0

@@ -15,9 +15,17 @@ from quart_trio import QuartTrio
 
 from .._auth import Auth
 from .._config import Settings
-from ..compat import QueueConfigurations, Registry, add_polling_routes, add_registry_routes
+from ..compat import (
+    QueueConfigurations,
+    Registry,
+    add_polling_routes,
+    add_registry_routes,
+    add_taskcluster_routes,
+)
 from ..http import add_observability, create_app
 from ..hub import Hub
+from ..outbox import POOL_REMOVED, WORKER_MANAGER_EXCHANGES, Relay, Sink
+from ..outbox._stream import add_stream_routes, bridge_hub_events
 from ..store import MemoryStore, SQLiteStore, Store
 from ..transports import PollingFleet, serve_lean_connection, serve_worker_port
 from ._front import serve_front
@@ -66,8 +74,21 @@ def build_app(hub: Hub, settings: Settings) -> QuartTrio:
     fleet = PollingFleet(hub)
     add_polling_routes(app, fleet, auth, QueueConfigurations(hub.store))
     add_registry_routes(app, Registry(hub, fleet), auth)
+    add_taskcluster_routes(app, hub, settings, auth)
+    add_stream_routes(app, hub, auth)
     add_observability(app, hub, settings)  # dashboard, /metrics, /openapi.json: after the rest
     return app
+
+
+def open_relay(hub: Hub, settings: Settings) -> Relay:
+    """The outbox relay: to RabbitMQ with `--amqp-url`, else only moving the cursor (the
+    embedded stream reads the outbox itself)."""
+    sink: Sink | None = None
+    if settings.amqp_url:
+        from ..outbox._amqp import AmqpSink
+        sink = AmqpSink(settings.amqp_url, [*WORKER_MANAGER_EXCHANGES, POOL_REMOVED])
+    return Relay(hub.store, hub.feed, sink, retention=settings.event_retention,
+                 clock=hub.now)
 
 
 def open_store(settings: Settings) -> Store:
@@ -117,6 +138,9 @@ async def serve(
 
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
+        hub.relay = open_relay(hub, settings)
+        await nursery.start(hub.relay.run)
+        nursery.start_soon(bridge_hub_events, hub)
         app = build_app(hub, settings)
         await nursery.start(app.extensions["workyard.observer"].run)
         http = HTTPServer(app, config)
@@ -127,6 +151,9 @@ async def serve(
             await nursery.start(serve_worker_port, hub, auth, settings, worker_listener)
             hub.worker_url = f"ws://{host}:{worker_port}/work/queue"
             log.info("workers: %s (lean worker port)", hub.worker_url)
+        if settings.amqp_url:
+            log.info("events: RabbitMQ %s, and the stream at %s/events",
+                     settings.amqp_url.rsplit("@", 1)[-1], url)
         log.info("workyard serving on %s (store: %s; auth: %s)", url, settings.db,
                  "on" if settings.auth_enabled else "off - no tokens configured, loopback only")
         task_status.started(url)

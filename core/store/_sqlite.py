@@ -504,7 +504,11 @@ class SQLiteStore:
         need not wait for, or slow down, a group commit."""
         if self._aside_db is None:
             raise StoreError(f"the store {self.path} is not running")
-        return await trio.to_thread.run_sync(fn, self._aside_db, limiter=self._aside_limiter)
+        try:
+            return await trio.to_thread.run_sync(fn, self._aside_db,
+                                                 limiter=self._aside_limiter)
+        except sqlite3.ProgrammingError as exc:  # closed under a read: shutting down
+            raise StoreError(f"the store {self.path} closed: {exc}") from exc
 
 
 class _Rows:

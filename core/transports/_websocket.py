@@ -41,6 +41,7 @@ from ..protocol import (
     TaskFrame,
     check_declaration,
     check_worker_id,
+    declared_pool,
     decode_answers,
     decode_declarations,
     encode,
@@ -168,13 +169,16 @@ def _refusal(exc: Exception) -> WorkyardError:
 
 
 async def _first_messages(socket: WorkerSocket, auth: Auth, authorized: bool,
-                          subscriptions: list[Subscription]) -> list[Subscription]:
-    """Read first messages until the worker is authorized and has declared its tasks."""
+                          subscriptions: list[Subscription], pool: list[str | None]
+                          ) -> list[Subscription]:
+    """Read first messages until the worker is authorized and has declared its tasks (and,
+    in `pool`, the worker pool and group the declaration names, unless the query did)."""
     while not authorized or not subscriptions:
         what = "authorization" if not authorized else "task declarations"
         try:
             with trio.fail_after(FIRST_MESSAGE_TIMEOUT):
-                first = decode_declarations(await socket.receive())
+                frame = await socket.receive()
+                first = decode_declarations(frame)
         except trio.TooSlowError:
             late = Unauthorized if not authorized else InvalidInput
             raise late(f"no {what} received in time") from None
@@ -186,6 +190,8 @@ async def _first_messages(socket: WorkerSocket, auth: Auth, authorized: bool,
             raise Unauthorized("authorization required first")
         else:
             subscriptions = first
+            if pool[0] is None:
+                pool[:] = declared_pool(frame)
     return subscriptions
 
 
@@ -204,6 +210,12 @@ async def serve_worker(upgrade: WorkerUpgrade, hub: Hub, auth: Auth) -> None:
         capacity = _whole_number(args.get("capacity"), "capacity", 0)  # 0: unlimited
         # `max`: tasks per frame; given, every frame is a JSON array (a workyard extension)
         per_frame = _whole_number(args.get("max"), "max", 1, MAX_BATCH) or 0
+        # `worker_pool`/`worker_group`: Taskcluster's worker pool (checked before the
+        # upgrade when in the query, so a draining pool refuses with a 400)
+        pool: list[str | None] = [args.get("worker_pool") or None,
+                                  args.get("worker_group") or None]
+        if pool[0] is not None:
+            hub.pools.admit(pool[0], pool[1], args.get("worker_id") or "worker-0")
     except (WorkyardError, ValueError) as exc:
         refusal = _refusal(exc)
         await upgrade.refuse(refusal.status, encode(refusal.body()))
@@ -212,8 +224,9 @@ async def serve_worker(upgrade: WorkerUpgrade, hub: Hub, auth: Auth) -> None:
     socket = await upgrade.accept()
     conn = _Connection(socket, per_frame)
     try:
-        subscriptions = await _first_messages(socket, auth, authorized, subscriptions)
-        session = hub.attach(worker_id, subscriptions, conn, capacity=capacity)
+        subscriptions = await _first_messages(socket, auth, authorized, subscriptions, pool)
+        session = hub.attach(worker_id, subscriptions, conn, capacity=capacity,
+                             worker_pool=pool[0], worker_group=pool[1])
     except (WorkyardError, ValueError) as exc:
         refusal = _refusal(exc)
         log.info("worker %s refused: %s", worker_id, refusal.message)

@@ -12,7 +12,7 @@ import schemathesis
 from conftest import Served
 
 from workyard import Settings
-from workyard.http._openapi import OPERATIONS, UNDOCUMENTED, openapi
+from workyard.http._openapi import FOREIGN_PREFIXES, OPERATIONS, UNDOCUMENTED, openapi
 from workyard.hub import Hub
 from workyard.protocol import TaskSpec
 from workyard.server import build_app
@@ -24,6 +24,8 @@ def served_routes() -> set[tuple[str, str]]:
     routes = set()
     for rule in app.url_map.iter_rules():
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        if path.startswith(FOREIGN_PREFIXES):
+            continue
         for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
             routes.add((method, path))
     return routes

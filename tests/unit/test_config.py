@@ -16,7 +16,8 @@ from workyard._config import fields, setting
 from workyard.cli import main
 
 #: the flags `workyard serve` has always had, plus the two body/frame limits and the
-#: per-worker metrics switch
+#: per-worker metrics switch; worker-manager's (Taskcluster credentials, RabbitMQ, event
+#: retention)
 FLAGS = {
     "host": "--host", "port": "--port", "worker_port": "--worker-port", "db": "--db",
     "synchronous": "--sync", "worker_tokens": "--worker-token",
@@ -26,6 +27,8 @@ FLAGS = {
     "poll_liveness": "--poll-liveness", "max_body": "--max-body", "max_frame": "--max-frame",
     "metrics_per_worker": "--metrics-per-worker", "log_level": "--log-level",
     "summary_interval": "--summary-interval", "backlog": "--backlog",
+    "taskcluster_clients": "--taskcluster-client", "amqp_url": "--amqp-url",
+    "event_retention": "--event-retention",
 }
 
 #: one valid non-default text value per field, and the value it must become
@@ -40,6 +43,9 @@ VALUES = {
     "summary_interval": ("0", 0.0),
     "metrics_per_worker": ("50", 50),
     "backlog": ("4096", 4096),
+    "taskcluster_clients": ("ci:s3cret", frozenset({"ci:s3cret"})),
+    "amqp_url": ("amqp://guest:guest@127.0.0.1:5672/", "amqp://guest:guest@127.0.0.1:5672/"),
+    "event_retention": ("60", 60.0),
 }
 
 

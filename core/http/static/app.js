@@ -1,7 +1,7 @@
 /* workyard dashboard: router, API client, live event stream and small helpers.
  *
  * A page is one file in pages/ that calls Dash.page({...}) (see pages/README.md).
- * Pages read the hub's JSON views; the live stream (/events, server-sent events)
+ * Pages read the hub's JSON views; the live stream (/ui/events, server-sent events)
  * tells the current page what happened, and the page refreshes what it shows.
  */
 "use strict";
@@ -177,7 +177,7 @@ const Dash = (() => {
     if (source) source.close();
     if (auth.enabled && !token()) return;
     const query = token() ? "?access_token=" + encodeURIComponent(token()) : "";
-    source = new EventSource("/events" + query);
+    source = new EventSource("/ui/events" + query);
     const live = document.getElementById("live");
     source.addEventListener("hello", () => {
       live.textContent = "live"; live.className = "live on";
