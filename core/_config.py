@@ -78,6 +78,13 @@ class Settings:
         24 * 3600.0, "seconds a final task is kept before it is purged", metavar="S")
     poll_liveness: Seconds = setting(60.0, "a polling worker that has not polled for this "
                                      "many seconds is gone", metavar="S")
+    heartbeat_liveness: Seconds = setting(
+        600.0, "a ClearML worker (workers.register) that sent no register or status_report "
+        "for this many seconds is gone, unless it registered with a timeout of its own",
+        metavar="S")
+    stats_retention: Annotated[float, Meta(gt=0, le=100 * YEAR)] = setting(
+        2 * 24 * 3600.0, "seconds raw machine statistics (workers.status_report samples) "
+        "are kept", metavar="S")
     max_body: Bytes = setting(MAX_BODY, "largest HTTP request body, in bytes", metavar="BYTES")
     max_frame: Bytes = setting(MAX_FRAME, "largest WebSocket message, in bytes",
                                metavar="BYTES")

@@ -82,6 +82,7 @@ class Hub:
         ping_interval: float = 20.0,
         ping_timeout: float = 10.0,
         poll_liveness: float = 60.0,
+        heartbeat_liveness: float = 600.0,
         drain_budget: int | None = 256,
         wall_clock: Callable[[], float] = time.time,
         seed: int | None = None,
@@ -97,7 +98,8 @@ class Hub:
         self.events = EventStream(self.now)
         self.sessions = Sessions()
         self.liveness = LivenessWatch(
-            {Liveness.CONNECTION: ping_interval + ping_timeout, Liveness.POLL: poll_liveness},
+            {Liveness.CONNECTION: ping_interval + ping_timeout, Liveness.POLL: poll_liveness,
+             Liveness.HEARTBEAT: heartbeat_liveness},
             self.now, self._expire)
         self.queue_stats: dict[str, QueueStats] = {}
         #: what `now()` reads at start; the simulator passes `lambda: 0.0` so hub time
@@ -245,12 +247,17 @@ class Hub:
         transport: str = "websocket",
         liveness: Liveness = Liveness.CONNECTION,
         anonymous: bool = False,
+        window: float | None = None,
     ) -> Session:
         """Attach a worker and open (or resume) its session; a previous connection with
         the same id is closed and detached. Raises ValueError for a bad declaration.
 
         `capacity`: tasks in flight at once; None for the hub's default, 0 for no limit.
         Polling workers (`liveness=POLL`) take tasks only into polls they open.
+        A `HEARTBEAT` worker (a registry daemon, e.g. a ClearML agent) takes no tasks:
+        it has no subscriptions and is not attached to the scheduler; it lives while
+        it reports (`alive`), for `window` seconds if given (its registration timeout)
+        instead of its kind's.
         """
         old = self.sessions.attached.get(worker_id)
         if old is not None and old.link is not None:
@@ -261,30 +268,39 @@ class Hub:
         if capacity is None:
             capacity = self.default_capacity
         now = self.now()
-        effects = self.scheduler.attach(worker_id, subscriptions, now=now,
-                                        capacity=capacity or None,  # 0: unlimited
-                                        polling=liveness is Liveness.POLL)
-        state = self.scheduler.workers[worker_id]
+        effects: list[Effect] = []
+        subs: tuple[Subscription, ...] = ()
+        if liveness is Liveness.HEARTBEAT:  # registry only: not the scheduler's
+            if tuple(subscriptions):
+                raise ValueError("a heartbeat worker takes no tasks: it has no subscriptions")
+            capacity = 0
+        else:
+            effects = self.scheduler.attach(worker_id, subscriptions, now=now,
+                                            capacity=capacity or None,  # 0: unlimited
+                                            polling=liveness is Liveness.POLL)
+            state = self.scheduler.workers[worker_id]
+            subs, capacity = state.subscriptions, state.capacity
         session = self.sessions.get(worker_id)
         if session is None:
-            session = Session(worker_id, transport, liveness, state.subscriptions,
-                              state.capacity, since=now, connected=now, last_seen=now,
-                              anonymous=anonymous)
+            session = Session(worker_id, transport, liveness, subs, capacity or None,
+                              since=now, connected=now, last_seen=now,
+                              anonymous=anonymous, window=window)
         else:  # the same worker again: its counters carry on
             session.transport, session.liveness = transport, liveness
-            session.subscriptions, session.capacity = state.subscriptions, state.capacity
+            session.subscriptions, session.capacity = subs, capacity or None
             session.connected = session.last_seen = now
             session.holds = 0
+        session.window = window
         session.link = link
         session.generation += 1
         self.sessions.attach(session)
         self.liveness.watch(session)
         self.events.publish(WorkerAttached(
-            worker=worker_id, transport=transport, capacity=state.capacity,
-            subscriptions=[s.to_json() for s in state.subscriptions]))
+            worker=worker_id, transport=transport, capacity=session.capacity,
+            subscriptions=[s.to_json() for s in subs]))
         if not anonymous:
             log.info("worker %s attached (%s): %s", worker_id, transport,
-                     ", ".join(_describe(s) for s in state.subscriptions))
+                     ", ".join(_describe(s) for s in subs) or "no tasks")
         self._apply(effects)
         return session
 

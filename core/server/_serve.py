@@ -78,7 +78,8 @@ def open_hub(settings: Settings) -> Hub:
     """The hub `serve` runs unless it is given one (tests build it to keep a handle)."""
     return Hub(open_store(settings), default_capacity=settings.default_capacity,
                retention=settings.retention, ping_interval=settings.ping_interval,
-               ping_timeout=settings.ping_timeout, poll_liveness=settings.poll_liveness)
+               ping_timeout=settings.ping_timeout, poll_liveness=settings.poll_liveness,
+               heartbeat_liveness=settings.heartbeat_liveness)
 
 
 async def serve(

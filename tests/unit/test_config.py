@@ -23,7 +23,8 @@ FLAGS = {
     "ping_interval": "--ping-interval", "ping_timeout": "--ping-timeout",
     "default_capacity": "--capacity", "retention": "--retention",
     "poll_liveness": "--poll-liveness", "max_body": "--max-body", "max_frame": "--max-frame",
-    "log_level": "--log-level",
+    "log_level": "--log-level", "heartbeat_liveness": "--heartbeat-liveness",
+    "stats_retention": "--stats-retention",
 }
 
 #: one valid non-default text value per field, and the value it must become
@@ -35,6 +36,7 @@ VALUES = {
     "ping_interval": ("2.5", 2.5), "ping_timeout": ("2.5", 2.5),
     "default_capacity": ("0", 0), "retention": ("0", 0.0), "poll_liveness": ("90", 90.0),
     "max_body": ("1024", 1024), "max_frame": ("2048", 2048), "log_level": ("debug", "DEBUG"),
+    "heartbeat_liveness": ("30", 30.0), "stats_retention": ("3600", 3600.0),
 }
 
 
