@@ -1,6 +1,6 @@
 """Durable state behind one narrow seam.
 
-* `_interface.py`: the `Store` (one attribute per aggregate: `tasks`, `queues`; the
+* `_interface.py`: the `Store` (one attribute per aggregate: `tasks`, `queues`, `stats`; the
   writer actor `run`; `commit` and `commit_soon`), the change types it applies, and
   `StoreError`.
 * `_sqlite.py`: `SQLiteStore`, one file, group commit, units of work that fail alone.
@@ -11,14 +11,18 @@
 from typing import TYPE_CHECKING
 
 from ._interface import (
+    ActivityBucket,
     Change,
     ConfigureQueue,
     FinishTask,
     InsertTasks,
     OnCommit,
     QueueStore,
+    RecordStats,
     Result,
     StartAttempt,
+    StatBucket,
+    StatsStore,
     Store,
     StoreError,
     TaskStore,
@@ -31,6 +35,7 @@ if TYPE_CHECKING:  # mypy holds both stores to the seam
         return memory, sqlite
 
 __all__ = [
+    "ActivityBucket",
     "Change",
     "ConfigureQueue",
     "FinishTask",
@@ -38,9 +43,12 @@ __all__ = [
     "MemoryStore",
     "OnCommit",
     "QueueStore",
+    "RecordStats",
     "Result",
     "SQLiteStore",
     "StartAttempt",
+    "StatBucket",
+    "StatsStore",
     "Store",
     "StoreError",
     "TaskStore",
