@@ -1,14 +1,17 @@
 """The public HTTP protocols workyard speaks, as thin shells over the hub and its
-transports: Katar's polling workers (seed 002) and presque's worker registry (seed
-004). Resoto's worker queue (seed 000, WebSocket) needs no HTTP framework: it is
+transports: Katar's polling workers (seed 002), presque's worker registry (seed
+004) and ClearML's `workers.*` registry with machine statistics (seed 001). Resoto's worker queue (seed 000, WebSocket) needs no HTTP framework: it is
 `transports`."""
 
+from ._clearml import ClearML, add_clearml_routes
 from ._katar import QueueConfigurations, add_polling_routes
 from ._presque import Registry, add_registry_routes
 
 __all__ = [
+    "ClearML",
     "QueueConfigurations",
     "Registry",
+    "add_clearml_routes",
     "add_polling_routes",
     "add_registry_routes",
 ]

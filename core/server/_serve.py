@@ -15,7 +15,14 @@ from quart_trio import QuartTrio
 
 from .._auth import Auth
 from .._config import Settings
-from ..compat import QueueConfigurations, Registry, add_polling_routes, add_registry_routes
+from ..compat import (
+    ClearML,
+    QueueConfigurations,
+    Registry,
+    add_clearml_routes,
+    add_polling_routes,
+    add_registry_routes,
+)
 from ..http import create_app
 from ..hub import Hub
 from ..store import MemoryStore, SQLiteStore, Store
@@ -58,13 +65,15 @@ def open_listener(settings: Settings, port: int | None = None) -> socket.socket:
 
 
 def build_app(hub: Hub, settings: Settings) -> QuartTrio:
-    """The quart-trio app with every HTTP route: producers, views and polling workers.
-    WebSocket workers (`/work/queue`) are served beside it, by the lean server."""
+    """The quart-trio app with every HTTP route: producers, views, polling workers and
+    the ClearML worker registry. WebSocket workers (`/work/queue`) are served beside
+    it, by the lean server."""
     app = create_app(hub, settings)
     auth = Auth(settings)
     fleet = PollingFleet(hub)
     add_polling_routes(app, fleet, auth, QueueConfigurations(hub.store))
     add_registry_routes(app, Registry(hub, fleet), auth)
+    add_clearml_routes(app, ClearML(hub, settings))
     return app
 
 
