@@ -304,6 +304,10 @@ class ClearML:
             log.error("%s failed: %s", endpoint, exc)
             return 500, envelope(endpoint, requested, actual, code=500, subcode=100,
                                  message=f"the store could not serve it: {exc}")
+        except Exception as exc:  # a bug: still ClearML's envelope, which the SDK reads
+            log.exception("%s failed", endpoint)
+            return 500, envelope(endpoint, requested, actual, code=500, subcode=0,
+                                 message=f"internal error: {type(exc).__name__}")
         return 200, envelope(endpoint, requested, actual, data)
 
     # -- credentials -------------------------------------------------------------------
@@ -313,13 +317,7 @@ class ClearML:
         scheme, value = scheme.lower(), value.strip()
         user: str | None
         if scheme == "basic":
-            try:
-                key, _, secret = base64.b64decode(value, validate=True).decode().partition(":")
-            except (binascii.Error, UnicodeDecodeError):
-                raise Failure(401, 10, "Unauthorized (invalid credentials)") from None
-            if self.auth.enabled and not self.auth.allows(secret, Role.WORKER):
-                raise Failure(401, 10, "Unauthorized (invalid credentials)")
-            user = key or None
+            user = self._basic(value)
         elif scheme == "bearer" and value:
             user = self._bearer(value)
         elif self.auth.enabled:
@@ -340,6 +338,16 @@ class ClearML:
             "feature_set": "basic", "env": "workyard", "iat": now, "exp": now + lifetime,
         }, self.secret, algorithm="HS256")
         return {"token": token}
+
+    def _basic(self, value: str) -> str | None:
+        """The access key of HTTP Basic credentials whose secret is a worker token."""
+        try:
+            key, _, secret = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise Failure(401, 10, "Unauthorized (invalid credentials)") from None
+        if self.auth.enabled and not self.auth.allows(secret, Role.WORKER):
+            raise Failure(401, 10, "Unauthorized (invalid credentials)")
+        return key or None
 
     def _bearer(self, token: str) -> str | None:
         """The user a bearer speaks for: one of our JWTs, or a configured worker token."""
@@ -362,8 +370,7 @@ class ClearML:
         if scheme == "bearer" and value:
             return _Caller(self._bearer(value), peer)
         if scheme == "basic":
-            self._login(headers, {})  # checks them the same way
-            return _Caller(None, peer)
+            return _Caller(self._basic(value), peer)
         if self.auth.enabled:
             raise Failure(401, 20, "Unauthorized (missing credentials)")
         return _Caller(None, peer)

@@ -402,6 +402,7 @@ async def test_with_worker_tokens_only_a_token_logs_in_and_the_jwt_is_accepted_b
     token = answer["data"]["token"]
     assert token.count(".") == 2
     assert await code("register", {"Authorization": "Bearer s3cret"}) == (200, 0)  # the SDK's
+    assert await code("register", {"Authorization": basic("key", "wrong")}) == (401, 10)
     assert await code("register", {"Authorization": f"Bearer {token}"}) == (200, 0)
     _, answer = await registry.call("get_all", {}, headers={"Authorization": "Bearer s3cret"})
     [worker] = answer["data"]["workers"]
