@@ -91,6 +91,13 @@ class Settings:
     backlog: Annotated[int, Meta(ge=1, le=65535)] = setting(
         1024, "connections each listening port queues before the hub accepts them (the "
         "kernel caps it at net.core.somaxconn)", metavar="N")
+    heartbeat_liveness: Seconds = setting(
+        600.0, "a ClearML worker (workers.register) that sent no register or status_report "
+        "for this many seconds is gone, unless it registered with a timeout of its own",
+        metavar="S")
+    stats_retention: Annotated[float, Meta(gt=0, le=100 * YEAR)] = setting(
+        2 * 24 * 3600.0, "seconds raw machine statistics (workers.status_report samples) "
+        "are kept", metavar="S")
     max_body: Bytes = setting(MAX_BODY, "largest HTTP request body, in bytes", metavar="BYTES")
     max_frame: Bytes = setting(MAX_FRAME, "largest WebSocket message, in bytes",
                                metavar="BYTES")

@@ -77,7 +77,8 @@ def _worker(args: argparse.Namespace) -> int:
     for name in dict.fromkeys(args.task):
         handlers.add(name, handle, **filters)
     options: dict[str, Any] = {"worker_id": args.worker_id, "token": args.token,
-                               "concurrency": args.concurrency, "handlers": handlers}
+                               "concurrency": args.concurrency, "handlers": handlers,
+                               "report_stats": args.report_stats}
     worker: Worker | PollingWorker
     if args.poll:
         worker = PollingWorker(args.url, **options)
@@ -197,6 +198,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--worker-id", metavar="ID", help="default: host-pid-random")
     w.add_argument("--poll", action="store_true",
                    help="poll over HTTP instead of holding a WebSocket")
+    w.add_argument("--report-stats", type=float, metavar="S",
+                   help="every S seconds, report this machine's CPU, memory, disk and "
+                        "network to the hub's ClearML registry (workers.status_report)")
     w.set_defaults(run=_worker)
 
     s = sub.add_parser("submit", help="submit tasks, optionally wait for their results",

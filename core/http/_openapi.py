@@ -67,8 +67,8 @@ __all__ = ["FOREIGN_PREFIXES", "OPERATIONS", "UNDOCUMENTED", "Operation", "add_o
 UNDOCUMENTED = frozenset({("GET", "/work/queue"), ("GET", "/static/{filename}"),
                           ("GET", "/events")})
 #: routes of protocols described by their own references, whose clients are generated
-#: from those: Taskcluster's worker-manager
-FOREIGN_PREFIXES = ("/api/worker-manager/",)
+#: from those: Taskcluster's worker-manager, ClearML's `workers.*` and `auth.login`
+FOREIGN_PREFIXES = ("/api/worker-manager/", "/<any(", "/v{version}/<any(")
 
 
 @dataclass(frozen=True)

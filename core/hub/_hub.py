@@ -86,6 +86,7 @@ class Hub:
         ping_interval: float = 20.0,
         ping_timeout: float = 10.0,
         poll_liveness: float = 60.0,
+        heartbeat_liveness: float = 600.0,
         drain_budget: int | None = 256,
         wall_clock: Callable[[], float] = time.time,
         seed: int | None = None,
@@ -101,7 +102,8 @@ class Hub:
         self.events = EventStream(self.now)
         self.sessions = Sessions()
         self.liveness = LivenessWatch(
-            {Liveness.CONNECTION: ping_interval + ping_timeout, Liveness.POLL: poll_liveness},
+            {Liveness.CONNECTION: ping_interval + ping_timeout, Liveness.POLL: poll_liveness,
+             Liveness.HEARTBEAT: heartbeat_liveness},
             self.now, self._expire)
         self.queue_stats: dict[str, QueueStats] = {}
         #: committed outbox events, live (the embedded stream, the relay's wake-up)
@@ -258,6 +260,7 @@ class Hub:
         anonymous: bool = False,
         worker_pool: str | None = None,
         worker_group: str | None = None,
+        window: float | None = None,
     ) -> Session:
         """Attach a worker and open (or resume) its session; a previous connection with
         the same id is closed and detached. Raises ValueError for a bad declaration
@@ -267,6 +270,10 @@ class Hub:
         Polling workers (`liveness=POLL`) take tasks only into polls they open.
         `worker_pool`/`worker_group`: the worker-manager pool it belongs to (which must
         exist and not be draining).
+        A `HEARTBEAT` worker (a registry daemon, e.g. a ClearML agent) takes no tasks:
+        it has no subscriptions and is not attached to the scheduler; it lives while
+        it reports (`alive`), for `window` seconds if given (its registration timeout)
+        instead of its kind's.
         """
         subscriptions = check_declaration(subscriptions)
         worker_group = self.pools.admit(worker_pool, worker_group, worker_id)
@@ -279,31 +286,40 @@ class Hub:
         if capacity is None:
             capacity = self.default_capacity
         now = self.now()
-        effects = self.scheduler.attach(worker_id, subscriptions, now=now,
-                                        capacity=capacity or None,  # 0: unlimited
-                                        polling=liveness is Liveness.POLL)
-        state = self.scheduler.workers[worker_id]
+        effects: list[Effect] = []
+        subs: tuple[Subscription, ...] = ()
+        if liveness is Liveness.HEARTBEAT:  # registry only: not the scheduler's
+            if tuple(subscriptions):
+                raise ValueError("a heartbeat worker takes no tasks: it has no subscriptions")
+            capacity = 0
+        else:
+            effects = self.scheduler.attach(worker_id, subscriptions, now=now,
+                                            capacity=capacity or None,  # 0: unlimited
+                                            polling=liveness is Liveness.POLL)
+            state = self.scheduler.workers[worker_id]
+            subs, capacity = state.subscriptions, state.capacity
         session = self.sessions.get(worker_id)
         if session is None:
-            session = Session(worker_id, transport, liveness, state.subscriptions,
-                              state.capacity, since=now, connected=now, last_seen=now,
-                              anonymous=anonymous)
+            session = Session(worker_id, transport, liveness, subs, capacity or None,
+                              since=now, connected=now, last_seen=now,
+                              anonymous=anonymous, window=window)
         else:  # the same worker again: its counters carry on
             session.transport, session.liveness = transport, liveness
-            session.subscriptions, session.capacity = state.subscriptions, state.capacity
+            session.subscriptions, session.capacity = subs, capacity or None
             session.connected = session.last_seen = now
             session.holds = 0
+        session.window = window
         session.link = link
         session.generation += 1
         session.worker_pool, session.worker_group = worker_pool, worker_group
         self.sessions.attach(session)
         self.liveness.watch(session)
         self.events.publish(WorkerAttached(
-            worker=worker_id, transport=transport, capacity=state.capacity,
-            subscriptions=[s.to_json() for s in state.subscriptions]))
+            worker=worker_id, transport=transport, capacity=session.capacity,
+            subscriptions=[s.to_json() for s in subs]))
         if not anonymous:
             log.info("worker %s attached (%s): %s", worker_id, transport,
-                     ", ".join(_describe(s) for s in state.subscriptions))
+                     ", ".join(_describe(s) for s in subs) or "no tasks")
         self.pools.joined(session)
         self._apply(effects)
         return session

@@ -16,8 +16,10 @@ from quart_trio import QuartTrio
 from .._auth import Auth
 from .._config import Settings
 from ..compat import (
+    ClearML,
     QueueConfigurations,
     Registry,
+    add_clearml_routes,
     add_polling_routes,
     add_registry_routes,
     add_taskcluster_routes,
@@ -67,8 +69,9 @@ def open_listener(settings: Settings, port: int | None = None) -> socket.socket:
 
 
 def build_app(hub: Hub, settings: Settings) -> QuartTrio:
-    """The quart-trio app with every HTTP route: producers, views and polling workers.
-    WebSocket workers (`/work/queue`) are served beside it, by the lean server."""
+    """The quart-trio app with every HTTP route: producers, views, polling workers, the
+    worker-manager, the event stream and the ClearML worker registry. WebSocket workers (`/work/queue`) are served beside
+    it, by the lean server."""
     app = create_app(hub, settings)
     auth = Auth(settings)
     fleet = PollingFleet(hub)
@@ -76,6 +79,7 @@ def build_app(hub: Hub, settings: Settings) -> QuartTrio:
     add_registry_routes(app, Registry(hub, fleet), auth)
     add_taskcluster_routes(app, hub, settings, auth)
     add_stream_routes(app, hub, auth)
+    add_clearml_routes(app, ClearML(hub, settings))
     add_observability(app, hub, settings)  # dashboard, /metrics, /openapi.json: after the rest
     return app
 
@@ -101,7 +105,8 @@ def open_hub(settings: Settings) -> Hub:
     """The hub `serve` runs unless it is given one (tests build it to keep a handle)."""
     return Hub(open_store(settings), default_capacity=settings.default_capacity,
                retention=settings.retention, ping_interval=settings.ping_interval,
-               ping_timeout=settings.ping_timeout, poll_liveness=settings.poll_liveness)
+               ping_timeout=settings.ping_timeout, poll_liveness=settings.poll_liveness,
+               heartbeat_liveness=settings.heartbeat_liveness)
 
 
 async def serve(

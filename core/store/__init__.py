@@ -1,8 +1,9 @@
 """Durable state behind one narrow seam.
 
 * `_interface.py`: the `Store` (one attribute per aggregate: `tasks`, `queues`,
-  `pools`, `outbox`; the writer actor
-  `run`; `commit` and `commit_soon`), the change types it applies, and `StoreError`.
+  `pools`, `outbox`, `stats`; the writer actor `run`; `commit` and `commit_soon`), the
+  change types it applies, and `StoreError`.
+* `_writes.py`: the aggregates' write methods, sugar over `commit`, written once.
 * `_sqlite.py`: `SQLiteStore`, one file, group commit, units of work that fail alone.
 * `_migrations.py`: the SQLite schema's numbered versions.
 * `_memory.py`: `MemoryStore`, the in-memory double (public as `workyard.testing`).
@@ -11,6 +12,7 @@
 from typing import TYPE_CHECKING
 
 from ._interface import (
+    ActivityBucket,
     AppendEvents,
     Change,
     ConfigureQueue,
@@ -25,9 +27,12 @@ from ._interface import (
     PoolRecord,
     PoolStore,
     QueueStore,
+    RecordStats,
     Result,
     SavePool,
     StartAttempt,
+    StatBucket,
+    StatsStore,
     Store,
     StoreError,
     TaskStore,
@@ -40,6 +45,7 @@ if TYPE_CHECKING:  # mypy holds both stores to the seam
         return memory, sqlite
 
 __all__ = [
+    "ActivityBucket",
     "AppendEvents",
     "Change",
     "ConfigureQueue",
@@ -55,10 +61,13 @@ __all__ = [
     "PoolRecord",
     "PoolStore",
     "QueueStore",
+    "RecordStats",
     "Result",
     "SQLiteStore",
     "SavePool",
     "StartAttempt",
+    "StatBucket",
+    "StatsStore",
     "Store",
     "StoreError",
     "TaskStore",

@@ -1,9 +1,10 @@
 """The store seam: one narrow interface per aggregate, and writes as data.
 
 The hub talks to the store through `Store`, which has one attribute per aggregate —
-`tasks` (`TaskStore`) and `queues` (`QueueStore`) — and one way to write:
+`tasks` (`TaskStore`), `queues` (`QueueStore`), `pools`, `outbox` and `stats`
+(`StatsStore`, machine statistics of the worker registry) — and one way to write:
 `commit(*changes)`. A change is a plain value (`InsertTasks`, `StartAttempt`,
-`FinishTask`, `ConfigureQueue`); the store's writer applies them. Several changes
+`FinishTask`, `ConfigureQueue`, `RecordStats`, ...); the store's writer applies them. Several changes
 given to one `commit` are applied atomically, so a later change type (an event in
 an outbox, a worker registration) can commit in the same transaction as the task
 change it reports. The per-aggregate write methods are thin sugar over `commit`
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import trio
 
@@ -31,6 +32,7 @@ from .._errors import Unavailable
 from .._model import Task, TaskState
 
 __all__ = [
+    "ActivityBucket",
     "AppendEvents",
     "Change",
     "ConfigureQueue",
@@ -45,9 +47,12 @@ __all__ = [
     "PoolRecord",
     "PoolStore",
     "QueueStore",
+    "RecordStats",
     "Result",
     "SavePool",
     "StartAttempt",
+    "StatBucket",
+    "StatsStore",
     "Store",
     "StoreError",
     "TaskStore",
@@ -160,9 +165,22 @@ class MarkDelivered:
     seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class RecordStats:
+    """One status report of a worker's machine: when (`ts`, milliseconds since the epoch),
+    the task it was running (None: idle), and its readings as (metric, variant, value).
+    A report without readings still counts for activity. A store keeps one reading per
+    worker, metric, variant and millisecond: a repeat replaces it."""
+
+    worker: str
+    ts: int
+    task: str | None = None
+    readings: Sequence[tuple[str, str, float]] = ()
+
+
 #: Every write the store knows. New aggregates add theirs here.
 Change = (InsertTasks | StartAttempt | FinishTask | ConfigureQueue | SavePool | DeletePool
-          | AppendEvents | MarkDelivered)
+          | AppendEvents | MarkDelivered | RecordStats)
 
 #: What `commit` gives back per change: the ids for `InsertTasks`, the seqs for
 #: `AppendEvents`, None for the others.
@@ -240,6 +258,54 @@ class OutboxStore(Protocol):
 
     async def purge(self, before: float) -> int:
         """Delete delivered events stored before the given time; returns how many."""
+class StatBucket(NamedTuple):
+    """The readings of one worker's metric variant in one time bucket: enough to pool
+    buckets and variants exactly (avg = total / count)."""
+
+    worker: str
+    metric: str
+    variant: str
+    #: the bucket's start, ms since the epoch: `ts // interval * interval`
+    start: int
+    count: int
+    total: float
+    low: float
+    high: float
+
+
+class ActivityBucket(NamedTuple):
+    """Distinct workers that reported in one time bucket, and how many of them with a task."""
+
+    start: int
+    workers: int
+    active: int
+
+
+class StatsStore(Protocol):
+    """Machine statistics: status reports and their readings, read back in epoch-aligned
+    buckets. Times are integer milliseconds since the epoch; a range is `since <= ts <=
+    until`; `interval` (ms, 1 or more) sizes the buckets."""
+
+    async def record(self, report: RecordStats) -> None:
+        """Store a report durably (`RecordStats`), in the next group commit."""
+        ...
+
+    async def buckets(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
+                      workers: Sequence[str] | None = None) -> list[StatBucket]:
+        """Per worker, metric (one of `metrics`), variant and bucket, in that order; only
+        `workers` if given."""
+        ...
+
+    async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:
+        """Per bucket with any report, oldest first."""
+        ...
+
+    async def metric_keys(self, workers: Sequence[str] | None = None) -> list[str]:
+        """The metrics stored for `workers` (all if None), sorted."""
+        ...
+
+    async def purge(self, before: int) -> int:
+        """Delete reports and readings older than `before`; returns how many readings."""
         ...
 
 
@@ -257,6 +323,9 @@ class Store(Protocol):
 
     @property
     def outbox(self) -> OutboxStore: ...
+
+    @property
+    def stats(self) -> StatsStore: ...
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The writer actor: open (and migrate), serve writes until cancelled, flush, close."""

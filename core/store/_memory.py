@@ -20,6 +20,7 @@ import trio
 
 from .._model import Task, TaskState
 from ._interface import (
+    ActivityBucket,
     AppendEvents,
     Change,
     ConfigureQueue,
@@ -29,9 +30,11 @@ from ._interface import (
     MarkDelivered,
     OutboxRow,
     PoolRecord,
+    RecordStats,
     Result,
     SavePool,
     StartAttempt,
+    StatBucket,
     StoreError,
 )
 from ._writes import QueueWrites, TaskWrites
@@ -62,9 +65,9 @@ class _Undo:
     """What a failing commit must put back: (dict, key, old value) in write order."""
 
     def __init__(self) -> None:
-        self.log: list[tuple[dict[str, Any], str, Any]] = []
+        self.log: list[tuple[dict[Any, Any], Any, Any]] = []
 
-    def set(self, d: dict[str, Any], key: str, value: Any) -> None:
+    def set(self, d: dict[Any, Any], key: Any, value: Any) -> None:
         self.log.append((d, key, d.get(key, _MISSING)))
         d[key] = value
 
@@ -143,6 +146,58 @@ class _Outbox:
         return purged
 
 
+class _Stats:
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    async def record(self, report: RecordStats) -> None:
+        await self._store.commit(report)
+
+    async def buckets(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
+                      workers: Sequence[str] | None = None) -> list[StatBucket]:
+        wanted, among = set(metrics), None if workers is None else set(workers)
+        acc: dict[tuple[str, str, str, int], list[float]] = {}
+        for (worker, metric, variant, ts), value in self._store.readings.items():
+            if (metric not in wanted or not since <= ts <= until
+                    or (among is not None and worker not in among)):
+                continue
+            key = (worker, metric, variant, ts // interval * interval)
+            a = acc.get(key)
+            if a is None:
+                acc[key] = [1, value, value, value]
+            else:
+                a[0] += 1
+                a[1] += value
+                a[2] = min(a[2], value)
+                a[3] = max(a[3], value)
+        order = {m: i for i, m in enumerate(metrics)}
+        return [StatBucket(w, m, v, start, int(a[0]), a[1], a[2], a[3])
+                for (w, m, v, start), a in sorted(
+                    acc.items(), key=lambda kv: (kv[0][0], order[kv[0][1]], *kv[0][2:]))]
+
+    async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:
+        seen: dict[int, dict[str, bool]] = {}
+        for (worker, ts), task in self._store.reports.items():
+            if since <= ts <= until:
+                bucket = seen.setdefault(ts // interval * interval, {})
+                bucket[worker] = bucket.get(worker, False) or task is not None
+        return [ActivityBucket(start, len(w), sum(w.values())) for start, w in sorted(seen.items())]
+
+    async def metric_keys(self, workers: Sequence[str] | None = None) -> list[str]:
+        among = None if workers is None else set(workers)
+        return sorted({metric for (worker, metric, _, _) in self._store.readings
+                       if among is None or worker in among})
+
+    async def purge(self, before: int) -> int:
+        store = self._store
+        old = [key for key in store.readings if key[3] < before]
+        for key in old:
+            del store.readings[key]
+        for key in [key for key in store.reports if key[1] < before]:
+            del store.reports[key]
+        return len(old)
+
+
 class MemoryStore:
     """A `Store` in dicts: instant commits, nothing survives the process."""
 
@@ -155,10 +210,14 @@ class MemoryStore:
         self.pools_by_id: dict[str, PoolRecord] = {}
         self.events: list[OutboxRow] = []
         self.cursor: dict[str, Any] = {"delivered": 0, "next": 1}
+        #: machine statistics: task by (worker, ts), value by (worker, metric, variant, ts)
+        self.reports: dict[tuple[str, int], str | None] = {}
+        self.readings: dict[tuple[str, str, str, int], float] = {}
         self._tasks = _Tasks(self)
         self._queues = _Queues(self)
         self._pools = _Pools(self)
         self._outbox = _Outbox(self)
+        self._stats = _Stats(self)
 
     @property
     def tasks(self) -> _Tasks:
@@ -175,6 +234,10 @@ class MemoryStore:
     @property
     def outbox(self) -> _Outbox:
         return self._outbox
+
+    @property
+    def stats(self) -> _Stats:
+        return self._stats
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -261,5 +324,13 @@ class MemoryStore:
         if type(change) is MarkDelivered:
             if change.seq > self.cursor["delivered"]:
                 undo.set(self.cursor, "delivered", change.seq)
+            return None
+        if type(change) is RecordStats:
+            if change.ts not in _INT64:
+                raise StoreError(f"stats of {change.worker}: ts {change.ts} does not fit in 64 bits")
+            values = [(metric, variant, float(value)) for metric, variant, value in change.readings]
+            undo.set(self.reports, (change.worker, change.ts), change.task)
+            for metric, variant, value in values:
+                undo.set(self.readings, (change.worker, metric, variant, change.ts), value)
             return None
         raise StoreError(f"unknown change {change!r}")

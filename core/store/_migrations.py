@@ -84,6 +84,30 @@ MIGRATIONS: tuple[Migration, ...] = (
 )""",
         "INSERT INTO outbox_cursor (id, delivered) VALUES (1, 0)",
     )),
+    Migration(4, "machine statistics of the worker registry (workers.status_report)", (
+        # one row per (worker, metric, variant): samples name it by a small integer
+        """CREATE TABLE stat_series (
+    id INTEGER PRIMARY KEY,
+    worker TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    UNIQUE (worker, metric, variant)
+)""",
+        # clustered by series then time: a range of one series is one index range
+        """CREATE TABLE stat_samples (
+    series INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (series, ts)
+) WITHOUT ROWID""",
+        # one row per report, for activity (who reported, and with a task)
+        """CREATE TABLE stat_reports (
+    ts INTEGER NOT NULL,
+    worker TEXT NOT NULL,
+    task TEXT,
+    PRIMARY KEY (ts, worker)
+) WITHOUT ROWID""",
+    )),
 )
 
 #: The schema version this code writes.

@@ -34,6 +34,7 @@ import trio
 
 from .._model import Attempt, Task, TaskState
 from ._interface import (
+    ActivityBucket,
     AppendEvents,
     Change,
     ConfigureQueue,
@@ -43,9 +44,11 @@ from ._interface import (
     MarkDelivered,
     OutboxRow,
     PoolRecord,
+    RecordStats,
     Result,
     SavePool,
     StartAttempt,
+    StatBucket,
     StoreError,
 )
 from ._migrations import migrate, refuse_newer
@@ -159,10 +162,26 @@ def _pool(row: tuple[Any, ...]) -> PoolRecord:
                       created, modified)
 
 
+@functools.cache
+def _samples_sql(rows: int) -> str:
+    return ("INSERT OR REPLACE INTO stat_samples (series, ts, value) VALUES "
+            + ", ".join(["(?, ?, ?)"] * rows))
+
+
+@functools.cache
+def _reports_sql(rows: int) -> str:
+    return ("INSERT OR REPLACE INTO stat_reports (ts, worker, task) VALUES "
+            + ", ".join(["(?, ?, ?)"] * rows))
+
+
+SERIES = ("INSERT INTO stat_series (worker, metric, variant) VALUES (?, ?, ?) "
+          "ON CONFLICT (worker, metric, variant) DO UPDATE SET worker = excluded.worker "
+          "RETURNING id")
+
 #: A change as the writer thread applies it: a task's changing columns (`_save_row`),
 #: or the change itself.
 _Op = (tuple[object, ...] | InsertTasks | ConfigureQueue | SavePool | DeletePool
-       | AppendEvents | MarkDelivered)
+       | AppendEvents | MarkDelivered | RecordStats)
 
 
 @dataclass(slots=True, eq=False)
@@ -181,7 +200,7 @@ class _Unit:
 
 #: changes the writer applies as they are (task saves become rows, see `_save_row`)
 _AS_IS = frozenset({InsertTasks, ConfigureQueue, SavePool, DeletePool, AppendEvents,
-                    MarkDelivered})
+                    MarkDelivered, RecordStats})
 
 
 def _describe(changes: Sequence[Change]) -> str:
@@ -274,6 +293,74 @@ class _Outbox:
         return await self._store._aside(delete)
 
 
+def _in(values: Sequence[object]) -> str:
+    return "(" + ", ".join("?" * len(values)) + ")"
+
+
+class _Stats:
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    async def record(self, report: RecordStats) -> None:
+        await self._store.commit(report)
+
+    async def buckets(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
+                      workers: Sequence[str] | None = None) -> list[StatBucket]:
+        if not metrics or (workers is not None and not workers):
+            return []
+        where = f"s.metric IN {_in(metrics)}"
+        args: list[object] = [interval, interval, *metrics]
+        if workers is not None:
+            where += f" AND s.worker IN {_in(workers)}"
+            args += workers
+        sql = ("SELECT s.worker, s.metric, s.variant, x.ts / ? * ? AS start, count(*), "
+               "sum(x.value), min(x.value), max(x.value) "
+               "FROM stat_series s JOIN stat_samples x ON x.series = s.id "
+               f"WHERE {where} AND x.ts BETWEEN ? AND ? "
+               "GROUP BY s.id, start")
+        rows = await self._store._aside(
+            lambda db: db.execute(sql, (*args, since, until)).fetchall())
+        order = {m: i for i, m in enumerate(metrics)}
+        rows.sort(key=lambda r: (r[0], order[r[1]], r[2], r[3]))
+        return [StatBucket(*r) for r in rows]
+
+    async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:
+        rows = await self._store._aside(lambda db: db.execute(
+            "SELECT ts / ? * ? AS start, count(DISTINCT worker), "
+            "count(DISTINCT CASE WHEN task IS NOT NULL THEN worker END) "
+            "FROM stat_reports WHERE ts BETWEEN ? AND ? GROUP BY start ORDER BY start",
+            (interval, interval, since, until)).fetchall())
+        return [ActivityBucket(*r) for r in rows]
+
+    async def metric_keys(self, workers: Sequence[str] | None = None) -> list[str]:
+        if workers is not None and not workers:
+            return []
+        where, args = "", list(workers or ())
+        if workers is not None:
+            where = f"AND s.worker IN {_in(workers)}"
+        rows = await self._store._aside(lambda db: db.execute(
+            "SELECT DISTINCT s.metric FROM stat_series s WHERE EXISTS "
+            f"(SELECT 1 FROM stat_samples x WHERE x.series = s.id) {where} ORDER BY s.metric",
+            args).fetchall())
+        return [metric for (metric,) in rows]
+
+    async def purge(self, before: int) -> int:
+        # On the second connection, like the tasks' purge. Series rows stay (the writer
+        # keeps their ids); the primary key (series, ts) makes each series one range.
+        def delete(db: sqlite3.Connection) -> int:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                n = db.execute("DELETE FROM stat_samples WHERE series IN "
+                               "(SELECT id FROM stat_series) AND ts < ?", (before,)).rowcount
+                db.execute("DELETE FROM stat_reports WHERE ts < ?", (before,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return n
+        return await self._store._aside(delete)
+
+
 class SQLiteStore:
     """A `Store` in one SQLite file."""
 
@@ -291,6 +378,9 @@ class SQLiteStore:
         self._queues = _Queues(self)
         self._pools = _Pools(self)
         self._outbox = _Outbox(self)
+        self._stats = _Stats(self)
+        #: stat_series ids by (worker, metric, variant), as committed (writer thread only)
+        self._series: dict[tuple[str, str, str], int] = {}
         self.commits = 0  # transactions committed: the group-commit ratio is writes / commits
         #: told (units of work, seconds) after each transaction, e.g. by /metrics
         self.on_commit: Callable[[int, float], None] | None = None
@@ -311,6 +401,10 @@ class SQLiteStore:
     def outbox(self) -> _Outbox:
         return self._outbox
 
+    @property
+    def stats(self) -> _Stats:
+        return self._stats
+
     # -- the writer actor -----------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
@@ -327,6 +421,8 @@ class SQLiteStore:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute(f"PRAGMA synchronous = {self.synchronous}")
             migrate(db, self.path)
+            self._series = {(w, m, v): i for i, w, m, v in db.execute(
+                "SELECT id, worker, metric, variant FROM stat_series")}
         except BaseException:
             db.close()
             raise
@@ -392,21 +488,24 @@ class SQLiteStore:
 
     def _write(self, db: sqlite3.Connection, batch: list[_Unit]) -> None:
         """One transaction for the whole batch, on the writer thread."""
+        new_series: dict[tuple[str, str, str], int] = {}
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute("SAVEPOINT batch")
             try:
-                self._apply(db, batch)
+                self._apply(db, batch, new_series)
                 db.execute("RELEASE batch")
             except Exception:  # noqa: BLE001 - find the failing units, commit the others
                 db.execute("ROLLBACK TO batch")
                 db.execute("RELEASE batch")
+                new_series.clear()  # ids of a rolled-back unit were never stored
                 self._apply_one_by_one(db, batch)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        self._series.update(new_series)
 
     def _apply_one_by_one(self, db: sqlite3.Connection, batch: list[_Unit]) -> None:
         """Apply each unit in its own SAVEPOINT; a unit that raises is rolled back alone."""
@@ -415,16 +514,18 @@ class SQLiteStore:
                 continue
             db.execute("SAVEPOINT unit")
             try:
-                self._apply(db, [unit])
+                self._apply(db, [unit], {})  # new series ids are looked up again next time
             except Exception as exc:  # noqa: BLE001 - any failure is this unit's alone
                 db.execute("ROLLBACK TO unit")
                 unit.error, unit.results = exc, []
             db.execute("RELEASE unit")
 
-    @staticmethod
-    def _apply(db: sqlite3.Connection, units: list[_Unit]) -> None:
+    def _apply(self, db: sqlite3.Connection, units: list[_Unit],
+               new_series: dict[tuple[str, str, str], int]) -> None:
         """Apply `units` in order, as few statements as the order allows (`_Rows`)."""
         rows = _Rows(db)
+        samples: list[tuple[object, ...]] = []
+        reports: list[tuple[object, ...]] = []
         for unit in units:
             if unit.error is not None:
                 continue
@@ -452,10 +553,22 @@ class SQLiteStore:
                 elif type(op) is MarkDelivered:
                     db.execute(MARK_DELIVERED, (op.seq,))
                     results.append(None)
+                elif type(op) is RecordStats:
+                    reports.append((op.ts, op.worker, op.task))
+                    for metric, variant, value in op.readings:
+                        key = (op.worker, metric, variant)
+                        series = self._series.get(key) or new_series.get(key)
+                        if series is None:
+                            (series,) = db.execute(SERIES, key).fetchone()
+                            new_series[key] = series
+                        samples.append((series, op.ts, value))
+                    results.append(None)
                 else:
                     raise TypeError(f"unknown change {op!r}")
             unit.results = results
         rows.flush()
+        _execute_chunked(db, _samples_sql, samples)
+        _execute_chunked(db, _reports_sql, reports)
 
     # -- handing over writes --------------------------------------------------------
 

@@ -19,6 +19,7 @@ from conftest import NET_TIMEOUT
 
 from workyard import Attempt, Outcome, SQLiteStore, Task, TaskState
 from workyard.store import (
+    ActivityBucket,
     AppendEvents,
     ConfigureQueue,
     DeletePool,
@@ -26,7 +27,9 @@ from workyard.store import (
     MarkDelivered,
     OutboxEvent,
     PoolRecord,
+    RecordStats,
     SavePool,
+    StatBucket,
     Store,
     StoreError,
 )
@@ -396,3 +399,94 @@ async def test_purge_drops_only_delivered_events_older_than_the_cutoff(store: St
     assert await store.outbox.purge(before=5.0) == 1
     (seqs,) = await store.commit(AppendEvents([event(4)]))
     assert seqs == [4]  # a purged seq is never handed out again
+
+
+# -- machine statistics -------------------------------------------------------------
+
+
+async def test_readings_come_back_pooled_per_worker_metric_variant_and_epoch_bucket(
+        store: Store) -> None:
+    await store.stats.record(RecordStats("w1", 1_000, "t1", [("cpu_usage", "0", 10.0),
+                                                            ("cpu_usage", "1", 30.0)]))
+    await store.stats.record(RecordStats("w1", 9_999, None, [("cpu_usage", "0", 20.0)]))
+    await store.stats.record(RecordStats("w1", 10_000, None, [("cpu_usage", "0", 0.0)]))
+    await store.stats.record(RecordStats("w2", 5_000, None, [("cpu_usage", "0", 7.5),
+                                                            ("memory_used", "total", 1.0)]))
+    got = await store.stats.buckets(since=0, until=20_000, interval=10_000,
+                                    metrics=["cpu_usage"])
+    assert got == [  # per worker, metric, variant, then bucket
+        StatBucket("w1", "cpu_usage", "0", 0, 2, 30.0, 10.0, 20.0),
+        StatBucket("w1", "cpu_usage", "0", 10_000, 1, 0.0, 0.0, 0.0),  # a zero is a reading
+        StatBucket("w1", "cpu_usage", "1", 0, 1, 30.0, 30.0, 30.0),
+        StatBucket("w2", "cpu_usage", "0", 0, 1, 7.5, 7.5, 7.5),
+    ]
+
+
+async def test_buckets_keep_both_ends_of_the_range_and_only_the_workers_and_metrics_asked(
+        store: Store) -> None:
+    for ts in (999, 1_000, 2_000, 2_001):
+        await store.stats.record(RecordStats("w1", ts, None, [("gpu_usage", "0", float(ts)),
+                                                             ("disk_read", "total", 1.0)]))
+    await store.stats.record(RecordStats("w2", 1_500, None, [("gpu_usage", "0", 5.0)]))
+    got = await store.stats.buckets(since=1_000, until=2_000, interval=1, metrics=["gpu_usage"],
+                                    workers=["w1"])
+    assert [(b.worker, b.metric, b.start, b.total) for b in got] == [
+        ("w1", "gpu_usage", 1_000, 1_000.0), ("w1", "gpu_usage", 2_000, 2_000.0)]
+    assert await store.stats.buckets(since=0, until=9_000, interval=1_000,
+                                     metrics=["gpu_usage"], workers=[]) == []
+
+
+async def test_a_repeated_reading_at_the_same_millisecond_replaces_the_first(store: Store) -> None:
+    await store.stats.record(RecordStats("w1", 1_000, None, [("memory_used", "total", 1.0)]))
+    await store.stats.record(RecordStats("w1", 1_000, "t", [("memory_used", "total", 3.0)]))
+    (bucket,) = await store.stats.buckets(since=0, until=2_000, interval=2_000,
+                                          metrics=["memory_used"])
+    assert (bucket.count, bucket.total) == (1, 3.0)
+    (activity,) = await store.stats.activity(since=0, until=2_000, interval=2_000)
+    assert activity == ActivityBucket(0, 1, 1)
+
+
+async def test_activity_counts_distinct_workers_per_bucket_and_those_with_a_task(
+        store: Store) -> None:
+    await store.stats.record(RecordStats("w1", 100, "t1"))
+    await store.stats.record(RecordStats("w1", 200, None))
+    await store.stats.record(RecordStats("w2", 300, None, [("cpu_usage", "0", 1.0)]))
+    await store.stats.record(RecordStats("w2", 1_100, "t2"))
+    await store.stats.record(RecordStats("w3", 5_000, "t3"))  # beyond `until`
+    assert await store.stats.activity(since=0, until=4_999, interval=1_000) == [
+        ActivityBucket(0, 2, 1), ActivityBucket(1_000, 1, 1)]
+
+
+async def test_metric_keys_are_the_sorted_metrics_of_the_workers_asked(store: Store) -> None:
+    await store.stats.record(RecordStats("w1", 1, None, [("memory_used", "total", 1.0),
+                                                        ("cpu_usage", "0", 1.0)]))
+    await store.stats.record(RecordStats("w2", 1, None, [("gpu_usage", "0", 1.0)]))
+    assert await store.stats.metric_keys() == ["cpu_usage", "gpu_usage", "memory_used"]
+    assert await store.stats.metric_keys(["w2", "nobody"]) == ["gpu_usage"]
+    assert await store.stats.metric_keys([]) == []
+
+
+async def test_purge_drops_reports_and_readings_older_than_the_cutoff(store: Store) -> None:
+    await store.stats.record(RecordStats("w1", 1_000, "t", [("cpu_usage", "0", 1.0),
+                                                           ("cpu_usage", "1", 2.0)]))
+    await store.stats.record(RecordStats("w2", 2_000, None, [("memory_used", "total", 1.0)]))
+    assert await store.stats.purge(2_000) == 2
+    assert await store.stats.metric_keys() == ["memory_used"]
+    assert await store.stats.activity(since=0, until=3_000, interval=3_000) == [
+        ActivityBucket(0, 1, 0)]
+    await store.stats.record(RecordStats("w1", 3_000, None, [("cpu_usage", "0", 4.0)]))
+    (again,) = await store.stats.buckets(since=0, until=9_000, interval=9_000,
+                                         metrics=["cpu_usage"])
+    assert (again.worker, again.count, again.total) == ("w1", 1, 4.0)
+
+
+async def test_a_stats_report_committed_with_a_failing_change_is_not_kept(store: Store) -> None:
+    with pytest.raises(StoreError):
+        await store.commit(RecordStats("w1", 1_000, None, [("cpu_usage", "0", 1.0)]),
+                           InsertTasks([task(retries=TOO_BIG)]))
+    assert await store.stats.metric_keys() == []
+    assert await store.stats.activity(since=0, until=9_000, interval=1_000) == []
+    await store.stats.record(RecordStats("w1", 1_000, None, [("cpu_usage", "0", 2.0)]))
+    (bucket,) = await store.stats.buckets(since=0, until=9_000, interval=1_000,
+                                          metrics=["cpu_usage"])
+    assert bucket.total == 2.0

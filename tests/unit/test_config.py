@@ -28,7 +28,8 @@ FLAGS = {
     "metrics_per_worker": "--metrics-per-worker", "log_level": "--log-level",
     "summary_interval": "--summary-interval", "backlog": "--backlog",
     "taskcluster_clients": "--taskcluster-client", "amqp_url": "--amqp-url",
-    "event_retention": "--event-retention",
+    "event_retention": "--event-retention", "heartbeat_liveness": "--heartbeat-liveness",
+    "stats_retention": "--stats-retention",
 }
 
 #: one valid non-default text value per field, and the value it must become
@@ -46,6 +47,7 @@ VALUES = {
     "taskcluster_clients": ("ci:s3cret", frozenset({"ci:s3cret"})),
     "amqp_url": ("amqp://guest:guest@127.0.0.1:5672/", "amqp://guest:guest@127.0.0.1:5672/"),
     "event_retention": ("60", 60.0),
+    "heartbeat_liveness": ("30", 30.0), "stats_retention": ("3600", 3600.0),
 }
 
 
