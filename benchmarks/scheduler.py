@@ -34,7 +34,7 @@ import time
 from collections import deque
 from typing import Any
 
-from _common import machine, median, write_result
+from _common import MISSED, machine, median, target, write_result
 from workyard import Dispatch, Scheduler, Subscription, Task
 
 NAME = "job"
@@ -167,9 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     result = {"benchmark": "scheduler", "machine": started, "settings": vars(args),
               "summary": summary, "cells": rows, "runs": runs}
     path = write_result("scheduler", result, args.out)
+    met, verdict = target(summary["worst_ratio"], "<=", summary["target"])
     print(f"median of {args.runs}: dispatch cost at {largest} workers / at {smallest}: {ratios} "
-          f"(target <= 1.5) -> {path}")
-    return 0
+          f"{verdict} -> {path}")
+    return 0 if met else MISSED
 
 
 if __name__ == "__main__":
