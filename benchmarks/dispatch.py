@@ -42,12 +42,14 @@ from typing import Any
 
 from _clients import ClientGroup
 from _common import (
+    MISSED,
     cpu_seconds,
     end_to_end_summary,
     free_port,
     machine,
     median_of,
     stop_process,
+    target,
     wait_for_port,
     write_result,
 )
@@ -185,10 +187,14 @@ def main(argv: list[str] | None = None) -> int:
               "settings": {k: v for k, v in vars(args).items() if k != "out"},
               "summary": summary, "runs": runs}
     path = write_result("dispatch", result, args.out)
+    targets = summary["targets"]
+    verdicts = {m: (target(summary[m]["tasks_per_s"], ">=", targets["tasks_per_s"]),
+                    target(summary[m]["vs_echo"], ">=", targets["vs_echo"])) for m in args.modes}
     print(f"median of {len(runs)}: " + "; ".join(
-        f"{m} {summary[m]['tasks_per_s']} tasks/s, {summary[m]['vs_echo']} of echo"
-        for m in args.modes) + f" -> {path}")
-    return 0
+        f"{m} {summary[m]['tasks_per_s']} tasks/s {rate[1]}, {summary[m]['vs_echo']} of echo "
+        f"{share[1]}" for m, (rate, share) in verdicts.items()) + f" -> {path}")
+    met = all(rate[0] and share[0] for rate, share in verdicts.values())
+    return 0 if met else MISSED
 
 
 if __name__ == "__main__":
