@@ -15,7 +15,7 @@ from msgspec import Meta
 
 from .._errors import InvalidInput
 from .._model import JSON_NULL, Task
-from ._codec import error_text
+from ._codec import Decoder, error_text
 from ._limits import MAX_BATCH, MAX_NAME, MAX_PRIORITY, MAX_RETRIES, MAX_SECONDS, MIN_PRIORITY
 
 __all__ = ["TaskSpec", "decode_submission"]
@@ -60,7 +60,8 @@ class TaskSpec(msgspec.Struct, forbid_unknown_fields=True):
         )
 
 
-_envelope = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_envelope = Decoder(dict[str, msgspec.Raw])
+# parts of a body the envelope has decoded, and so bounded in depth, already
 _one = msgspec.json.Decoder(TaskSpec)
 _many = msgspec.json.Decoder(list[TaskSpec])
 
