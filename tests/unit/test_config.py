@@ -24,6 +24,7 @@ FLAGS = {
     "default_capacity": "--capacity", "retention": "--retention",
     "poll_liveness": "--poll-liveness", "max_body": "--max-body", "max_frame": "--max-frame",
     "log_level": "--log-level", "backlog": "--backlog",
+    "allow_lockout": "--allow-lockout",
 }
 
 #: one valid non-default text value per field, and the value it must become
@@ -35,7 +36,7 @@ VALUES = {
     "ping_interval": ("2.5", 2.5), "ping_timeout": ("2.5", 2.5),
     "default_capacity": ("0", 0), "retention": ("0", 0.0), "poll_liveness": ("90", 90.0),
     "max_body": ("1024", 1024), "max_frame": ("2048", 2048), "log_level": ("debug", "DEBUG"),
-    "backlog": ("4096", 4096),
+    "backlog": ("4096", 4096), "allow_lockout": ("true", True),
 }
 
 
@@ -113,7 +114,7 @@ def test_a_bool_from_the_environment(raw: str, expected: bool) -> None:
     ({"WORKYARD_PORT": "abc"}, "WORKYARD_PORT=abc: expected a whole number from 0 to 65535"),
     ({"WORKYARD_PORT": "99999"}, "WORKYARD_PORT=99999"),
     ({"WORKYARD_WORKER_PORT": "-1"}, "WORKYARD_WORKER_PORT=-1"),
-    ({"WORKYARD_PING_INTERVAL": "-1"}, "WORKYARD_PING_INTERVAL=-1: expected a number above 0"),
+    ({"WORKYARD_PING_INTERVAL": "-1"}, "WORKYARD_PING_INTERVAL=-1: expected a number from 0.05 to 31536000"),
     ({"WORKYARD_PING_TIMEOUT": "0"}, "WORKYARD_PING_TIMEOUT=0"),
     ({"WORKYARD_POLL_LIVENESS": "inf"}, "WORKYARD_POLL_LIVENESS=inf"),
     ({"WORKYARD_RETENTION": "nan"}, "WORKYARD_RETENTION=nan"),
@@ -131,8 +132,8 @@ def test_a_bad_variable_is_refused_naming_it(env: dict[str, str], named: str) ->
 @pytest.mark.parametrize(("argv", "named"), [
     (["--port", "99999"], "--port 99999: expected a whole number from 0 to 65535"),
     (["--log-level", "LOUD"], "--log-level LOUD: expected one of"),
-    (["--ping-interval", "-5"], "--ping-interval -5: expected a number above 0"),
-    (["--capacity", "-1"], "--capacity -1: expected a whole number 0 or more"),
+    (["--ping-interval", "-5"], "--ping-interval -5: expected a number from 0.05 to 31536000"),
+    (["--capacity", "-1"], "--capacity -1: expected a whole number from 0 to 1000000"),
 ])
 def test_serve_with_a_bad_flag_prints_one_line_and_exits_2(
     argv: list[str], named: str, capsys: pytest.CaptureFixture[str],
