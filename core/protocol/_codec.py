@@ -8,6 +8,7 @@ first with a DecodeError, which every caller already turns into a 400 or a close
 
 from __future__ import annotations
 
+import re
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -33,7 +34,7 @@ def check_depth(data: str | bytes | bytearray | memoryview, limit: int = MAX_DEP
     most, stopping as soon as `limit` + 1 brackets open in a row. Malformed JSON is
     left to the decoder to refuse.
     """
-    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    raw = _text(data)
     if raw.count(b"[") + raw.count(b"{") <= limit:
         return
     # escapes pair up left to right, as JSON reads them: `\\` first, then `\"`
@@ -60,14 +61,35 @@ def check_depth(data: str | bytes | bytearray | memoryview, limit: int = MAX_DEP
 class Decoder(Generic[T]):
     """msgspec.json.Decoder(type) that first refuses JSON nested beyond MAX_DEPTH."""
 
-    __slots__ = ("_decoder",)
+    __slots__ = ("_bound_depth", "_decoder")
 
-    def __init__(self, type: Any = Any) -> None:
+    def __init__(self, type: Any = Any, *, bound_depth: bool = True) -> None:
+        """`bound_depth=False` only for parts of a document whose depth was checked."""
         self._decoder: msgspec.json.Decoder[T] = msgspec.json.Decoder(type)
+        self._bound_depth = bound_depth
 
     def decode(self, data: str | bytes | bytearray | memoryview) -> T:
-        check_depth(data)
-        return self._decoder.decode(data)
+        """The value, or a DecodeError / ValidationError (msgspec's own otherwise let a
+        UnicodeError through for bytes that are not UTF-8)."""
+        if self._bound_depth:
+            check_depth(data)
+        try:
+            return self._decoder.decode(data)
+        except UnicodeError as exc:
+            raise msgspec.DecodeError(f"JSON is not valid UTF-8 ({exc.reason})") from None
+        except msgspec.DecodeError as exc:
+            if str(exc) == "Input data was truncated" and _SURROGATE.search(_text(data)):
+                raise msgspec.DecodeError("JSON holds a lone UTF-16 surrogate (a \\uD800 to "
+                                          "\\uDFFF escape without its pair)") from None
+            raise
+
+
+#: a \u escape of a UTF-16 surrogate, which msgspec reports as truncated input when alone
+_SURROGATE = re.compile(rb"\\[uU][dD][89a-fA-F]")
+
+
+def _text(data: str | bytes | bytearray | memoryview) -> bytes:
+    return data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
 
 
 def error_text(exc: msgspec.ValidationError | msgspec.DecodeError) -> str:

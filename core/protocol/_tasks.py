@@ -61,9 +61,9 @@ class TaskSpec(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _envelope = Decoder(dict[str, msgspec.Raw])
-# parts of a body the envelope has decoded, and so bounded in depth, already
-_one = msgspec.json.Decoder(TaskSpec)
-_many = msgspec.json.Decoder(list[TaskSpec])
+# the body again, or a part of it, once the envelope has bounded its depth
+_one = Decoder(TaskSpec, bound_depth=False)
+_many = Decoder(list[TaskSpec], bound_depth=False)
 
 
 def decode_submission(body: bytes) -> tuple[list[TaskSpec], bool]:

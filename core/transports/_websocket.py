@@ -36,6 +36,7 @@ from ..hub import Hub, Session
 from ..protocol import (
     FIRST_MESSAGE_TIMEOUT,
     MAX_BATCH,
+    MAX_NAME,
     Authorization,
     TaskFrame,
     check_declaration,
@@ -220,12 +221,27 @@ async def serve_worker(upgrade: WorkerUpgrade, hub: Hub, auth: Auth) -> None:
                     await socket.send(error_frame(f"malformed frame: {exc}"))
                     continue
                 for answer in answers:
-                    hub.answer(worker_id, answer)
+                    if hub.answer(worker_id, answer) is not None:
+                        await _tell_if_not_ours(socket, hub, worker_id, answer.task_id)
     finally:
         hub.detach(worker_id, conn, conn.closed_because or "connection closed")
     if conn.closed_because:  # the hub dropped it (another connection took over its id)
         displaced = Conflict(conn.closed_because)
         await socket.close(displaced.close_code, displaced.reason)
+
+
+async def _tell_if_not_ours(socket: WorkerSocket, hub: Hub, worker_id: str,
+                            task_id: str) -> None:
+    """An ignored answer gets an error frame when its task is unknown or was never this
+    worker's (a silent drop hides a worker's bug); a late answer for a task this worker
+    held, now final (cancelled, timed out, answered), is the usual race and stays quiet."""
+    task = hub.scheduler.tasks.get(task_id) or await hub.get(task_id)
+    shown = repr(task_id[:MAX_NAME])
+    if task is None:
+        await socket.send(error_frame(f"answer ignored: no task {shown}"))
+    elif not any(a.worker == worker_id for a in task.attempts):
+        await socket.send(error_frame(f"answer ignored: task {shown} was never assigned "
+                                      f"to worker {worker_id!r}"))
 
 
 async def _prove_alive(socket: WorkerSocket, hub: Hub, session: Session) -> None:
