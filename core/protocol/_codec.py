@@ -1,7 +1,7 @@
 """How the protocol's JSON is read and written, and how its validation errors read.
 
 Every decoder of client input is a `Decoder`: msgspec's, behind a bound on nesting depth
-(MAX_DEPTH). msgspec recurses once per level and, past the interpreter's recursion limit,
+(MAX_DEPTH) and a check that the whole document is UTF-8. msgspec recurses once per level and, past the interpreter's recursion limit,
 raises RecursionError, which no caller expects; a `Decoder` refuses a deeper document
 first with a DecodeError, which every caller already turns into a 400 or a close 1008.
 """
@@ -71,9 +71,15 @@ class Decoder(Generic[T]):
     def decode(self, data: str | bytes | bytearray | memoryview) -> T:
         """The value, or a DecodeError / ValidationError (msgspec's own otherwise let a
         UnicodeError through for bytes that are not UTF-8)."""
+        if isinstance(data, (bytearray, memoryview)):
+            data = bytes(data)
         if self._bound_depth:
             check_depth(data)
         try:
+            if isinstance(data, bytes) and not data.isascii():
+                # msgspec checks only what it decodes to text: a raw `data` relayed to a
+                # worker as a text frame must be UTF-8 as well
+                bytes(data).decode("utf-8")
             return self._decoder.decode(data)
         except UnicodeError as exc:
             raise msgspec.DecodeError(f"JSON is not valid UTF-8 ({exc.reason})") from None

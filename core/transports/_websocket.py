@@ -131,7 +131,9 @@ class _Connection:
                     frame = encode([TaskFrame.of(t) for t in batch])
                 else:
                     frame = encode(TaskFrame.of(batch[0]))
-                await self.socket.send(frame.decode())
+                # the edge admits UTF-8 only; "replace" keeps a task stored before that
+                # from failing every worker it goes to
+                await self.socket.send(frame.decode("utf-8", "replace"))
                 batch = self._waiting(1)
 
 

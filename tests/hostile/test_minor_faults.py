@@ -63,6 +63,8 @@ async def test_text_that_is_not_utf_8_is_a_400_that_says_so(
     http: httpx.AsyncClient, text: bytes, said: str
 ) -> None:
     for path, body in (("/tasks", b'{"name": "%s"}'), ("/tasks", b'{"tasks": [{"name": "%s"}]}'),
+                       ("/tasks", b'{"name": "t", "data": {"relayed": "%s"}}'),  # once a
+                       # poison task: every worker it went to failed on it
                        ("/v1/queue/q", b'{"worker_id": "%s"}'), ("/w/q", b'{"worker_id": "%s"}')):
         response = await http.post(path, content=body % text)
         assert response.status_code == 400, (path, response.text)
