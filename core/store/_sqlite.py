@@ -459,8 +459,11 @@ class SQLiteStore:
                     batch, self._pending = self._pending, []
                     await self._commit(writer, batch)
                 writer.close()
-                self._aside_db.close()
-                self._aside_db = None
+                # Closing a connection a read is using on a worker thread crashes the
+                # process: wait for the read (it holds the limiter), then close.
+                async with self._aside_limiter:
+                    aside, self._aside_db = self._aside_db, None
+                    aside.close()
 
     async def _commit(self, db: sqlite3.Connection, batch: list[_Unit]) -> None:
         started = time.perf_counter()
