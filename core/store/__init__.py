@@ -4,11 +4,14 @@
   writer actor `run`; `commit` and `commit_soon`), the change types it applies, and
   `StoreError`.
 * `_sqlite.py`: `SQLiteStore`, one file, group commit, units of work that fail alone.
+* `_postgres.py`: `PostgresStore`, the same on PostgreSQL (psycopg 3, the `postgres`
+  extra; imported on first use, so SQLite-only installs need no psycopg);
+  `_postgres_migrations.py` its schema's numbered versions.
 * `_migrations.py`: the SQLite schema's numbered versions.
 * `_memory.py`: `MemoryStore`, the in-memory double (public as `workyard.testing`).
 """
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._interface import (
     Change,
@@ -26,9 +29,22 @@ from ._interface import (
 from ._memory import MemoryStore
 from ._sqlite import SQLiteStore
 
-if TYPE_CHECKING:  # mypy holds both stores to the seam
-    def _implements_the_seam(memory: MemoryStore, sqlite: SQLiteStore) -> tuple[Store, Store]:
-        return memory, sqlite
+if TYPE_CHECKING:  # mypy holds every store to the seam
+    from ._postgres import PostgresStore
+
+    def _implements_the_seam(memory: MemoryStore, sqlite: SQLiteStore,
+                             postgres: PostgresStore) -> tuple[Store, Store, Store]:
+        return memory, sqlite, postgres
+
+
+def __getattr__(name: str) -> Any:
+    """`PostgresStore` on first use: psycopg is an optional dependency."""
+    if name == "PostgresStore":
+        from ._postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Change",
@@ -37,6 +53,7 @@ __all__ = [
     "InsertTasks",
     "MemoryStore",
     "OnCommit",
+    "PostgresStore",
     "QueueStore",
     "Result",
     "SQLiteStore",
