@@ -15,6 +15,7 @@ from quart_trio import QuartTrio
 
 from .._auth import Auth
 from .._config import Settings
+from .._errors import InvalidSetting
 from ..compat import QueueConfigurations, Registry, add_polling_routes, add_registry_routes
 from ..http import create_app
 from ..hub import Hub
@@ -68,9 +69,31 @@ def build_app(hub: Hub, settings: Settings) -> QuartTrio:
     return app
 
 
+def is_postgres_url(db: str) -> bool:
+    return db.startswith(("postgresql://", "postgres://"))
+
+
+def describe_db(db: str) -> str:
+    """`--db` as it may be logged: a PostgreSQL URL without its password."""
+    if not is_postgres_url(db):
+        return db
+    from ..store._postgres import describe_url
+
+    return describe_url(db)
+
+
 def open_store(settings: Settings) -> Store:
+    """A `postgresql://` URL opens a PostgresStore, ':memory:' a MemoryStore, anything
+    else is a SQLite file."""
     if settings.db == ":memory:":
         return MemoryStore()
+    if is_postgres_url(settings.db):
+        try:
+            from ..store import PostgresStore
+        except ImportError as exc:  # psycopg is the `postgres` extra
+            raise InvalidSetting(f"--db postgresql://...: PostgreSQL needs psycopg ({exc}); "
+                                 "pip install 'workyard[postgres]'") from None
+        return PostgresStore(settings.db)
     return SQLiteStore(settings.db, synchronous=settings.synchronous)
 
 
@@ -123,6 +146,6 @@ async def serve(
             await nursery.start(serve_worker_port, hub, auth, settings, worker_listener)
             hub.worker_url = f"ws://{host}:{worker_port}/work/queue"
             log.info("workers: %s (lean worker port)", hub.worker_url)
-        log.info("workyard serving on %s (store: %s; auth: %s)", url, settings.db,
+        log.info("workyard serving on %s (store: %s; auth: %s)", url, describe_db(settings.db),
                  "on" if settings.auth_enabled else "off - no tokens configured, loopback only")
         task_status.started(url)
