@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "MISSED",
     "RESULTS_DIR",
     "Hub",
     "cpu_seconds",
@@ -29,6 +30,7 @@ __all__ = [
     "rss_bytes",
     "run_hub",
     "stop_process",
+    "target",
     "wait_for_port",
     "write_result",
 ]
@@ -166,6 +168,18 @@ def end_to_end_summary(hubs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "stored_p50_ms": median_of([x.get("sampled_stored_p50_ms") for x in lats]),
         "stored_p99_ms": median_of([x.get("sampled_stored_p99_ms") for x in lats]),
     }
+
+
+#: exit status of a benchmark that ran but missed a target: run_all.py reports it as a
+#: miss, never as "ok"
+MISSED = 3
+
+
+def target(value: float | None, op: str, limit: float) -> tuple[bool, str]:
+    """Whether `value` meets `op limit` ("<=" or ">="), and how a result line says so,
+    e.g. "(target <= 1.5: MISS)". No value (the measurement failed) is a miss."""
+    met = value is not None and (value <= limit if op == "<=" else value >= limit)
+    return met, f"(target {op} {limit:g}: {'ok' if met else 'MISS'})"
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -23,7 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from _clients import ClientGroup
-from _common import cpu_seconds, machine, median, raise_fd_limit, rss_bytes, run_hub, write_result
+from _common import (
+    MISSED,
+    cpu_seconds,
+    machine,
+    median,
+    raise_fd_limit,
+    rss_bytes,
+    run_hub,
+    target,
+    write_result,
+)
 from _producer import wait_for_workers
 
 KIB = 1024
@@ -109,9 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     result = {"benchmark": "connections", "machine": started, "settings": vars(args),
               "summary": summary, "runs": runs}
     path = write_result("connections", result, args.out)
+    met, verdict = target(summary["kib_per_connection"], "<=", summary["target_kib"])
     print(f"median of {len(runs)}: {summary['kib_per_connection']} KiB per connection "
-          f"(target <= 64) -> {path}")
-    return 0
+          f"{verdict} -> {path}")
+    return 0 if met else MISSED
 
 
 if __name__ == "__main__":

@@ -45,12 +45,14 @@ from typing import Any
 
 from _clients import ClientGroup
 from _common import (
+    MISSED,
     cpu_seconds,
     end_to_end_summary,
     free_port,
     machine,
     median_of,
     stop_process,
+    target,
     wait_for_port,
     write_result,
 )
@@ -202,13 +204,18 @@ def main(argv: list[str] | None = None) -> int:
               "settings": {k: v for k, v in vars(args).items() if k != "out"},
               "summary": summary, "runs": runs}
     path = write_result("dispatch", result, args.out)
+    targets = summary["targets"]
+    keys = [key(m, s) for m in args.modes for s in args.stores]
+    verdicts = {k: (target(summary[k]["tasks_per_s"], ">=", targets["tasks_per_s"]),
+                    target(summary[k]["vs_echo"], ">=", targets["vs_echo"])) for k in keys}
     print(f"median of {len(runs)}: " + "; ".join(
-        f"{k} {summary[k]['tasks_per_s']} tasks/s, {summary[k]['vs_echo']} of echo"
-        for k in (key(m, s) for m in args.modes for s in args.stores))
+        f"{k} {summary[k]['tasks_per_s']} tasks/s {rate[1]}, {summary[k]['vs_echo']} of echo "
+        f"{share[1]}" for k, (rate, share) in verdicts.items())
         + "".join(f"; postgresql/sqlite {m} {r}"
                   for m, r in summary.get("postgresql_vs_sqlite", {}).items())
         + f" -> {path}")
-    return 0
+    met = all(rate[0] and share[0] for rate, share in verdicts.values())
+    return 0 if met else MISSED
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ separate processes on the same machine.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -95,9 +94,12 @@ def main() -> int:
         "client_cpu_ms_per_round": round(client_cpu * 1000 / args.rounds, 3),
         "machine": machine(),
     }
-    print(json.dumps(result, indent=2))
-    if args.out:
-        write_result("poll_latency", result, args.out)
+    path = write_result("poll_latency", result, args.out) if args.out else None
+    latency, rtt = result["submit_to_poll_response"], result["submit_round_trip"]
+    print(f"{args.rounds} rounds ({result['store']} store): submit -> poll response p50 "
+          f"{latency['p50_ms']} ms, p99 {latency['p99_ms']} ms; submit round trip p50 "
+          f"{rtt['p50_ms']} ms; hub CPU {result['hub_cpu_ms_per_round']} ms per round"
+          + (f" -> {path}" if path else " (--out FILE keeps the JSON)"))
     return 0
 
 

@@ -48,7 +48,7 @@ import time
 from collections import deque
 from typing import Any
 
-from _common import machine, median, write_result
+from _common import MISSED, machine, median, target, write_result
 from workyard import Dispatch, Scheduler, Subscription, Task
 from workyard.scheduling import Finished
 
@@ -303,11 +303,15 @@ def main(argv: list[str] | None = None) -> int:
               "drain_runs": [{"groups": d, "wide": w} for d, w in drains],
               "attach_runs": attaches}
     path = write_result("scheduler", result, args.out)
+    met, verdict = target(summary["worst_ratio"], "<=", summary["target"])
+    drain_met, drain_verdict = target(summary["drain_ratio"], "<=", 2)
+    call_met, call_verdict = target(summary["longest_call_ms"], "<=", 50)
     print(f"median of {args.runs}: dispatch cost at {largest} workers / at {smallest}: {ratios} "
-          f"(target <= 1.5); drain at {most} groups / at {fewest}: {summary['drain_ratio']} "
-          f"(target <= 2); {args.wide} values / 1: {summary['wide_ratio']} (target <= 1, "
-          f"noise allowing); longest call {summary['longest_call_ms']} ms (target <= 50) -> {path}")
-    return 0
+          f"{verdict}; drain at {most} groups / at {fewest}: {summary['drain_ratio']} "
+          f"{drain_verdict}; {args.wide} values / 1: {summary['wide_ratio']} (target <= 1, "
+          f"noise allowing); longest call {summary['longest_call_ms']} ms {call_verdict} "
+          f"-> {path}")
+    return 0 if met and drain_met and call_met else MISSED
 
 
 if __name__ == "__main__":

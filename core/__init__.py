@@ -5,7 +5,10 @@ declare which tasks they run, with filters on task attributes. Each task goes to
 the most specific matching worker, load is spread evenly, and a lost worker's
 tasks are rescheduled at once.
 
-The public API is re-exported here; the underscored modules are private.
+The public API is what this package, `workyard.events`, `workyard.client`,
+`workyard.sim` and `workyard.testing` export (a test pins it). Everything else —
+the layer packages (`scheduling`, `hub`, `store`, `transports`, ...) and every
+underscored module — is the implementation, free to change.
 """
 
 from ._config import Settings
@@ -20,7 +23,7 @@ from ._errors import (
     WorkyardError,
 )
 from ._model import Attempt, Outcome, Subscription, Task, TaskState
-from .hub import Hub, Link
+from .hub import Hub, Link, Liveness, QueueView, Session, WorkerView, queue_views, worker_views
 from .scheduling import (
     UNCHANGED,
     Dispatch,
@@ -32,7 +35,7 @@ from .scheduling import (
     WorkerState,
 )
 from .server import build_app, serve
-from .store import MemoryStore, SQLiteStore, Store, StoreError
+from .store import SQLiteStore, Store, StoreError
 
 __all__ = [
     "UNCHANGED",
@@ -45,13 +48,15 @@ __all__ = [
     "InvalidInput",
     "InvalidSetting",
     "Link",
-    "MemoryStore",
+    "Liveness",
     "NotFound",
     "Outcome",
     "Policy",
+    "QueueView",
     "Requeued",
     "SQLiteStore",
     "Scheduler",
+    "Session",
     "Settings",
     "Store",
     "StoreError",
@@ -62,9 +67,12 @@ __all__ = [
     "Unauthorized",
     "Unavailable",
     "WorkerState",
+    "WorkerView",
     "WorkyardError",
     "build_app",
+    "queue_views",
     "serve",
+    "worker_views",
 ]
 
 __version__ = "0.1.0"

@@ -48,6 +48,14 @@ class Auth:
         if not token:
             return False
         roles = list(self._tokens) if role is Role.ANY else [role, Role.ADMIN]
+        # as bytes: compare_digest refuses non-ASCII text, and a client's token may be
+        # anything (a header's latin-1, a query's UTF-8, a lone surrogate)
+        offered = _as_bytes(token)
         return any(
-            hmac.compare_digest(token, known) for r in roles for known in self._tokens[r]
+            hmac.compare_digest(offered, _as_bytes(known))
+            for r in roles for known in self._tokens[r]
         )
+
+
+def _as_bytes(token: str) -> bytes:
+    return token.encode("utf-8", "surrogatepass")

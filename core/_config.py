@@ -69,6 +69,16 @@ class Settings:
                                       flag="--producer-token", metavar="TOKENS")
     admin_tokens: Tokens = setting(frozenset(), "comma-separated admin tokens",
                                    flag="--admin-token", metavar="TOKENS")
+    taskcluster_clients: Tokens = setting(
+        frozenset(), "comma-separated Taskcluster credentials CLIENT_ID:ACCESS_TOKEN, checked "
+        "with Hawk; they may manage worker pools", flag="--taskcluster-client",
+        metavar="ID:TOKEN")
+    amqp_url: Text | None = setting(
+        None, "publish pool and worker events to RabbitMQ at this amqp:// URL (Taskcluster's "
+        "worker-manager exchanges); unset: the embedded stream only", metavar="URL")
+    event_retention: Annotated[float, Meta(ge=0, le=100 * YEAR)] = setting(
+        24 * 3600.0, "seconds a delivered event stays in the outbox for streams to replay",
+        metavar="S")
     ping_interval: Seconds = setting(20.0, "seconds between pings to WebSocket workers",
                                      metavar="S")
     ping_timeout: Seconds = setting(10.0, "drop a worker whose ping is unacknowledged "
@@ -80,14 +90,31 @@ class Settings:
         24 * 3600.0, "seconds a final task is kept before it is purged", metavar="S")
     poll_liveness: Seconds = setting(60.0, "a polling worker that has not polled for this "
                                      "many seconds is gone", metavar="S")
+    backlog: Annotated[int, Meta(ge=1, le=65535)] = setting(
+        1024, "connections each listening port queues before the hub accepts them (the "
+        "kernel caps it at net.core.somaxconn)", metavar="N")
+    heartbeat_liveness: Seconds = setting(
+        600.0, "a ClearML worker (workers.register) that sent no register or status_report "
+        "for this many seconds is gone, unless it registered with a timeout of its own",
+        metavar="S")
+    stats_retention: Annotated[float, Meta(gt=0, le=100 * YEAR)] = setting(
+        2 * 24 * 3600.0, "seconds raw machine statistics (workers.status_report samples) "
+        "are kept", metavar="S")
     max_body: Bytes = setting(MAX_BODY, "largest HTTP request body, in bytes", metavar="BYTES")
     max_frame: Bytes = setting(MAX_FRAME, "largest WebSocket message, in bytes",
                                metavar="BYTES")
+    metrics_per_worker: Annotated[int, Meta(ge=0, le=10_000)] = setting(
+        0, "expose per-worker series on /metrics for at most N workers (the busiest); "
+        "0: none, which keeps the scrape's size independent of the fleet", metavar="N")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting("INFO", "log level", metavar="LEVEL")
+    summary_interval: Annotated[float, Meta(ge=0, le=YEAR)] = setting(
+        10.0, "seconds between one-line summaries at INFO (tasks/s, queued, running, "
+        "workers; only when something changed); 0: none", metavar="S")
 
     @property
     def auth_enabled(self) -> bool:
-        return bool(self.worker_tokens or self.producer_tokens or self.admin_tokens)
+        return bool(self.worker_tokens or self.producer_tokens or self.admin_tokens
+                    or self.taskcluster_clients)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Self:

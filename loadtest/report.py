@@ -18,7 +18,7 @@ from typing import Any
 from .analysis import Figures, Summary
 from .plan import Plan
 
-__all__ = ["LocustRow", "merged", "read_locust", "write"]
+__all__ = ["LocustRow", "checks", "merged", "read_locust", "write"]
 
 LocustRow = dict[str, Any]
 
@@ -75,8 +75,32 @@ def _num(value: float | int | None, digits: int = 1) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:,.{digits}f}"
 
 
-def _check(ok: bool) -> str:
-    return "ok" if ok else "**FAILED**"
+#: how a check reads in report.md
+_SHOWN = {"ok": "ok", "failed": "**FAILED**", "not run": "**NOT RUN**"}
+
+
+def checks(summary: Summary, plan: Plan, drained_in: float | None) -> list[tuple[str, str, str]]:
+    """(check, verdict, detail) with verdict "ok", "failed" or "not run". A run that
+    submitted nothing proved nothing: its checks are "not run", never "ok"."""
+    ran = summary.submitted > 0
+    found = [("tasks submitted", "ok" if ran else "failed",
+              f"{summary.submitted:,}" if ran else
+              "none: the load never ran (see locust.log and hub.log)")]
+    for name, ok, detail in [
+        ("no task lost", summary.lost == 0, f"{summary.lost:,} of {summary.submitted:,} "
+         "submitted are neither final nor held by the hub"),
+        ("every submitted task final after the drain", not summary.unfinished,
+         _unfinished(summary.unfinished).removeprefix(": ")),
+        ("most-specific violations", not summary.violations, f"{len(summary.violations):,}"),
+        (f"hub drained within {plan.drain:g} s", drained_in is not None,
+         "" if drained_in is None else f"in {drained_in:.2f} s"),
+    ]:
+        found.append((name, ("ok" if ok else "failed") if ran else "not run", detail))
+    return found
+
+
+def _check_row(name: str, verdict: str, detail: str) -> str:
+    return f"| {name} | {_SHOWN[verdict]}{': ' + detail if detail else ''} |"
 
 
 def _unfinished(count: int) -> str:
@@ -98,6 +122,7 @@ def write(out: Path, plan: Plan, summary: Summary, *, drain: Mapping[str, Any] |
                   else drain["drained_at"] - drain["load_end"])
     workers = sum(g.count for g in plan.fleet)
     producers = sum(s.producers for s in plan.workload)
+    verdicts = checks(summary, plan, drained_in)
 
     md: list[str] = [
         f"# Load test: {plan.scenario}", "",
@@ -107,14 +132,7 @@ def write(out: Path, plan: Plan, summary: Summary, *, drain: Mapping[str, Any] |
         f"process{'es' if processes > 1 else ''}; one hub on loopback with a temporary "
         "SQLite database. The scenario as played is scenario.toml.", "",
         "## Checks", "", "| check | result |", "| --- | --- |",
-        f"| no task lost | {_check(summary.lost == 0)}: {summary.lost:,} of "
-        f"{summary.submitted:,} submitted are neither final nor held by the hub |",
-        f"| every submitted task final after the drain | {_check(not summary.unfinished)}"
-        f"{_unfinished(summary.unfinished)} |",
-        f"| most-specific violations | {_check(not summary.violations)}: "
-        f"{len(summary.violations):,} |",
-        f"| hub drained within {plan.drain:g} s | {_check(drained_in is not None)}"
-        f"{'' if drained_in is None else f' (in {drained_in:.2f} s)'} |", "",
+        *[_check_row(*check) for check in verdicts], "",
         "## Measured beside simulated", ""]
     if sim is None:
         md += [f"No simulator figures: {sim_note}", ""]
@@ -201,7 +219,8 @@ def write(out: Path, plan: Plan, summary: Summary, *, drain: Mapping[str, Any] |
     (out / "report.md").write_text("\n".join(md))
     (out / "report.json").write_text(json.dumps({
         "scenario": plan.scenario, "processes": processes, "locust_exit_code": locust_code,
-        "drain": drain, "summary": {**asdict(summary), "violations": len(summary.violations)},
+        "drain": drain, "checks": {name: verdict for name, verdict, _ in verdicts},
+        "summary": {**asdict(summary), "violations": len(summary.violations)},
         "first_violations": [asdict(v) for v in summary.violations[:100]],
         "locust": {"e2e": e2e, "dispatch": dispatch, "rows": [_row(r) for r in rows]},
         "measured": asdict(measured),

@@ -21,6 +21,7 @@ submitted task ended final and no task went to a less specific worker.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -35,8 +36,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-import trio
+#: what a run imports or starts, by module, and the package that brings it
+REQUIREMENTS = {"workyard": "workyard", "httpx": "httpx", "trio": "trio",
+                "locust": "locust", "websocket": "websocket-client"}
+INSTALL = "pip install -e '.[load]'"
+
+
+def missing_requirements(find: Any = importlib.util.find_spec) -> list[str]:
+    """The packages of REQUIREMENTS this interpreter cannot import."""
+    return [package for module, package in REQUIREMENTS.items() if find(module) is None]
+
+
+def _require() -> None:
+    """Refuse to start, in one line saying how to install them, if packages are missing:
+    checked before anything is imported or started, so nothing runs for nothing."""
+    missing = missing_requirements()
+    if missing:
+        print(f"loadtest/run.py: {', '.join(missing)} not installed for {sys.executable}; "
+              f"install them from the repository root with: {INSTALL} (in the virtualenv "
+              "you run this with, e.g. .venv/bin/" + INSTALL + ")", file=sys.stderr)
+        raise SystemExit(2)
+
+
+if __name__ == "__main__":
+    _require()
+
+import httpx  # noqa: E402
+import trio  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -54,6 +80,8 @@ HUB_START = 20.0
 #: seconds locust may take to start and to write its reports, beyond duration + drain
 LOCUST_SLACK = 20.0
 SNAPSHOT_EVERY = 0.5
+#: seconds between progress lines when the console is not a terminal
+PROGRESS_EVERY_PIPE = 10.0
 #: tasks/s one locust process drives on one core: measured ~1.5 ms of locust CPU per task
 #: (submit, WebSocket receive and answer, result long-poll) at 100 tasks/s
 TASKS_PER_PROCESS = 600
@@ -166,6 +194,52 @@ def snapshot_workers(url: str, stop: threading.Event) -> list[Snapshot]:
     return snapshots
 
 
+class Progress:
+    """Live progress of a run on the console: elapsed of the planned time, tasks done,
+    their rate, and what the hub holds. On a terminal one line is rewritten every
+    second; otherwise a line is printed every PROGRESS_EVERY_PIPE seconds. `finish`
+    leaves a one-line summary."""
+
+    def __init__(self, url: str, duration: float, drain: float, stream: Any = None) -> None:
+        self.url = url
+        self.duration, self.drain = duration, drain
+        self.stream = stream or sys.stdout
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.start = time.monotonic()
+        self.line = ""
+
+    def line_for(self, elapsed: float, queues: dict[str, Any]) -> str:
+        done = sum(q.get("processed", 0) + q.get("failed", 0) for q in queues.values())
+        queued = sum(q.get("queued", 0) for q in queues.values())
+        running = sum(q.get("running", 0) for q in queues.values())
+        rate = done / elapsed if elapsed > 0 else 0.0
+        return (f"{elapsed:4.0f} s (load {self.duration:g} s + drain <= {self.drain:g} s): "
+                f"{done:,} tasks done "
+                f"({rate:,.1f}/s), {queued:,} queued, {running:,} running")
+
+    def run(self, stop: threading.Event) -> None:
+        every = 1.0 if self.tty else PROGRESS_EVERY_PIPE
+        with httpx.Client(base_url=self.url, timeout=5.0) as client:
+            while not stop.wait(every):
+                self._show(client)
+            self._show(client, final=True)
+
+    def _show(self, client: httpx.Client, final: bool = False) -> None:
+        try:
+            queues = client.get("/queues").json()["queues"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            queues = None
+        if queues is not None:
+            self.line = self.line_for(time.monotonic() - self.start, queues)
+        if not self.line:
+            return
+        if self.tty:
+            self.stream.write("\r" + self.line.ljust(79) + ("\n" if final else ""))
+        else:
+            self.stream.write(self.line + "\n")
+        self.stream.flush()
+
+
 def wait_for_locust(process: subprocess.Popen[bytes], timeout: float) -> int:
     try:
         return process.wait(timeout)
@@ -223,12 +297,17 @@ def play(plan: Plan, out: Path, processes: int) -> Played:
             watcher = threading.Thread(
                 target=lambda: seen.append(snapshot_workers(hub.url, stop)), daemon=True)
             watcher.start()
+            progress = threading.Thread(target=Progress(
+                hub.url, plan.duration, plan.drain).run, args=(stop,),
+                daemon=True)
+            progress.start()
             try:
                 code = wait_for_locust(
                     locust, ATTACH_LIMIT + plan.duration + plan.drain + LOCUST_SLACK)
             finally:
                 stop.set()
                 watcher.join()
+                progress.join()
             try:
                 queues = httpx.get(f"{hub.url}/queues", timeout=5.0).json()["queues"]
             except (httpx.HTTPError, ValueError, KeyError):
@@ -258,10 +337,22 @@ def run(args: argparse.Namespace) -> int:
     written = report.write(out, plan, summary, drain=drain, locust_code=played.locust_code,
                            processes=processes, queues=played.queues, simulated=simulated)
     print(written.read_text())
-    print(f"report: {written}\nlocust's report: {out / 'locust.html'}")
+    print(f"report: {written}")
+    if (out / "locust.html").exists():
+        print(f"locust's report: {out / 'locust.html'}")
+    else:
+        print(f"locust wrote no report (it exited with {played.locust_code}); the end of "
+              f"{out / 'locust.log'}:\n" + _tail(out / "locust.log"))
     ok = (summary.submitted > 0 and not summary.lost and not summary.unfinished
           and not summary.violations)
     return 0 if ok else 1
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

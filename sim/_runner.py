@@ -273,6 +273,8 @@ class _Simulation:
                         continue  # hub actors ran and may have added earlier events
                     clock.jump(when - self.now)
                     if bar is not None and int(when) > shown:
+                        bar.set_postfix_str(f"{self.done + self.failed:,} tasks final",
+                                            refresh=False)
                         bar.update(int(when) - shown)
                         shown = int(when)
                 self.now = now = when
@@ -305,7 +307,10 @@ class _Simulation:
                 del calendar[tick]
                 self.events += i
         finally:
-            if bar is not None:
+            if bar is not None:  # stays on screen: where the run ended, and how fast
+                bar.total = max(shown, 1)  # a run that went idle early is complete too
+                bar.set_postfix_str(f"{self.done + self.failed:,} tasks final, "
+                                    f"{self.submitted - self.done - self.failed:,} not")
                 bar.close()
 
     async def _hub_first(self, clock: trio.testing.MockClock, when: float) -> bool:
@@ -579,5 +584,5 @@ def _progress(enabled: bool, total: float, name: str, policy: Policy) -> Any:
     except ImportError:  # the `sim` extra is not installed: no bar
         return None
 
-    return tqdm(total=int(total), unit="sim s", desc=f"{name} [{policy}]", leave=False,
+    return tqdm(total=int(total), unit="sim s", desc=f"{name} [{policy}]", leave=True,
                 disable=None, dynamic_ncols=True)  # None: only on a terminal

@@ -201,3 +201,23 @@ def postgres_schema(postgres_url: str) -> Iterator[tuple[str, str]]:
     yield postgres_url, schema
     with psycopg.connect(postgres_url, autocommit=True) as db:
         db.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")  # type: ignore[arg-type]
+
+
+#: the RabbitMQ this machine runs for the suite (`.ci/run` makes sure it is up)
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+@pytest.fixture
+def amqp_url() -> str:
+    """The broker's URL; the test skips (with the reason) when it is not reachable, and
+    fails instead under CI (CI=true), where it must be."""
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=2).close()
+    except OSError as exc:
+        reason = f"RabbitMQ is not reachable on 127.0.0.1:5672 ({exc})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return AMQP_URL

@@ -15,6 +15,7 @@ from .._config import Settings
 from .._errors import InvalidSetting
 from ..sim._cli import add_commands as sim_commands
 from ._client import add_commands as client_commands
+from ._startup import explain
 
 __all__ = ["main"]
 
@@ -36,18 +37,28 @@ def _serve(args: argparse.Namespace) -> int:
               "every setting)", file=sys.stderr)
         return 2
     _setup_logging(settings.log_level)
-    trio.run(_serve_until_signalled, settings)
+    try:
+        trio.run(_serve_until_signalled, settings)
+    except Exception as exc:  # ExceptionGroups from the nursery included
+        problem = explain(exc, settings)
+        if problem is None:
+            raise
+        print(f"workyard serve: {problem}", file=sys.stderr)
+        return 2
     return 0
 
 
 async def _serve_until_signalled(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM, then shut down cleanly: the store flushes its
     queued writes and every worker connection closes."""
-    from ..server import serve
+    from ..hub._summary import log_activity
+    from ..server import open_hub, serve
 
+    hub = open_hub(settings)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(partial(serve, settings))
+            await nursery.start(partial(serve, settings, hub=hub))
+            nursery.start_soon(log_activity, hub, settings.summary_interval)
             async for signum in signals:
                 logging.getLogger("workyard.server").info(
                     "%s received: shutting down", signal.Signals(signum).name)
@@ -63,12 +74,28 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_serve)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("workyard")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="workyard", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="workyard", description="A task hub for worker fleets: most-specific matching, "
+        "even spread, instant rescheduling.",
+        epilog="Start with `workyard serve`; `workyard COMMAND --help` explains each command.")
+    parser.add_argument("--version", action="version", version=f"workyard {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_add_serve, client_commands, sim_commands):
         add(sub)
     args = parser.parse_args(argv)
+    if args.command is None:  # `workyard` alone: what it can do, not an error
+        parser.print_help()
+        return 0
     return int(args.run(args) or 0)
 
 

@@ -7,13 +7,15 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 import trio
 
-from ..client import Handlers, Job, PollingWorker, Producer, Worker, WorkerRejected
+from ..client import Handlers, HubError, Job, PollingWorker, Producer, Worker, WorkerRejected
 
 __all__ = ["add_commands"]
 
@@ -45,12 +47,16 @@ def demo_handler(mode: str, sleep: float) -> Callable[[Job], Awaitable[Any]]:
     fail: raise."""
 
     async def handle(job: Job) -> Any:
-        log.debug("task %s (%s) %s", job.id, job.name, job.attrs or "")
+        # one line per task at INFO, so a user watching the terminal sees work flow
+        what = " ".join([job.name, *(f"{k}={v}" for k, v in sorted(job.attrs.items()))])
         if mode == "fail":
+            log.info("task %s (%s): failing it on purpose (--mode fail)", job.id, what)
             raise RuntimeError(f"{job.name} failed on purpose (--mode fail)")
+        started = time.monotonic()
         if mode == "sleep":
             seconds = job.data.get("sleep", sleep) if isinstance(job.data, dict) else sleep
             await trio.sleep(float(seconds))
+        log.info("task %s (%s): done in %.2f s", job.id, what, time.monotonic() - started)
         return job.data
 
     return handle
@@ -71,7 +77,8 @@ def _worker(args: argparse.Namespace) -> int:
     for name in dict.fromkeys(args.task):
         handlers.add(name, handle, **filters)
     options: dict[str, Any] = {"worker_id": args.worker_id, "token": args.token,
-                               "concurrency": args.concurrency, "handlers": handlers}
+                               "concurrency": args.concurrency, "handlers": handlers,
+                               "report_stats": args.report_stats}
     worker: Worker | PollingWorker
     if args.poll:
         worker = PollingWorker(args.url, **options)
@@ -111,7 +118,21 @@ async def _run_until_signalled(run: Callable[[], Awaitable[None]]) -> None:
 
 
 def _submit(args: argparse.Namespace) -> int:
+    """Submit, and tell a refusal or an unreachable hub in one line (exit 2)."""
     _setup_logging(args.log_level)
+    try:
+        return _submit_and_wait(args)
+    except HubError as exc:
+        print(f"workyard submit: the hub at {args.url} refused: {exc.message} "
+              f"(HTTP {exc.status})", file=sys.stderr)
+    except httpx.TransportError as exc:
+        print(f"workyard submit: cannot reach the hub at {args.url} ({exc or type(exc).__name__})"
+              "; is `workyard serve` running? Pass --url or set WORKYARD_URL to reach another",
+              file=sys.stderr)
+    return 2
+
+
+def _submit_and_wait(args: argparse.Namespace) -> int:
     if args.count < 1:
         raise SystemExit("workyard: --count must be 1 or more")
     if args.key is not None and args.count > 1:
@@ -177,6 +198,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--worker-id", metavar="ID", help="default: host-pid-random")
     w.add_argument("--poll", action="store_true",
                    help="poll over HTTP instead of holding a WebSocket")
+    w.add_argument("--report-stats", type=float, metavar="S",
+                   help="every S seconds, report this machine's CPU, memory, disk and "
+                        "network to the hub's ClearML registry (workers.status_report)")
     w.set_defaults(run=_worker)
 
     s = sub.add_parser("submit", help="submit tasks, optionally wait for their results",

@@ -58,6 +58,8 @@ class Handlers:
 
     def __init__(self) -> None:
         self._entries: list[tuple[Subscription, Handler]] = []
+        #: jobs running now, by task id (what a machine-stats report says it runs)
+        self.current: dict[str, Job] = {}
 
     def handler(self, name: str, **filter: str | list[str]) -> Callable[[H], H]:
         """Decorator: `@handlers.handler("tag", cloud=["aws", "gcp"])` (or `cloud="aws,gcp"`)."""
@@ -106,6 +108,7 @@ class Handlers:
         fn = self.find(job)
         if fn is None:
             return _error(job, f"this worker has no handler for {job.name!r}")
+        self.current[job.id] = job
         try:
             with trio.fail_after(job.timeout):
                 data = await fn(job)
@@ -116,6 +119,8 @@ class Handlers:
             log.warning("task %s (%s) failed: %s: %s", job.id, job.name,
                         type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             return _error(job, str(exc) or type(exc).__name__)
+        finally:
+            self.current.pop(job.id, None)
         try:  # fail here, as this task's error, rather than in the sender
             msgspec.json.encode(data)
         except (TypeError, ValueError, OverflowError) as exc:

@@ -19,6 +19,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -29,6 +30,7 @@ import trio
 from .._model import Subscription
 from ..protocol import MAX_POLL_TASKS, MAX_POLL_WAIT, PolledBatch, PolledTask
 from ._handlers import H, Handlers, Job
+from ._machine import report_stats
 from ._worker import WorkerRejected, default_worker_id
 
 __all__ = ["PollingWorker"]
@@ -102,6 +104,7 @@ class PollingWorker:
         timeout: float = 10.0,
         backoff_min: float = 0.5,
         backoff_max: float = 30.0,
+        report_stats: float | None = None,
     ) -> None:
         if not 1 <= concurrency <= MAX_POLL_TASKS:
             raise ValueError(f"concurrency must be 1 to {MAX_POLL_TASKS}")
@@ -119,6 +122,10 @@ class PollingWorker:
         self.timeout = timeout
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
+        if report_stats is not None and report_stats <= 0:
+            raise ValueError("report_stats must be a positive number of seconds")
+        #: seconds between machine-stats reports to the hub's ClearML registry; None: none
+        self.report_stats = report_stats
         self._lanes: list[_Lane] = []
         self._scope: trio.CancelScope | None = None
         self._rejected: WorkerRejected | None = None
@@ -161,6 +168,11 @@ class PollingWorker:
                     self._scope = nursery.cancel_scope
                     for lane in self._lanes:
                         nursery.start_soon(self._drive, client, lane)
+                    if self.report_stats is not None:
+                        nursery.start_soon(partial(
+                            report_stats, self.url, self.worker_id, self.token,
+                            self.report_stats, names,
+                            lambda: next(iter(self.handlers.current), None)))
                     for lane in self._lanes:
                         await lane.ready.wait()
                     log.info("polling worker %s on %s: %s (concurrency %d per task)",

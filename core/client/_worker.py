@@ -17,6 +17,7 @@ import random
 import socket
 import uuid
 from collections.abc import Callable
+from functools import partial
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import msgspec
@@ -33,6 +34,7 @@ from trio_websocket import (
 from .._errors import POLICY_VIOLATION
 from ..protocol import MAX_FRAME, ErrorFrame, decode_hub_frame
 from ._handlers import H, Handlers, Job
+from ._machine import report_stats
 
 __all__ = ["Worker", "WorkerRejected", "ws_url"]
 
@@ -82,6 +84,7 @@ class Worker:
         handlers: Handlers | None = None,
         backoff_min: float = 0.5,
         backoff_max: float = 30.0,
+        report_stats: float | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be 1 or more")
@@ -96,6 +99,10 @@ class Worker:
         self.handlers = handlers if handlers is not None else Handlers()
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
+        if report_stats is not None and report_stats <= 0:
+            raise ValueError("report_stats must be a positive number of seconds")
+        #: seconds between machine-stats reports to the hub's ClearML registry; None: none
+        self.report_stats = report_stats
         #: handlers running right now
         self.running = 0
         #: connections made so far (the first one included)
@@ -126,6 +133,19 @@ class Worker:
         """
         if not self.handlers:
             raise ValueError("register at least one handler before running the worker")
+        if self.report_stats is None:
+            await self._connect(task_status)
+            return
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(
+                report_stats, self.url, self.worker_id, self.token, self.report_stats,
+                [s.name for s in self.handlers.subscriptions],
+                lambda: next(iter(self.handlers.current), None)))
+            await self._connect(task_status)
+            nursery.cancel_scope.cancel()
+
+    async def _connect(self, task_status: trio.TaskStatus[None]) -> None:
+        """The connection loop of `run`."""
         url = ws_url(self.url, "/work/queue",
                      {"worker_id": self.worker_id, "capacity": str(self.capacity)})
         headers = [(b"Authorization", f"Bearer {self.token}".encode())] if self.token else []

@@ -10,7 +10,8 @@ A poll is `{}` (or `{"tasks": [{"_id", "status": "done"|"failed", "error"?,
 header or query), filters as query parameters (`?cloud=aws,gcp`, as on the
 WebSocket), `max` tasks per poll (default 1, at most 100; 0 only reports and
 keeps the worker alive) and `wait` seconds of long poll (at most 60), in the
-query or the body. Identity, leases and liveness are the transport's (see
+query or the body; `worker_pool` and `worker_group` (query) put a named poller in a
+Taskcluster worker pool. Identity, leases and liveness are the transport's (see
 `transports/_polling.py`).
 
 Bad reports (malformed entry, bad status, "failed" without error, unknown task,
@@ -162,8 +163,14 @@ def add_polling_routes(app: QuartTrio, fleet: PollingFleet, auth: Auth,
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
 
+        # `worker_pool`/`worker_group`: the Taskcluster worker pool of a named poller
+        pool = request.args.get("worker_pool") or None
+        group = request.args.get("worker_group") or None
+        if pool is not None and worker_id is None:
+            raise InvalidInput("a poller in a worker pool needs a `worker_id`")
         # a named poller attaches first: its report is also its proof of life
-        poller = fleet.poller(worker_id, subscription) if worker_id is not None else None
+        poller = fleet.poller(worker_id, subscription, worker_pool=pool,
+                              worker_group=group) if worker_id is not None else None
         problems = await fleet.report(worker_id, _decode_reports(body.tasks))
         if problems:
             return _problem_response(problems, len(body.tasks))

@@ -8,8 +8,7 @@ from typing import Any
 from quart import request
 
 from .._errors import InvalidInput
-from ..protocol import MAX_NAME
-from ..transports import ANONYMOUS
+from ..protocol import check_name, check_worker_id
 
 __all__ = ["WORKER_HEADER", "bounded", "name", "worker_id"]
 
@@ -17,9 +16,7 @@ WORKER_HEADER = "X-Worker-Id"
 
 
 def name(value: str, what: str) -> str:
-    if not value or len(value) > MAX_NAME or not value.isprintable():
-        raise InvalidInput(f"{what} must be 1 to {MAX_NAME} printable characters, not {value!r}")
-    return value
+    return check_name(value, what)
 
 
 def worker_id(body_value: str | None, *headers: str) -> str | None:
@@ -29,11 +26,7 @@ def worker_id(body_value: str | None, *headers: str) -> str | None:
     value = next((c for c in candidates if c is not None), None)
     if value is None:
         return None
-    name(value, "`worker_id`")
-    if value.startswith(ANONYMOUS.split("-")[0] + "-"):
-        raise InvalidInput("`worker_id` must not start with 'anonymous-' (reserved for "
-                           "pollers without an identity)")
-    return value
+    return check_worker_id(value)  # the WebSocket transport's check too
 
 
 def bounded(body_value: float | None, param: str, default: float, high: float) -> float:

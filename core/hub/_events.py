@@ -12,6 +12,7 @@ oldest events and is told so by a `Missed` event where the gap is.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -46,28 +47,28 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     at: float = 0.0
 
 
-class TaskSubmitted(Event, tag="task.submitted"):
+class TaskSubmitted(Event, frozen=True, tag="task.submitted"):
     task: str
     name: str
     attrs: dict[str, str]
     priority: int
 
 
-class TaskDispatched(Event, tag="task.dispatched"):
+class TaskDispatched(Event, frozen=True, tag="task.dispatched"):
     task: str
     name: str
     worker: str
     attempt: int
 
 
-class TaskRequeued(Event, tag="task.requeued"):
+class TaskRequeued(Event, frozen=True, tag="task.requeued"):
     task: str
     name: str
     worker: str
     reason: Outcome
 
 
-class TaskFinished(Event, tag="task.finished"):
+class TaskFinished(Event, frozen=True, tag="task.finished"):
     """A final state (done or failed), published once it is durable."""
 
     task: str
@@ -78,33 +79,33 @@ class TaskFinished(Event, tag="task.finished"):
     error: str | None = None
 
 
-class TaskCancelled(Event, tag="task.cancelled"):
+class TaskCancelled(Event, frozen=True, tag="task.cancelled"):
     task: str
     name: str
     #: the worker that was running it, if any
     worker: str | None
 
 
-class WorkerAttached(Event, tag="worker.attached"):
+class WorkerAttached(Event, frozen=True, tag="worker.attached"):
     worker: str
     transport: str
     subscriptions: list[dict[str, object]]
     capacity: int | None
 
 
-class WorkerDetached(Event, tag="worker.detached"):
+class WorkerDetached(Event, frozen=True, tag="worker.detached"):
     worker: str
     reason: str
     #: tasks it held, rescheduled in the same step
     requeued: int
 
 
-class WorkerCapacityChanged(Event, tag="worker.capacity_changed"):
+class WorkerCapacityChanged(Event, frozen=True, tag="worker.capacity_changed"):
     worker: str
     capacity: int | None
 
 
-class Missed(Event, tag="missed"):
+class Missed(Event, frozen=True, tag="missed"):
     """This subscriber fell behind: `count` events before this point were dropped."""
 
     count: int
@@ -127,10 +128,17 @@ class EventStream:
         self._clock = clock
         self._seq = 0
         self._subscribers: set[_Subscriber] = set()
+        #: events dropped from subscribers' buffers, over all subscribers
+        self.dropped = 0
 
     @property
     def last_seq(self) -> int:
         return self._seq
+
+    @property
+    def backlog(self) -> int:
+        """Events the slowest subscriber has not read yet (0 with no subscriber)."""
+        return max((len(sub.buffer) for sub in self._subscribers), default=0)
 
     def publish(self, event: Event) -> Event:
         """Number `event`, stamp it with the hub's time and hand it to every subscriber."""
@@ -140,6 +148,7 @@ class EventStream:
             if len(sub.buffer) >= sub.size:
                 sub.buffer.popleft()
                 sub.missed += 1
+                self.dropped += 1
             sub.buffer.append(event)
             sub.wake.set()
         return event
@@ -159,6 +168,40 @@ class EventStream:
             yield self._receive(sub)
         finally:
             self._subscribers.discard(sub)
+
+    @contextmanager
+    def subscribe_batches(self, buffer: int = DEFAULT_BUFFER, *, idle: float = math.inf
+                          ) -> Iterator[AsyncIterator[list[Event]]]:
+        """As `subscribe`, but each step gives every event that arrived meanwhile (a
+        `Missed` first where some were dropped): one wake-up per burst, not per event.
+        After `idle` seconds without an event it gives an empty list."""
+        if buffer < 1:
+            raise ValueError("a subscriber needs room for at least one event")
+        sub = _Subscriber(buffer)
+        self._subscribers.add(sub)
+        try:
+            yield self._receive_batches(sub, idle)
+        finally:
+            self._subscribers.discard(sub)
+
+    async def _receive_batches(self, sub: _Subscriber, idle: float
+                               ) -> AsyncIterator[list[Event]]:
+        while True:
+            if not sub.buffer:
+                sub.wake = trio.Event()
+                with trio.move_on_after(idle):
+                    await sub.wake.wait()
+                if not sub.buffer:
+                    yield []
+                    continue
+            batch: list[Event] = []
+            if sub.missed:
+                count, sub.missed = sub.missed, 0
+                first = sub.buffer[0]
+                batch.append(Missed(seq=first.seq - 1, at=first.at, count=count))
+            batch.extend(sub.buffer)
+            sub.buffer.clear()
+            yield batch
 
     async def _receive(self, sub: _Subscriber) -> AsyncIterator[Event]:
         while True:

@@ -8,7 +8,9 @@ It owns the actors of a running hub, all children of one trio nursery:
 * a drain actor that carries on a large dispatch in budgeted steps, so a worker
   taking a big backlog never holds the event loop for long,
 * the liveness watch, which detaches workers that fell silent,
-* a purge actor that drops old final tasks.
+* a purge actor that drops old final tasks,
+* the pools' ledger, which commits pool changes and worker events with their outbox
+  events, in order (`_pools.py`).
 
 Worker connections are actors too (see `transports`): each attaches through
 `attach()`, which opens (or resumes) the worker's `Session`, and when it ends for
@@ -33,7 +35,8 @@ import trio
 import trio.lowlevel
 
 from .._model import Attempt, Outcome, Subscription, Task, TaskState
-from ..protocol import Answer
+from ..outbox import Feed
+from ..protocol import Answer, check_declaration
 from ..scheduling import UNCHANGED, Dispatch, Effect, Finished, Policy, Requeued, Scheduler
 from ..store import MemoryStore, Store
 from ._events import (
@@ -47,6 +50,7 @@ from ._events import (
     WorkerCapacityChanged,
     WorkerDetached,
 )
+from ._pools import Pools
 from ._sessions import Link, Liveness, LivenessWatch, Session, Sessions
 
 __all__ = ["Hub", "QueueStats"]
@@ -82,6 +86,7 @@ class Hub:
         ping_interval: float = 20.0,
         ping_timeout: float = 10.0,
         poll_liveness: float = 60.0,
+        heartbeat_liveness: float = 600.0,
         drain_budget: int | None = 256,
         wall_clock: Callable[[], float] = time.time,
         seed: int | None = None,
@@ -97,9 +102,13 @@ class Hub:
         self.events = EventStream(self.now)
         self.sessions = Sessions()
         self.liveness = LivenessWatch(
-            {Liveness.CONNECTION: ping_interval + ping_timeout, Liveness.POLL: poll_liveness},
+            {Liveness.CONNECTION: ping_interval + ping_timeout, Liveness.POLL: poll_liveness,
+             Liveness.HEARTBEAT: heartbeat_liveness},
             self.now, self._expire)
         self.queue_stats: dict[str, QueueStats] = {}
+        #: committed outbox events, live (the embedded stream, the relay's wake-up)
+        self.feed = Feed()
+        self.pools = Pools(self.store, self.feed, self.now)
         #: what `now()` reads at start; the simulator passes `lambda: 0.0` so hub time
         #: equals trio's mock time exactly and runs are reproducible
         self._wall_clock = wall_clock
@@ -113,6 +122,8 @@ class Hub:
         self._offset = 0.0
         #: `ws://host:port/work/queue` of the lean worker port, set by `serve` if it runs one
         self.worker_url: str | None = None
+        #: the outbox relay `serve` runs (an `events.Relay`)
+        self.relay: Any = None
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -122,6 +133,8 @@ class Hub:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run)
             self._nursery = nursery
+            await self.pools.load()
+            await nursery.start(self.pools.run)
             nursery.start_soon(self._drain_actor)
             await self._recover()
             nursery.start_soon(self.liveness.run, self._trio_time)
@@ -245,13 +258,25 @@ class Hub:
         transport: str = "websocket",
         liveness: Liveness = Liveness.CONNECTION,
         anonymous: bool = False,
+        worker_pool: str | None = None,
+        worker_group: str | None = None,
+        window: float | None = None,
     ) -> Session:
         """Attach a worker and open (or resume) its session; a previous connection with
-        the same id is closed and detached. Raises ValueError for a bad declaration.
+        the same id is closed and detached. Raises ValueError for a bad declaration
+        (InvalidInput beyond the declaration limits, checked before anything changes).
 
         `capacity`: tasks in flight at once; None for the hub's default, 0 for no limit.
         Polling workers (`liveness=POLL`) take tasks only into polls they open.
+        `worker_pool`/`worker_group`: the worker-manager pool it belongs to (which must
+        exist and not be draining).
+        A `HEARTBEAT` worker (a registry daemon, e.g. a ClearML agent) takes no tasks:
+        it has no subscriptions and is not attached to the scheduler; it lives while
+        it reports (`alive`), for `window` seconds if given (its registration timeout)
+        instead of its kind's.
         """
+        subscriptions = check_declaration(subscriptions)
+        worker_group = self.pools.admit(worker_pool, worker_group, worker_id)
         old = self.sessions.attached.get(worker_id)
         if old is not None and old.link is not None:
             log.info("worker %s reconnected; closing its previous connection", worker_id)
@@ -261,35 +286,48 @@ class Hub:
         if capacity is None:
             capacity = self.default_capacity
         now = self.now()
-        effects = self.scheduler.attach(worker_id, subscriptions, now=now,
-                                        capacity=capacity or None,  # 0: unlimited
-                                        polling=liveness is Liveness.POLL)
-        state = self.scheduler.workers[worker_id]
+        effects: list[Effect] = []
+        subs: tuple[Subscription, ...] = ()
+        if liveness is Liveness.HEARTBEAT:  # registry only: not the scheduler's
+            if tuple(subscriptions):
+                raise ValueError("a heartbeat worker takes no tasks: it has no subscriptions")
+            capacity = 0
+        else:
+            effects = self.scheduler.attach(worker_id, subscriptions, now=now,
+                                            capacity=capacity or None,  # 0: unlimited
+                                            polling=liveness is Liveness.POLL)
+            state = self.scheduler.workers[worker_id]
+            subs, capacity = state.subscriptions, state.capacity
         session = self.sessions.get(worker_id)
         if session is None:
-            session = Session(worker_id, transport, liveness, state.subscriptions,
-                              state.capacity, since=now, connected=now, last_seen=now,
-                              anonymous=anonymous)
+            session = Session(worker_id, transport, liveness, subs, capacity or None,
+                              since=now, connected=now, last_seen=now,
+                              anonymous=anonymous, window=window)
         else:  # the same worker again: its counters carry on
             session.transport, session.liveness = transport, liveness
-            session.subscriptions, session.capacity = state.subscriptions, state.capacity
+            session.subscriptions, session.capacity = subs, capacity or None
             session.connected = session.last_seen = now
             session.holds = 0
+        session.window = window
         session.link = link
         session.generation += 1
+        session.worker_pool, session.worker_group = worker_pool, worker_group
         self.sessions.attach(session)
         self.liveness.watch(session)
         self.events.publish(WorkerAttached(
-            worker=worker_id, transport=transport, capacity=state.capacity,
-            subscriptions=[s.to_json() for s in state.subscriptions]))
+            worker=worker_id, transport=transport, capacity=session.capacity,
+            subscriptions=[s.to_json() for s in subs]))
         if not anonymous:
             log.info("worker %s attached (%s): %s", worker_id, transport,
-                     ", ".join(_describe(s) for s in state.subscriptions))
+                     ", ".join(_describe(s) for s in subs) or "no tasks")
+        self.pools.joined(session)
         self._apply(effects)
         return session
 
-    def detach(self, worker_id: str, link: Link, reason: str = "connection closed") -> None:
-        """Detach a worker if `link` is still its connection; its tasks are rescheduled."""
+    def detach(self, worker_id: str, link: Link, reason: str = "connection closed", *,
+               lost: bool = False) -> None:
+        """Detach a worker if `link` is still its connection; its tasks are rescheduled.
+        `lost`: it vanished (no proof of life) rather than leaving."""
         session = self.sessions.attached.get(worker_id)
         if session is None or session.link is not link:
             return
@@ -297,6 +335,7 @@ class Hub:
         self.sessions.detach(session)
         requeued = sum(type(e) is Requeued for e in effects)
         self.events.publish(WorkerDetached(worker=worker_id, reason=reason, requeued=requeued))
+        self.pools.left(session, reason, lost=lost)
         if not session.anonymous or requeued:
             log.info("worker %s detached (%s); %d outstanding tasks rescheduled", worker_id,
                      reason, requeued)
@@ -307,6 +346,8 @@ class Hub:
         """Change an attached worker's subscriptions and/or capacity (0: unlimited) in
         place: it keeps its outstanding tasks and its session."""
         session = self.sessions.attached[worker_id]
+        if subscriptions is not None:
+            subscriptions = check_declaration(subscriptions)
         if capacity is not UNCHANGED and capacity is not None:
             capacity = capacity or None
         effects = self.scheduler.update(worker_id, now=self.now(), subscriptions=subscriptions,
@@ -353,7 +394,7 @@ class Hub:
             return
         log.info("worker %s is gone: %s", session.id, reason)
         link.close(reason)
-        self.detach(session.id, link, reason)
+        self.detach(session.id, link, reason, lost=True)
 
     # -- effects ----------------------------------------------------------------
 
@@ -411,11 +452,11 @@ class Hub:
     def _announce(self, task: Task) -> None:
         """A final state is durable: show it."""
         self._finishing.pop(task.id, None)
-        last = task.attempts[-1] if task.attempts else None
         if task.state is TaskState.CANCELLED:
-            running = last is not None and last.outcome is Outcome.CANCELLED
-            self.events.publish(TaskCancelled(task=task.id, name=task.name,
-                                              worker=last.worker if running else None))
+            last = task.attempts[-1] if task.attempts else None
+            holder = last.worker if last is not None and last.outcome is Outcome.CANCELLED \
+                else None
+            self.events.publish(TaskCancelled(task=task.id, name=task.name, worker=holder))
         else:
             self.events.publish(TaskFinished(task=task.id, name=task.name, state=task.state,
                                              worker=_ended_by(task), error=task.error))

@@ -6,8 +6,8 @@ a worker that reconnects under the same id (or a poller that changes its filters
 keeps its processed, failed and lost counts and the time it was first seen.
 
 Liveness is one mechanism for every transport: a session is alive while its
-`last_seen` is younger than its kind's window, or while the transport holds it
-(a long poll in progress). `LivenessWatch` detaches the ones that fall silent.
+`last_seen` is younger than its window (its kind's, or its own), or while the
+transport holds it (a long poll in progress). `LivenessWatch` detaches the ones that fall silent.
 """
 
 from __future__ import annotations
@@ -77,9 +77,15 @@ class Session:
     holds: int = 0
     #: attachments so far: tells a liveness entry of an earlier one from the current
     generation: int = 0
+    #: the worker pool (Taskcluster's workerPoolId) and group it declared, if any
+    worker_pool: str | None = None
+    worker_group: str | None = None
     processed: int = 0
     failed: int = 0
     lost: int = 0
+    #: this session's own liveness window (a ClearML worker's registration `timeout`);
+    #: None: its kind's window
+    window: float | None = None
 
     @property
     def attached(self) -> bool:
@@ -138,10 +144,12 @@ class LivenessWatch:
         self._wake = trio.Event()
 
     def window(self, session: Session) -> float:
+        if session.window is not None:
+            return session.window
         return self.windows.get(session.liveness, math.inf)
 
     def watch(self, session: Session) -> None:
-        """Start watching a session that was just attached."""
+        """Start watching a session that was just attached (or whose window shrank)."""
         window = self.window(session)
         if window == math.inf:
             return

@@ -37,12 +37,13 @@ class QueueView(msgspec.Struct):
 
 
 def worker_views(hub: Hub) -> list[WorkerView]:
-    """Every attached worker except anonymous pollers, in attach order."""
+    """Every attached worker except anonymous pollers, in attach order (heartbeat-only
+    registry workers included: they have no subscriptions and nothing outstanding)."""
     states = hub.scheduler.workers
     return [
         WorkerView(s.id, s.transport, [sub.to_json() for sub in s.subscriptions], s.capacity,
-                   len(states[s.id].outstanding), s.processed, s.failed, s.lost,
-                   s.connected, s.since)
+                   len(state.outstanding) if (state := states.get(s.id)) else 0,
+                   s.processed, s.failed, s.lost, s.connected, s.since)
         for s in hub.sessions if not s.anonymous
     ]
 

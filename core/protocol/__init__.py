@@ -7,12 +7,17 @@
 * `_codec`    the JSON encoder and how validation errors read
 """
 
+from ._checks import check_declaration, check_name, check_worker_id
 from ._codec import encode, error_text
 from ._limits import (
     FIRST_MESSAGE_TIMEOUT,
     HANDSHAKE_TIMEOUT,
     MAX_BATCH,
     MAX_BODY,
+    MAX_COMBINATIONS,
+    MAX_DEPTH,
+    MAX_FILTER_KEYS,
+    MAX_FILTER_VALUES,
     MAX_FRAME,
     MAX_LIST,
     MAX_NAME,
@@ -21,8 +26,10 @@ from ._limits import (
     MAX_PRIORITY,
     MAX_RETRIES,
     MAX_SECONDS,
+    MAX_SUBSCRIPTIONS,
     MAX_TASK_WAIT,
     MIN_PRIORITY,
+    RESERVED_WORKER_PREFIX,
 )
 from ._polling import PollBody, PolledBatch, PolledTask, Registration, Report
 from ._tasks import TaskSpec, decode_submission
@@ -33,6 +40,7 @@ from ._workers import (
     Declaration,
     ErrorFrame,
     TaskFrame,
+    declared_pool,
     decode_answers,
     decode_declarations,
     decode_hub_frame,
@@ -46,6 +54,10 @@ __all__ = [
     "HANDSHAKE_TIMEOUT",
     "MAX_BATCH",
     "MAX_BODY",
+    "MAX_COMBINATIONS",
+    "MAX_DEPTH",
+    "MAX_FILTER_KEYS",
+    "MAX_FILTER_VALUES",
     "MAX_FRAME",
     "MAX_LIST",
     "MAX_NAME",
@@ -54,9 +66,11 @@ __all__ = [
     "MAX_PRIORITY",
     "MAX_RETRIES",
     "MAX_SECONDS",
+    "MAX_SUBSCRIPTIONS",
     "MAX_TASK_WAIT",
     "MIN_PRIORITY",
     "RESERVED_PARAMS",
+    "RESERVED_WORKER_PREFIX",
     "Answer",
     "Authorization",
     "Declaration",
@@ -68,6 +82,10 @@ __all__ = [
     "Report",
     "TaskFrame",
     "TaskSpec",
+    "check_declaration",
+    "check_name",
+    "check_worker_id",
+    "declared_pool",
     "decode_answers",
     "decode_declarations",
     "decode_hub_frame",

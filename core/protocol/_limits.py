@@ -8,6 +8,10 @@ __all__ = [
     "HANDSHAKE_TIMEOUT",
     "MAX_BATCH",
     "MAX_BODY",
+    "MAX_COMBINATIONS",
+    "MAX_DEPTH",
+    "MAX_FILTER_KEYS",
+    "MAX_FILTER_VALUES",
     "MAX_FRAME",
     "MAX_LIST",
     "MAX_NAME",
@@ -16,8 +20,10 @@ __all__ = [
     "MAX_PRIORITY",
     "MAX_RETRIES",
     "MAX_SECONDS",
+    "MAX_SUBSCRIPTIONS",
     "MAX_TASK_WAIT",
     "MIN_PRIORITY",
+    "RESERVED_WORKER_PREFIX",
 ]
 
 #: tasks per POST /tasks batch, tasks per WebSocket frame (`max`), reports per poll
@@ -30,8 +36,13 @@ MAX_POLL_WAIT = 60.0
 MAX_TASK_WAIT = 300.0
 #: tasks one GET /tasks listing returns (`limit`)
 MAX_LIST = 1000
-#: characters in a task name, a queue name or a worker id
+#: characters in a task name, a queue name, a worker id, a filter key or a filter value
 MAX_NAME = 200
+#: worker ids starting with this are the hub's own (anonymous pollers): no client may
+#: choose one
+RESERVED_WORKER_PREFIX = "anonymous-"
+#: levels of JSON nesting in any body or frame (`data` included): deeper is a 400 / 1008
+MAX_DEPTH = 64
 #: bytes of one HTTP request body, by default (setting `max_body`)
 MAX_BODY = 16 * 1024 * 1024
 #: bytes of one WebSocket message, by default (setting `max_frame`)
@@ -50,3 +61,18 @@ MAX_PRIORITY = 2**63 - 1
 MAX_RETRIES = 1000
 #: a task's `timeout` and `schedule_timeout`, in seconds: a year (which also keeps out inf)
 MAX_SECONDS = 365 * 24 * 3600.0
+
+# --- what one worker may declare ------------------------------------------------------
+# Each declared value combination costs the hub an index entry, so a worker's whole
+# declaration is bounded, on every transport: beyond it a WebSocket worker is closed with
+# 1008 and a reason, a poller gets a 400.
+
+#: subscriptions (task names, each with its filter) one worker holds at once
+MAX_SUBSCRIPTIONS = 100
+#: keys in one subscription's filter
+MAX_FILTER_KEYS = 16
+#: values one filter key lists
+MAX_FILTER_VALUES = 256
+#: value combinations (the product of each filter's value counts), summed over all of one
+#: worker's subscriptions
+MAX_COMBINATIONS = 4096

@@ -12,6 +12,7 @@ import msgspec
 
 from .._errors import InvalidInput
 from .._model import JSON_NULL, Subscription, Task
+from ._checks import check_subscription_count
 from ._codec import encode, error_text
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "Declaration",
     "ErrorFrame",
     "TaskFrame",
+    "declared_pool",
     "decode_answers",
     "decode_declarations",
     "decode_hub_frame",
@@ -89,10 +91,31 @@ def decode_answers(frame: str | bytes) -> list[Answer]:
 
 
 class Declaration(msgspec.Struct):
-    """First-message form: `{"name", "filter", ...}`; other fields are accepted and ignored."""
+    """First-message form: `{"name", "filter", ...}`; other fields are accepted and ignored,
+    but `worker_pool`/`worker_group` (see `declared_pool`)."""
 
     name: str
     filter: dict[str, list[str] | str] = {}
+    worker_pool: str | None = None
+    worker_group: str | None = None
+
+
+_pool_fields = msgspec.json.Decoder(list[Declaration])
+
+
+def declared_pool(frame: str | bytes) -> tuple[str | None, str | None]:
+    """The worker pool and group a declaration array names (every entry that names one
+    must agree); (None, None) for none."""
+    if (b"worker_pool" if isinstance(frame, bytes) else "worker_pool") not in frame:
+        return None, None
+    try:
+        entries = _pool_fields.decode(frame)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None, None  # decode_declarations reports it
+    named = {(d.worker_pool, d.worker_group) for d in entries if d.worker_pool is not None}
+    if len(named) > 1:
+        raise InvalidInput("the declarations name different worker pools or groups")
+    return named.pop() if named else (None, None)
 
 
 class Authorization(msgspec.Struct, tag_field="kind", tag="authorization"):
@@ -123,6 +146,8 @@ def decode_declarations(frame: str | bytes) -> list[Subscription] | Authorizatio
         return parsed
     if not parsed:
         raise InvalidInput("no tasks declared: the array is empty")
+    # the count before building any; the other limits are the hub's (`check_declaration`)
+    check_subscription_count(len(parsed))
     return [Subscription.of(d.name, d.filter) for d in parsed]
 
 
@@ -145,7 +170,8 @@ def filters_from_query(args: Any) -> dict[str, str]:
             if key != "task" and key not in RESERVED_PARAMS}
 
 
-RESERVED_PARAMS = frozenset({"worker_id", "capacity", "max", "wait", "token", "access_token"})
+RESERVED_PARAMS = frozenset({"worker_id", "capacity", "max", "wait", "token", "access_token",
+                             "worker_pool", "worker_group"})
 
 
 def error_frame(message: str) -> str:

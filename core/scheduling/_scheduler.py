@@ -373,8 +373,18 @@ class Scheduler:
             if not c.members:
                 self._remove_class(self.queues[c.name], c)
         for name in w.names:
-            self.queues[name].workers.pop(w.id, None)
+            q = self.queues[name]
+            q.workers.pop(w.id, None)
+            self._forget_if_idle(q)
         w.classes = []
+
+    def _forget_if_idle(self, q: _Queue) -> None:
+        """Drop a queue with no worker, no task and nothing pending: any worker may
+        declare any name, so what it declared must not outlive it."""
+        if (q.workers or q.queued or q.running or q.backlog.groups or q.backlog.deadlines
+                or q.roster.classes or q.name in self._dirty):
+            return
+        del self.queues[q.name]
 
     def _add_class(self, q: _Queue, sub: Subscription) -> WorkerClass:
         """A new class may raise the top level of the groups it matches."""

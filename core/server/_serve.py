@@ -16,9 +16,19 @@ from quart_trio import QuartTrio
 from .._auth import Auth
 from .._config import Settings
 from .._errors import InvalidSetting
-from ..compat import QueueConfigurations, Registry, add_polling_routes, add_registry_routes
-from ..http import create_app
+from ..compat import (
+    ClearML,
+    QueueConfigurations,
+    Registry,
+    add_clearml_routes,
+    add_polling_routes,
+    add_registry_routes,
+    add_taskcluster_routes,
+)
+from ..http import add_observability, create_app
 from ..hub import Hub
+from ..outbox import POOL_REMOVED, WORKER_MANAGER_EXCHANGES, Relay, Sink
+from ..outbox._stream import add_stream_routes, bridge_hub_events
 from ..store import MemoryStore, SQLiteStore, Store
 from ..transports import PollingFleet, serve_lean_connection, serve_worker_port
 from ._front import serve_front
@@ -39,8 +49,9 @@ def _is_loopback(host: str) -> bool:
 
 
 def open_listener(settings: Settings, port: int | None = None) -> socket.socket:
-    """A listening TCP socket (on `port`, else `settings.port`) whose unacknowledged
-    sends time out after `ping_timeout`.
+    """A listening TCP socket (on `port`, else `settings.port`) with `settings.backlog`,
+    whose unacknowledged sends time out after `ping_timeout`. Every listener is opened
+    here, so each honours the backlog (hypercorn never opens its own).
 
     The hub pings every WebSocket worker and drops one whose pong does not come back
     within `ping_timeout`; with TCP_USER_TIMEOUT a connection whose sends a dead peer
@@ -53,19 +64,24 @@ def open_listener(settings: Settings, port: int | None = None) -> socket.socket:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
                         int(settings.ping_timeout * 1000))
     sock.bind((settings.host, settings.port if port is None else port))
-    sock.listen(1024)
+    sock.listen(settings.backlog)
     sock.setblocking(False)
     return sock
 
 
 def build_app(hub: Hub, settings: Settings) -> QuartTrio:
-    """The quart-trio app with every HTTP route: producers, views and polling workers.
-    WebSocket workers (`/work/queue`) are served beside it, by the lean server."""
+    """The quart-trio app with every HTTP route: producers, views, polling workers, the
+    worker-manager, the event stream and the ClearML worker registry. WebSocket workers (`/work/queue`) are served beside
+    it, by the lean server."""
     app = create_app(hub, settings)
     auth = Auth(settings)
     fleet = PollingFleet(hub)
     add_polling_routes(app, fleet, auth, QueueConfigurations(hub.store))
     add_registry_routes(app, Registry(hub, fleet), auth)
+    add_taskcluster_routes(app, hub, settings, auth)
+    add_stream_routes(app, hub, auth)
+    add_clearml_routes(app, ClearML(hub, settings))
+    add_observability(app, hub, settings)  # dashboard, /metrics, /openapi.json: after the rest
     return app
 
 
@@ -80,6 +96,17 @@ def describe_db(db: str) -> str:
     from ..store._postgres import describe_url
 
     return describe_url(db)
+
+
+def open_relay(hub: Hub, settings: Settings) -> Relay:
+    """The outbox relay: to RabbitMQ with `--amqp-url`, else only moving the cursor (the
+    embedded stream reads the outbox itself)."""
+    sink: Sink | None = None
+    if settings.amqp_url:
+        from ..outbox._amqp import AmqpSink
+        sink = AmqpSink(settings.amqp_url, [*WORKER_MANAGER_EXCHANGES, POOL_REMOVED])
+    return Relay(hub.store, hub.feed, sink, retention=settings.event_retention,
+                 clock=hub.now)
 
 
 def open_store(settings: Settings) -> Store:
@@ -101,7 +128,8 @@ def open_hub(settings: Settings) -> Hub:
     """The hub `serve` runs unless it is given one (tests build it to keep a handle)."""
     return Hub(open_store(settings), default_capacity=settings.default_capacity,
                retention=settings.retention, ping_interval=settings.ping_interval,
-               ping_timeout=settings.ping_timeout, poll_liveness=settings.poll_liveness)
+               ping_timeout=settings.ping_timeout, poll_liveness=settings.poll_liveness,
+               heartbeat_liveness=settings.heartbeat_liveness)
 
 
 async def serve(
@@ -138,7 +166,12 @@ async def serve(
 
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
-        http = HTTPServer(build_app(hub, settings), config)
+        hub.relay = open_relay(hub, settings)
+        await nursery.start(hub.relay.run)
+        nursery.start_soon(bridge_hub_events, hub)
+        app = build_app(hub, settings)
+        await nursery.start(app.extensions["workyard.observer"].run)
+        http = HTTPServer(app, config)
         await nursery.start(http.run)
         await nursery.start(serve_front, listener, lean, http.serve_connection)
         if worker_listener is not None:
@@ -146,6 +179,9 @@ async def serve(
             await nursery.start(serve_worker_port, hub, auth, settings, worker_listener)
             hub.worker_url = f"ws://{host}:{worker_port}/work/queue"
             log.info("workers: %s (lean worker port)", hub.worker_url)
+        if settings.amqp_url:
+            log.info("events: RabbitMQ %s, and the stream at %s/events",
+                     settings.amqp_url.rsplit("@", 1)[-1], url)
         log.info("workyard serving on %s (store: %s; auth: %s)", url, describe_db(settings.db),
                  "on" if settings.auth_enabled else "off - no tokens configured, loopback only")
         task_status.started(url)

@@ -1,8 +1,9 @@
 """Durable state behind one narrow seam.
 
-* `_interface.py`: the `Store` (one attribute per aggregate: `tasks`, `queues`; the
-  writer actor `run`; `commit` and `commit_soon`), the change types it applies, and
-  `StoreError`.
+* `_interface.py`: the `Store` (one attribute per aggregate: `tasks`, `queues`,
+  `pools`, `outbox`, `stats`; the writer actor `run`; `commit` and `commit_soon`), the
+  change types it applies, and `StoreError`.
+* `_writes.py`: the aggregates' write methods, sugar over `commit`, written once.
 * `_sqlite.py`: `SQLiteStore`, one file, group commit, units of work that fail alone.
 * `_postgres.py`: `PostgresStore`, the same on PostgreSQL (psycopg 3, the `postgres`
   extra; imported on first use, so SQLite-only installs need no psycopg);
@@ -14,14 +15,27 @@
 from typing import TYPE_CHECKING, Any
 
 from ._interface import (
+    ActivityBucket,
+    AppendEvents,
     Change,
     ConfigureQueue,
+    DeletePool,
     FinishTask,
     InsertTasks,
+    MarkDelivered,
     OnCommit,
+    OutboxEvent,
+    OutboxRow,
+    OutboxStore,
+    PoolRecord,
+    PoolStore,
     QueueStore,
+    RecordStats,
     Result,
+    SavePool,
     StartAttempt,
+    StatBucket,
+    StatsStore,
     Store,
     StoreError,
     TaskStore,
@@ -47,17 +61,30 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ActivityBucket",
+    "AppendEvents",
     "Change",
     "ConfigureQueue",
+    "DeletePool",
     "FinishTask",
     "InsertTasks",
+    "MarkDelivered",
     "MemoryStore",
     "OnCommit",
+    "OutboxEvent",
+    "OutboxRow",
+    "OutboxStore",
+    "PoolRecord",
+    "PoolStore",
     "PostgresStore",
     "QueueStore",
+    "RecordStats",
     "Result",
     "SQLiteStore",
+    "SavePool",
     "StartAttempt",
+    "StatBucket",
+    "StatsStore",
     "Store",
     "StoreError",
     "TaskStore",

@@ -1,17 +1,19 @@
 """The store seam: one narrow interface per aggregate, and writes as data.
 
 The hub talks to the store through `Store`, which has one attribute per aggregate —
-`tasks` (`TaskStore`) and `queues` (`QueueStore`) — and one way to write:
+`tasks` (`TaskStore`), `queues` (`QueueStore`), `pools`, `outbox` and `stats`
+(`StatsStore`, machine statistics of the worker registry) — and one way to write:
 `commit(*changes)`. A change is a plain value (`InsertTasks`, `StartAttempt`,
-`FinishTask`, `ConfigureQueue`); the store's writer applies them. Several changes
+`FinishTask`, `ConfigureQueue`, `RecordStats`, ...); the store's writer applies them. Several changes
 given to one `commit` are applied atomically, so a later change type (an event in
 an outbox, a worker registration) can commit in the same transaction as the task
 change it reports. The per-aggregate write methods are thin sugar over `commit`
 (or, for the hot path, `commit_soon`).
 
-Later aggregates get their own small interface and attribute here (`workers` for the
-worker registry, `pools` for worker pools, `outbox` for events) and their own change
-types in `Change`; nothing else about the seam changes.
+Worker pools (`pools`, `PoolStore`: `SavePool`, `DeletePool`) and the event outbox
+(`outbox`, `OutboxStore`: `AppendEvents`, `MarkDelivered`) are aggregates of their own:
+a pool change and the event that reports it go to one `commit`, so an event is stored
+exactly when its change is. Later aggregates add theirs the same way.
 
 A unit of work (one `commit` call, or one `commit_soon` change) that cannot be
 applied fails alone with a `StoreError`; the other units of the same group commit
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import trio
 
@@ -30,14 +32,27 @@ from .._errors import Unavailable
 from .._model import Task, TaskState
 
 __all__ = [
+    "ActivityBucket",
+    "AppendEvents",
     "Change",
     "ConfigureQueue",
+    "DeletePool",
     "FinishTask",
     "InsertTasks",
+    "MarkDelivered",
     "OnCommit",
+    "OutboxEvent",
+    "OutboxRow",
+    "OutboxStore",
+    "PoolRecord",
+    "PoolStore",
     "QueueStore",
+    "RecordStats",
     "Result",
+    "SavePool",
     "StartAttempt",
+    "StatBucket",
+    "StatsStore",
     "Store",
     "StoreError",
     "TaskStore",
@@ -86,11 +101,90 @@ class ConfigureQueue:
     configuration: bytes
 
 
-#: Every write the store knows. New aggregates add theirs here.
-Change = InsertTasks | StartAttempt | FinishTask | ConfigureQueue
+@dataclass(frozen=True, slots=True)
+class PoolRecord:
+    """A worker pool as stored: Taskcluster's fields, `config` as JSON text, times in
+    wall-clock seconds."""
 
-#: What `commit` gives back per change: the ids for `InsertTasks`, None for the others.
-Result = list[str] | None
+    worker_pool_id: str
+    provider_id: str
+    description: str
+    config: bytes
+    owner: str
+    email_on_error: bool
+    created: float
+    last_modified: float
+
+
+@dataclass(frozen=True, slots=True)
+class SavePool:
+    """Store a worker pool, replacing the one with the same id."""
+
+    pool: PoolRecord
+
+
+@dataclass(frozen=True, slots=True)
+class DeletePool:
+    """Remove a worker pool (nothing happens if it is not stored)."""
+
+    worker_pool_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """An event to publish: a topic exchange, a routing key and a JSON body."""
+
+    exchange: str
+    routing_key: str
+    body: bytes
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """An event as stored, numbered in commit order (`seq`: increasing, never reused)."""
+
+    seq: int
+    exchange: str
+    routing_key: str
+    body: bytes
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AppendEvents:
+    """Add events to the outbox. Its result is their `seq` numbers, in order."""
+
+    events: Sequence[OutboxEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class MarkDelivered:
+    """Every event up to `seq` is delivered: the relay's cursor moves there (never back)."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordStats:
+    """One status report of a worker's machine: when (`ts`, milliseconds since the epoch),
+    the task it was running (None: idle), and its readings as (metric, variant, value).
+    A report without readings still counts for activity. A store keeps one reading per
+    worker, metric, variant and millisecond: a repeat replaces it."""
+
+    worker: str
+    ts: int
+    task: str | None = None
+    readings: Sequence[tuple[str, str, float]] = ()
+
+
+#: Every write the store knows. New aggregates add theirs here.
+Change = (InsertTasks | StartAttempt | FinishTask | ConfigureQueue | SavePool | DeletePool
+          | AppendEvents | MarkDelivered | RecordStats)
+
+#: What `commit` gives back per change: the ids for `InsertTasks`, the seqs for
+#: `AppendEvents`, None for the others.
+Result = list[str] | list[int] | None
 
 
 # -- one interface per aggregate ---------------------------------------------------
@@ -140,6 +234,81 @@ class QueueStore(Protocol):
         ...
 
 
+class PoolStore(Protocol):
+    """Worker pools (Taskcluster's worker-manager), written with `SavePool`/`DeletePool`."""
+
+    async def all(self) -> list[PoolRecord]:
+        """Every stored pool, by id."""
+        ...
+
+    async def get(self, worker_pool_id: str) -> PoolRecord | None: ...
+
+
+class OutboxStore(Protocol):
+    """Events committed with the changes they report, until the relay has delivered them
+    (and for the retention after, so a stream can replay them)."""
+
+    async def read(self, after: int, limit: int) -> list[OutboxRow]:
+        """Stored events with `seq` above `after`, in order, at most `limit`."""
+        ...
+
+    async def delivered(self) -> int:
+        """The relay's cursor: every event up to this seq is delivered (0: none)."""
+        ...
+
+    async def purge(self, before: float) -> int:
+        """Delete delivered events stored before the given time; returns how many."""
+class StatBucket(NamedTuple):
+    """The readings of one worker's metric variant in one time bucket: enough to pool
+    buckets and variants exactly (avg = total / count)."""
+
+    worker: str
+    metric: str
+    variant: str
+    #: the bucket's start, ms since the epoch: `ts // interval * interval`
+    start: int
+    count: int
+    total: float
+    low: float
+    high: float
+
+
+class ActivityBucket(NamedTuple):
+    """Distinct workers that reported in one time bucket, and how many of them with a task."""
+
+    start: int
+    workers: int
+    active: int
+
+
+class StatsStore(Protocol):
+    """Machine statistics: status reports and their readings, read back in epoch-aligned
+    buckets. Times are integer milliseconds since the epoch; a range is `since <= ts <=
+    until`; `interval` (ms, 1 or more) sizes the buckets."""
+
+    async def record(self, report: RecordStats) -> None:
+        """Store a report durably (`RecordStats`), in the next group commit."""
+        ...
+
+    async def buckets(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
+                      workers: Sequence[str] | None = None) -> list[StatBucket]:
+        """Per worker, metric (one of `metrics`), variant and bucket, in that order; only
+        `workers` if given."""
+        ...
+
+    async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:
+        """Per bucket with any report, oldest first."""
+        ...
+
+    async def metric_keys(self, workers: Sequence[str] | None = None) -> list[str]:
+        """The metrics stored for `workers` (all if None), sorted."""
+        ...
+
+    async def purge(self, before: int) -> int:
+        """Delete reports and readings older than `before`; returns how many readings."""
+        ...
+
+
 class Store(Protocol):
     """A durable store: the aggregates, the writer actor, and the one way to write."""
 
@@ -148,6 +317,15 @@ class Store(Protocol):
 
     @property
     def queues(self) -> QueueStore: ...
+
+    @property
+    def pools(self) -> PoolStore: ...
+
+    @property
+    def outbox(self) -> OutboxStore: ...
+
+    @property
+    def stats(self) -> StatsStore: ...
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The writer actor: open (and migrate), serve writes until cancelled, flush, close."""

@@ -10,6 +10,7 @@ written, not the live object the scheduler keeps changing.
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,15 +20,24 @@ import trio
 
 from .._model import Task, TaskState
 from ._interface import (
+    ActivityBucket,
+    AppendEvents,
     Change,
     ConfigureQueue,
+    DeletePool,
     FinishTask,
     InsertTasks,
-    OnCommit,
+    MarkDelivered,
+    OutboxRow,
+    PoolRecord,
+    RecordStats,
     Result,
+    SavePool,
     StartAttempt,
+    StatBucket,
     StoreError,
 )
+from ._writes import QueueWrites, TaskWrites
 
 __all__ = ["MemoryStore"]
 
@@ -55,9 +65,9 @@ class _Undo:
     """What a failing commit must put back: (dict, key, old value) in write order."""
 
     def __init__(self) -> None:
-        self.log: list[tuple[dict[str, Any], str, Any]] = []
+        self.log: list[tuple[dict[Any, Any], Any, Any]] = []
 
-    def set(self, d: dict[str, Any], key: str, value: Any) -> None:
+    def set(self, d: dict[Any, Any], key: Any, value: Any) -> None:
         self.log.append((d, key, d.get(key, _MISSING)))
         d[key] = value
 
@@ -69,20 +79,8 @@ class _Undo:
                 d[key] = old
 
 
-class _Tasks:
-    def __init__(self, store: MemoryStore) -> None:
-        self._store = store
-
-    async def insert(self, tasks: Sequence[Task]) -> list[str]:
-        (ids,) = await self._store.commit(InsertTasks(tasks))
-        assert ids is not None
-        return ids
-
-    def started(self, task: Task) -> None:
-        self._store.commit_soon(StartAttempt(task))
-
-    def finish(self, task: Task, then: OnCommit) -> None:
-        self._store.commit_soon(FinishTask(task), lambda: then(task))
+class _Tasks(TaskWrites):
+    _store: MemoryStore
 
     async def get(self, task_id: str) -> Task | None:
         task = self._store.rows.get(task_id)
@@ -109,15 +107,95 @@ class _Tasks:
         return len(old)
 
 
-class _Queues:
-    def __init__(self, store: MemoryStore) -> None:
-        self._store = store
+class _Queues(QueueWrites):
+    _store: MemoryStore
 
     async def configurations(self) -> dict[str, bytes]:
         return dict(self._store.configurations)
 
-    async def configure(self, queue: str, configuration: bytes) -> None:
-        await self._store.commit(ConfigureQueue(queue, configuration))
+
+class _Pools:
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    async def all(self) -> list[PoolRecord]:
+        return [self._store.pools_by_id[k] for k in sorted(self._store.pools_by_id)]
+
+    async def get(self, worker_pool_id: str) -> PoolRecord | None:
+        return self._store.pools_by_id.get(worker_pool_id)
+
+
+class _Outbox:
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    async def read(self, after: int, limit: int) -> list[OutboxRow]:
+        rows = self._store.events
+        start = bisect.bisect_right(rows, after, key=lambda r: r.seq)
+        return rows[start:start + limit]
+
+    async def delivered(self) -> int:
+        return int(self._store.cursor["delivered"])
+
+    async def purge(self, before: float) -> int:
+        store = self._store
+        cursor = int(store.cursor["delivered"])
+        keep = [r for r in store.events if r.seq > cursor or r.at >= before]
+        purged = len(store.events) - len(keep)
+        store.events[:] = keep
+        return purged
+
+
+class _Stats:
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    async def record(self, report: RecordStats) -> None:
+        await self._store.commit(report)
+
+    async def buckets(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
+                      workers: Sequence[str] | None = None) -> list[StatBucket]:
+        wanted, among = set(metrics), None if workers is None else set(workers)
+        acc: dict[tuple[str, str, str, int], list[float]] = {}
+        for (worker, metric, variant, ts), value in self._store.readings.items():
+            if (metric not in wanted or not since <= ts <= until
+                    or (among is not None and worker not in among)):
+                continue
+            key = (worker, metric, variant, ts // interval * interval)
+            a = acc.get(key)
+            if a is None:
+                acc[key] = [1, value, value, value]
+            else:
+                a[0] += 1
+                a[1] += value
+                a[2] = min(a[2], value)
+                a[3] = max(a[3], value)
+        order = {m: i for i, m in enumerate(metrics)}
+        return [StatBucket(w, m, v, start, int(a[0]), a[1], a[2], a[3])
+                for (w, m, v, start), a in sorted(
+                    acc.items(), key=lambda kv: (kv[0][0], order[kv[0][1]], *kv[0][2:]))]
+
+    async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:
+        seen: dict[int, dict[str, bool]] = {}
+        for (worker, ts), task in self._store.reports.items():
+            if since <= ts <= until:
+                bucket = seen.setdefault(ts // interval * interval, {})
+                bucket[worker] = bucket.get(worker, False) or task is not None
+        return [ActivityBucket(start, len(w), sum(w.values())) for start, w in sorted(seen.items())]
+
+    async def metric_keys(self, workers: Sequence[str] | None = None) -> list[str]:
+        among = None if workers is None else set(workers)
+        return sorted({metric for (worker, metric, _, _) in self._store.readings
+                       if among is None or worker in among})
+
+    async def purge(self, before: int) -> int:
+        store = self._store
+        old = [key for key in store.readings if key[3] < before]
+        for key in old:
+            del store.readings[key]
+        for key in [key for key in store.reports if key[1] < before]:
+            del store.reports[key]
+        return len(old)
 
 
 class MemoryStore:
@@ -128,8 +206,18 @@ class MemoryStore:
         self.rows: dict[str, Task] = {}
         self.keys: dict[str, str] = {}
         self.configurations: dict[str, bytes] = {}
+        #: worker pools by id; the outbox in seq order, its next seq and relay cursor
+        self.pools_by_id: dict[str, PoolRecord] = {}
+        self.events: list[OutboxRow] = []
+        self.cursor: dict[str, Any] = {"delivered": 0, "next": 1}
+        #: machine statistics: task by (worker, ts), value by (worker, metric, variant, ts)
+        self.reports: dict[tuple[str, int], str | None] = {}
+        self.readings: dict[tuple[str, str, str, int], float] = {}
         self._tasks = _Tasks(self)
         self._queues = _Queues(self)
+        self._pools = _Pools(self)
+        self._outbox = _Outbox(self)
+        self._stats = _Stats(self)
 
     @property
     def tasks(self) -> _Tasks:
@@ -138,6 +226,18 @@ class MemoryStore:
     @property
     def queues(self) -> _Queues:
         return self._queues
+
+    @property
+    def pools(self) -> _Pools:
+        return self._pools
+
+    @property
+    def outbox(self) -> _Outbox:
+        return self._outbox
+
+    @property
+    def stats(self) -> _Stats:
+        return self._stats
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -158,10 +258,12 @@ class MemoryStore:
 
     def _commit(self, changes: Sequence[Change]) -> list[Result]:
         undo = _Undo()
+        appended = len(self.events)
         try:
             results = [self._apply(change, undo) for change in changes]
         except Exception as exc:
             undo.rollback()
+            del self.events[appended:]
             if isinstance(exc, StoreError):
                 raise
             raise StoreError(f"the store could not commit: {exc!r}") from exc
@@ -201,5 +303,34 @@ class MemoryStore:
             return None
         if type(change) is ConfigureQueue:
             undo.set(self.configurations, change.queue, bytes(change.configuration))
+            return None
+        if type(change) is SavePool:
+            undo.set(self.pools_by_id, change.pool.worker_pool_id, change.pool)
+            return None
+        if type(change) is DeletePool:
+            if change.worker_pool_id in self.pools_by_id:
+                undo.set(self.pools_by_id, change.worker_pool_id, None)
+                del self.pools_by_id[change.worker_pool_id]
+            return None
+        if type(change) is AppendEvents:
+            seqs: list[int] = []
+            for event in change.events:
+                seq = int(self.cursor["next"])
+                undo.set(self.cursor, "next", seq + 1)
+                self.events.append(OutboxRow(seq, event.exchange, event.routing_key,
+                                             bytes(event.body), event.at))
+                seqs.append(seq)
+            return seqs
+        if type(change) is MarkDelivered:
+            if change.seq > self.cursor["delivered"]:
+                undo.set(self.cursor, "delivered", change.seq)
+            return None
+        if type(change) is RecordStats:
+            if change.ts not in _INT64:
+                raise StoreError(f"stats of {change.worker}: ts {change.ts} does not fit in 64 bits")
+            values = [(metric, variant, float(value)) for metric, variant, value in change.readings]
+            undo.set(self.reports, (change.worker, change.ts), change.task)
+            for metric, variant, value in values:
+                undo.set(self.readings, (change.worker, metric, variant, change.ts), value)
             return None
         raise StoreError(f"unknown change {change!r}")

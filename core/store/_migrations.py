@@ -59,6 +59,55 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "find(state=...) newest first reads an index instead of scanning", (
         "CREATE INDEX IF NOT EXISTS tasks_state ON tasks (state, seq)",
     )),
+    Migration(3, "worker pools, and the event outbox with the relay's cursor", (
+        """CREATE TABLE worker_pools (
+    worker_pool_id TEXT PRIMARY KEY,
+    provider_id TEXT NOT NULL,
+    description TEXT NOT NULL,
+    config BLOB NOT NULL,
+    owner TEXT NOT NULL,
+    email_on_error INTEGER NOT NULL,
+    created REAL NOT NULL,
+    last_modified REAL NOT NULL
+)""",
+        # AUTOINCREMENT: a seq is never reused, even once purged (streams resume by it)
+        """CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    exchange TEXT NOT NULL,
+    routing_key TEXT NOT NULL,
+    body BLOB NOT NULL,
+    at REAL NOT NULL
+)""",
+        """CREATE TABLE outbox_cursor (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    delivered INTEGER NOT NULL
+)""",
+        "INSERT INTO outbox_cursor (id, delivered) VALUES (1, 0)",
+    )),
+    Migration(4, "machine statistics of the worker registry (workers.status_report)", (
+        # one row per (worker, metric, variant): samples name it by a small integer
+        """CREATE TABLE stat_series (
+    id INTEGER PRIMARY KEY,
+    worker TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    UNIQUE (worker, metric, variant)
+)""",
+        # clustered by series then time: a range of one series is one index range
+        """CREATE TABLE stat_samples (
+    series INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (series, ts)
+) WITHOUT ROWID""",
+        # one row per report, for activity (who reported, and with a task)
+        """CREATE TABLE stat_reports (
+    ts INTEGER NOT NULL,
+    worker TEXT NOT NULL,
+    task TEXT,
+    PRIMARY KEY (ts, worker)
+) WITHOUT ROWID""",
+    )),
 )
 
 #: The schema version this code writes.

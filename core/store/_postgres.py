@@ -20,6 +20,11 @@ worker threads (psycopg's async API needs asyncio; the hub runs on trio):
 * **Failing alone.** If anything in the batch fails, the whole transaction is rolled
   back (nothing of it was kept) and the batch is replayed in a new one, one SAVEPOINT
   per unit, dropping the units that fail. The happy path pays no savepoint at all.
+* **Gap-free outbox seqs.** A sequence skips the numbers of a rolled-back transaction,
+  and the event stream reads a gap as missed events; so the writer numbers events from
+  a counter row (`outbox_cursor.appended`) moved in the same statement and
+  transaction (`APPEND`): rolled back, the numbers are given back; purged, never
+  reused. That statement's seqs are its result, so it costs a round trip.
 * **Reads beside the writer.** Reads, and purging, use a `psycopg_pool.ConnectionPool`
   of autocommit connections, so they neither wait for nor slow down a group commit.
 
@@ -37,6 +42,7 @@ from __future__ import annotations
 import logging
 import re
 import select
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -50,16 +56,25 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .._model import Attempt, Task, TaskState
 from ._interface import (
+    ActivityBucket,
+    AppendEvents,
     Change,
     ConfigureQueue,
+    DeletePool,
     FinishTask,
     InsertTasks,
-    OnCommit,
+    MarkDelivered,
+    OutboxRow,
+    PoolRecord,
+    RecordStats,
     Result,
+    SavePool,
     StartAttempt,
+    StatBucket,
     StoreError,
 )
 from ._postgres_migrations import migrate, refuse_newer
+from ._writes import QueueWrites, TaskWrites
 
 __all__ = ["PostgresStore"]
 
@@ -91,6 +106,36 @@ SAVE = ("UPDATE tasks SET state = v.state, finished = v.finished, "
 KEYS = "SELECT key, id FROM tasks WHERE key = ANY(%s::text[])"
 CONFIGURE = ("INSERT INTO queue_configurations (queue, configuration) VALUES (%s, %s) "
              "ON CONFLICT (queue) DO UPDATE SET configuration = excluded.configuration")
+POOL_COLUMNS = ("worker_pool_id, provider_id, description, config, owner, email_on_error, "
+                "created, last_modified")
+SAVE_POOL = (f"INSERT INTO worker_pools ({POOL_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+             "ON CONFLICT (worker_pool_id) DO UPDATE SET provider_id = excluded.provider_id, "
+             "description = excluded.description, config = excluded.config, "
+             "owner = excluded.owner, email_on_error = excluded.email_on_error, "
+             "created = excluded.created, last_modified = excluded.last_modified")
+DELETE_POOL = "DELETE FROM worker_pools WHERE worker_pool_id = %s"
+#: Events numbered from the counter row, moved in the same statement: the seqs are
+#: consecutive, and a rolled-back transaction gives its numbers back (no gap for a
+#: stream to read as missed events). `i` is the event's place in its change, from 1.
+APPEND = ("WITH n AS (UPDATE outbox_cursor SET appended = appended + %(count)s WHERE id = 1 "
+          "RETURNING appended) "
+          "INSERT INTO outbox (seq, exchange, routing_key, body, at) "
+          "SELECT n.appended - %(count)s + v.i, v.exchange, v.routing_key, "
+          "decode(v.body, 'base64'), v.at FROM n, json_to_recordset(%(rows)s::json) AS "
+          "v(i bigint, exchange text, routing_key text, body text, at float8) RETURNING seq")
+MARK_DELIVERED = "UPDATE outbox_cursor SET delivered = greatest(delivered, %s) WHERE id = 1"
+#: A transaction's readings: first the series they name (a unique key, so a series is
+#: added once), then the samples by series id (a repeat replaces, as on SQLite).
+SERIES = ("INSERT INTO stat_series (worker, metric, variant) "
+          "SELECT DISTINCT worker, metric, variant FROM json_to_recordset(%s::json) AS "
+          "v(worker text, metric text, variant text) ON CONFLICT DO NOTHING")
+SAMPLES = ("INSERT INTO stat_samples (series, ts, value) SELECT s.id, v.ts, v.value "
+           "FROM json_to_recordset(%s::json) AS v(worker text, metric text, variant text, "
+           "ts bigint, value float8) JOIN stat_series s USING (worker, metric, variant) "
+           "ON CONFLICT (series, ts) DO UPDATE SET value = excluded.value")
+REPORTS = ("INSERT INTO stat_reports (ts, worker, task) SELECT ts, worker, task "
+           "FROM json_to_recordset(%s::json) AS v(ts bigint, worker text, task text) "
+           "ON CONFLICT (ts, worker) DO UPDATE SET task = excluded.task")
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -129,6 +174,34 @@ class _SavedRow(msgspec.Struct, gc=False):
     result: bytes | None
     error: str | None
     attempts: list[Attempt]
+
+
+class _EventRow(msgspec.Struct, gc=False):
+    """An outbox event as APPEND reads it: `i` its place in the change, from 1."""
+
+    i: int
+    exchange: str
+    routing_key: str
+    body: bytes
+    at: float
+
+
+class _SampleRow(msgspec.Struct, gc=False):
+    """A reading as SERIES and SAMPLES read it."""
+
+    worker: str
+    metric: str
+    variant: str
+    ts: int
+    value: float
+
+
+class _ReportRow(msgspec.Struct, gc=False):
+    """A status report as REPORTS reads it."""
+
+    ts: int
+    worker: str
+    task: str | None
 
 
 def _new_row(task: Task) -> bytes:
@@ -184,7 +257,36 @@ class _Save:
     row: bytes
 
 
-_Op = _NewTasks | _Save | ConfigureQueue
+@dataclass(frozen=True, slots=True)
+class _Events:
+    """An `AppendEvents`: its rows (`_EventRow`)."""
+
+    rows: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class _Report:
+    """A `RecordStats`: its report row and sample rows, each with the key a repeat of it
+    replaces it by (ON CONFLICT cannot change one row twice in a statement)."""
+
+    report: tuple[tuple[int, str], bytes]
+    samples: list[tuple[tuple[str, str, str, int], bytes]]
+
+
+_Op = (_NewTasks | _Save | ConfigureQueue | SavePool | DeletePool | _Events | MarkDelivered
+       | _Report)
+
+
+def _events(change: AppendEvents) -> _Events:
+    return _Events([_encode(_EventRow(i, e.exchange, e.routing_key, bytes(e.body), e.at))
+                    for i, e in enumerate(change.events, 1)])
+
+
+def _report(change: RecordStats) -> _Report:
+    w, ts = change.worker, change.ts
+    return _Report(((ts, w), _encode(_ReportRow(ts, w, change.task))),
+                   [((w, metric, variant, ts), _encode(_SampleRow(w, metric, variant, ts, value)))
+                    for metric, variant, value in change.readings])
 
 
 def _new_tasks(change: InsertTasks) -> _NewTasks:
@@ -202,6 +304,11 @@ _PREPARE: dict[type, Callable[[Any], _Op]] = {
     StartAttempt: _save,
     FinishTask: _save,
     ConfigureQueue: lambda change: change,
+    SavePool: lambda change: change,
+    DeletePool: lambda change: change,
+    AppendEvents: _events,
+    MarkDelivered: lambda change: change,
+    RecordStats: _report,
 }
 
 
@@ -243,17 +350,15 @@ class _Statements:
         self.keys: dict[str, str] = {}
         #: ids in `inserts` twice: the second INSERT must fail, as it would alone
         self.repeats: list[bytes] = []
+        #: stats rows by key, the last one of each (see `_Report`)
+        self.samples: dict[tuple[str, str, str, int], bytes] = {}
+        self.reports: dict[tuple[int, str], bytes] = {}
 
     def apply(self, op: _Op) -> Result:
-        if type(op) is _Save:
-            self.save_task(op)
-            return None
-        if type(op) is _NewTasks:
-            return self.insert_tasks(op)
-        if type(op) is ConfigureQueue:
-            self.configure_queue(op)
-            return None
-        raise TypeError(f"unknown change {op!r}")
+        method = _APPLY.get(type(op))
+        if method is None:
+            raise TypeError(f"unknown change {op!r}")
+        return method(self, op)
 
     def save_task(self, op: _Save) -> None:
         if op.task_id in self.inserts:
@@ -285,9 +390,45 @@ class _Statements:
     def configure_queue(self, op: ConfigureQueue) -> None:
         self.db.execute(CONFIGURE, (op.queue, bytes(op.configuration)))
 
+    def save_pool(self, op: SavePool) -> None:
+        p = op.pool
+        self.db.execute(SAVE_POOL, (p.worker_pool_id, p.provider_id, p.description,
+                                    bytes(p.config), p.owner, p.email_on_error, p.created,
+                                    p.last_modified))
+
+    def delete_pool(self, op: DeletePool) -> None:
+        self.db.execute(DELETE_POOL, (op.worker_pool_id,))
+
+    def append_events(self, op: _Events) -> list[int]:
+        """The events' seqs: the statement's result is needed now, so this one costs a
+        round trip (events are rare next to task writes)."""
+        if not op.rows:
+            return []
+        cur = self.db.execute(APPEND, {"count": len(op.rows), "rows": _json_array(op.rows)})
+        return sorted(seq for (seq,) in cur.fetchall())
+
+    def mark_delivered(self, op: MarkDelivered) -> None:
+        self.db.execute(MARK_DELIVERED, (op.seq,))
+
+    def record_stats(self, op: _Report) -> None:
+        report, row = op.report
+        self.reports.pop(report, None)  # a repeat goes last, as on SQLite
+        self.reports[report] = row
+        for sample, row in op.samples:
+            self.samples.pop(sample, None)
+            self.samples[sample] = row
+
     def flush(self) -> None:
         self._flush_inserts()
         self._flush_saves()
+        if self.samples:
+            rows = _json_array(self.samples.values())
+            self.db.execute(SERIES, (rows,))
+            self.db.execute(SAMPLES, (rows,))
+            self.samples.clear()
+        if self.reports:
+            self.db.execute(REPORTS, (_json_array(self.reports.values()),))
+            self.reports.clear()
 
     def _stored_keys(self, keys: list[str]) -> dict[str, str]:
         if not keys:
@@ -306,23 +447,24 @@ class _Statements:
             self.saves.clear()
 
 
-# -- the aggregates' reads and sugar ----------------------------------------------
+#: Per op type: the `_Statements` method that writes it.
+_APPLY: dict[type, Callable[[_Statements, Any], Result]] = {
+    _Save: _Statements.save_task,
+    _NewTasks: _Statements.insert_tasks,
+    ConfigureQueue: _Statements.configure_queue,
+    SavePool: _Statements.save_pool,
+    DeletePool: _Statements.delete_pool,
+    _Events: _Statements.append_events,
+    MarkDelivered: _Statements.mark_delivered,
+    _Report: _Statements.record_stats,
+}
 
 
-class _Tasks:
-    def __init__(self, store: PostgresStore) -> None:
-        self._store = store
+# -- the aggregates' reads (writes: `_writes.py`) -----------------------------------
 
-    async def insert(self, tasks: Sequence[Task]) -> list[str]:
-        (ids,) = await self._store.commit(InsertTasks(tasks))
-        assert ids is not None
-        return ids
 
-    def started(self, task: Task) -> None:
-        self._store.commit_soon(StartAttempt(task))
-
-    def finish(self, task: Task, then: OnCommit) -> None:
-        self._store.commit_soon(FinishTask(task), lambda: then(task))
+class _Tasks(TaskWrites):
+    _store: PostgresStore
 
     async def get(self, task_id: str) -> Task | None:
         row = await self._store._read(lambda db: db.execute(
@@ -359,17 +501,120 @@ class _Tasks:
         return await self._store._read(delete)
 
 
-class _Queues:
-    def __init__(self, store: PostgresStore) -> None:
-        self._store = store
+class _Queues(QueueWrites):
+    _store: PostgresStore
 
     async def configurations(self) -> dict[str, bytes]:
         rows = await self._store._read(lambda db: db.execute(
             "SELECT queue, configuration FROM queue_configurations").fetchall())
         return {queue: bytes(configuration) for queue, configuration in rows}
 
-    async def configure(self, queue: str, configuration: bytes) -> None:
-        await self._store.commit(ConfigureQueue(queue, configuration))
+
+def _pool(row: tuple[Any, ...]) -> PoolRecord:
+    (id_, provider, description, config, owner, email, created, modified) = row
+    return PoolRecord(id_, provider, description, bytes(config), owner, bool(email),
+                      created, modified)
+
+
+class _Pools:
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    async def all(self) -> list[PoolRecord]:
+        # COLLATE "C": ordered by code point, as SQLite and Python order them
+        rows = await self._store._read(lambda db: db.execute(
+            f"SELECT {POOL_COLUMNS} FROM worker_pools ORDER BY worker_pool_id COLLATE \"C\""
+        ).fetchall())
+        return [_pool(r) for r in rows]
+
+    async def get(self, worker_pool_id: str) -> PoolRecord | None:
+        row = await self._store._read(lambda db: db.execute(
+            f"SELECT {POOL_COLUMNS} FROM worker_pools WHERE worker_pool_id = %s",
+            (worker_pool_id,)).fetchone())
+        return None if row is None else _pool(row)
+
+
+class _Outbox:
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    async def read(self, after: int, limit: int) -> list[OutboxRow]:
+        rows = await self._store._read(lambda db: db.execute(
+            "SELECT seq, exchange, routing_key, body, at FROM outbox WHERE seq > %s "
+            "ORDER BY seq LIMIT %s", (after, limit)).fetchall())
+        return [OutboxRow(seq, exchange, key, bytes(body), at)
+                for seq, exchange, key, body, at in rows]
+
+    async def delivered(self) -> int:
+        row = await self._store._read(lambda db: db.execute(
+            "SELECT delivered FROM outbox_cursor WHERE id = 1").fetchone())
+        assert row is not None  # the migration inserted it
+        return int(row[0])
+
+    async def purge(self, before: float) -> int:
+        def delete(db: psycopg.Connection) -> int:
+            return db.execute(
+                "DELETE FROM outbox WHERE at < %s AND seq <= "
+                "(SELECT delivered FROM outbox_cursor WHERE id = 1)", (before,)).rowcount
+        return await self._store._read(delete)
+
+
+class _Stats:
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    async def record(self, report: RecordStats) -> None:
+        await self._store.commit(report)
+
+    async def buckets(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
+                      workers: Sequence[str] | None = None) -> list[StatBucket]:
+        if not metrics or (workers is not None and not workers):
+            return []
+        where = "s.metric = ANY(%(metrics)s::text[])"
+        if workers is not None:
+            where += " AND s.worker = ANY(%(workers)s::text[])"
+        query = ("SELECT s.worker, s.metric, s.variant, "
+                 "x.ts / %(interval)s::bigint * %(interval)s::bigint AS start, count(*), "
+                 "sum(x.value), min(x.value), max(x.value) "
+                 "FROM stat_series s JOIN stat_samples x ON x.series = s.id "
+                 f"WHERE {where} AND x.ts BETWEEN %(since)s AND %(until)s "
+                 "GROUP BY s.id, start")
+        args = {"metrics": list(metrics), "workers": None if workers is None else list(workers),
+                "interval": interval, "since": since, "until": until}
+        rows = await self._store._read(
+            lambda db: db.execute(query, args).fetchall())  # type: ignore[arg-type]
+        order = {m: i for i, m in enumerate(metrics)}
+        rows.sort(key=lambda r: (r[0], order[r[1]], r[2], r[3]))
+        return [StatBucket(*r) for r in rows]
+
+    async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:
+        rows = await self._store._read(lambda db: db.execute(
+            "SELECT ts / %(interval)s::bigint * %(interval)s::bigint AS start, "
+            "count(DISTINCT worker), count(DISTINCT CASE WHEN task IS NOT NULL THEN worker END) "
+            "FROM stat_reports WHERE ts BETWEEN %(since)s AND %(until)s "
+            "GROUP BY start ORDER BY start",
+            {"interval": interval, "since": since, "until": until}).fetchall())
+        return [ActivityBucket(*r) for r in rows]
+
+    async def metric_keys(self, workers: Sequence[str] | None = None) -> list[str]:
+        if workers is not None and not workers:
+            return []
+        where = "" if workers is None else "AND s.worker = ANY(%s::text[])"
+        query = ("SELECT DISTINCT s.metric COLLATE \"C\" FROM stat_series s WHERE EXISTS "
+                 f"(SELECT 1 FROM stat_samples x WHERE x.series = s.id) {where} ORDER BY 1")
+        args = () if workers is None else (list(workers),)
+        rows = await self._store._read(
+            lambda db: db.execute(query, args).fetchall())  # type: ignore[arg-type]
+        return [metric for (metric,) in rows]
+
+    async def purge(self, before: int) -> int:
+        # On a pool connection, like the tasks' purge; series rows stay.
+        def delete(db: psycopg.Connection) -> int:
+            with db.transaction():
+                n = db.execute("DELETE FROM stat_samples WHERE ts < %s", (before,)).rowcount
+                db.execute("DELETE FROM stat_reports WHERE ts < %s", (before,))
+            return n
+        return await self._store._read(delete)
 
 
 # -- the store --------------------------------------------------------------------
@@ -417,7 +662,12 @@ class PostgresStore:
         self._read_limiter = trio.CapacityLimiter(readers)
         self._tasks = _Tasks(self)
         self._queues = _Queues(self)
+        self._pools = _Pools(self)
+        self._outbox = _Outbox(self)
+        self._stats = _Stats(self)
         self.commits = 0  # transactions committed: the group-commit ratio is writes / commits
+        #: told (units of work, seconds) after each transaction, e.g. by /metrics
+        self.on_commit: Callable[[int, float], None] | None = None
 
     @property
     def tasks(self) -> _Tasks:
@@ -426,6 +676,18 @@ class PostgresStore:
     @property
     def queues(self) -> _Queues:
         return self._queues
+
+    @property
+    def pools(self) -> _Pools:
+        return self._pools
+
+    @property
+    def outbox(self) -> _Outbox:
+        return self._outbox
+
+    @property
+    def stats(self) -> _Stats:
+        return self._stats
 
     # -- connections ----------------------------------------------------------------
 
@@ -505,6 +767,7 @@ class PostgresStore:
                 await trio.to_thread.run_sync(self._close)
 
     async def _commit(self, batch: list[_Unit]) -> None:
+        started = time.perf_counter()
         try:
             await trio.to_thread.run_sync(self._write, batch)
         except Exception as exc:  # noqa: BLE001 - connection lost, database down: fail every unit
@@ -514,6 +777,8 @@ class PostgresStore:
                     unit.error, unit.results = exc, []
         else:
             self.commits += 1
+        if self.on_commit is not None:
+            self.on_commit(len(batch), time.perf_counter() - started)
         for unit in batch:
             if unit.done is not None:
                 unit.done.set()

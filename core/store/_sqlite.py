@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,16 +34,25 @@ import trio
 
 from .._model import Attempt, Task, TaskState
 from ._interface import (
+    ActivityBucket,
+    AppendEvents,
     Change,
     ConfigureQueue,
+    DeletePool,
     FinishTask,
     InsertTasks,
-    OnCommit,
+    MarkDelivered,
+    OutboxRow,
+    PoolRecord,
+    RecordStats,
     Result,
+    SavePool,
     StartAttempt,
+    StatBucket,
     StoreError,
 )
 from ._migrations import migrate, refuse_newer
+from ._writes import QueueWrites, TaskWrites
 
 __all__ = ["SQLiteStore"]
 
@@ -57,6 +67,11 @@ INSERT = f"INSERT INTO tasks ({COLUMNS}) VALUES ({', '.join('?' * 16)})"
 SAVE = "UPDATE tasks SET state = ?, finished = ?, result = ?, error = ?, attempts = ? WHERE id = ?"
 CONFIGURE = ("INSERT INTO queue_configurations (queue, configuration) VALUES (?, ?) "
              "ON CONFLICT (queue) DO UPDATE SET configuration = excluded.configuration")
+POOL_COLUMNS = ("worker_pool_id, provider_id, description, config, owner, email_on_error, "
+                "created, last_modified")
+SAVE_POOL = f"INSERT OR REPLACE INTO worker_pools ({POOL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+DELETE_POOL = "DELETE FROM worker_pools WHERE worker_pool_id = ?"
+MARK_DELIVERED = "UPDATE outbox_cursor SET delivered = max(delivered, ?) WHERE id = 1"
 
 #: Rows per statement. The writer thread runs one multi-row statement per chunk rather
 #: than one per row (`executemany`): each statement releases and retakes the GIL, and
@@ -120,9 +135,53 @@ def _task(row: tuple[Any, ...]) -> Task:
     )
 
 
+@functools.cache
+def _append_sql(rows: int) -> str:
+    return ("INSERT INTO outbox (exchange, routing_key, body, at) VALUES "
+            + ", ".join(["(?, ?, ?, ?)"] * rows))
+
+
+def _append(db: sqlite3.Connection, change: AppendEvents) -> list[int]:
+    """Insert the events in chunks; the writer is alone, so one statement's rows take
+    consecutive seqs ending at its `lastrowid`."""
+    seqs: list[int] = []
+    events = change.events
+    for i in range(0, len(events), CHUNK):
+        part = events[i:i + CHUNK]
+        cur = db.execute(_append_sql(len(part)), [
+            v for e in part for v in (e.exchange, e.routing_key, bytes(e.body), e.at)])
+        last = cur.lastrowid
+        assert last is not None
+        seqs.extend(range(last - len(part) + 1, last + 1))
+    return seqs
+
+
+def _pool(row: tuple[Any, ...]) -> PoolRecord:
+    (id_, provider, description, config, owner, email, created, modified) = row
+    return PoolRecord(id_, provider, description, bytes(config), owner, bool(email),
+                      created, modified)
+
+
+@functools.cache
+def _samples_sql(rows: int) -> str:
+    return ("INSERT OR REPLACE INTO stat_samples (series, ts, value) VALUES "
+            + ", ".join(["(?, ?, ?)"] * rows))
+
+
+@functools.cache
+def _reports_sql(rows: int) -> str:
+    return ("INSERT OR REPLACE INTO stat_reports (ts, worker, task) VALUES "
+            + ", ".join(["(?, ?, ?)"] * rows))
+
+
+SERIES = ("INSERT INTO stat_series (worker, metric, variant) VALUES (?, ?, ?) "
+          "ON CONFLICT (worker, metric, variant) DO UPDATE SET worker = excluded.worker "
+          "RETURNING id")
+
 #: A change as the writer thread applies it: a task's changing columns (`_save_row`),
 #: or the change itself.
-_Op = tuple[object, ...] | InsertTasks | ConfigureQueue
+_Op = (tuple[object, ...] | InsertTasks | ConfigureQueue | SavePool | DeletePool
+       | AppendEvents | MarkDelivered | RecordStats)
 
 
 @dataclass(slots=True, eq=False)
@@ -139,24 +198,17 @@ class _Unit:
     error: BaseException | None = None
 
 
+#: changes the writer applies as they are (task saves become rows, see `_save_row`)
+_AS_IS = frozenset({InsertTasks, ConfigureQueue, SavePool, DeletePool, AppendEvents,
+                    MarkDelivered, RecordStats})
+
+
 def _describe(changes: Sequence[Change]) -> str:
     return " + ".join(type(c).__name__ for c in changes)
 
 
-class _Tasks:
-    def __init__(self, store: SQLiteStore) -> None:
-        self._store = store
-
-    async def insert(self, tasks: Sequence[Task]) -> list[str]:
-        (ids,) = await self._store.commit(InsertTasks(tasks))
-        assert ids is not None
-        return ids
-
-    def started(self, task: Task) -> None:
-        self._store.commit_soon(StartAttempt(task))
-
-    def finish(self, task: Task, then: OnCommit) -> None:
-        self._store.commit_soon(FinishTask(task), lambda: then(task))
+class _Tasks(TaskWrites):
+    _store: SQLiteStore
 
     async def get(self, task_id: str) -> Task | None:
         row = await self._store._aside(lambda db: db.execute(
@@ -192,17 +244,121 @@ class _Tasks:
         return await self._store._aside(delete)
 
 
-class _Queues:
-    def __init__(self, store: SQLiteStore) -> None:
-        self._store = store
+class _Queues(QueueWrites):
+    _store: SQLiteStore
 
     async def configurations(self) -> dict[str, bytes]:
         rows = await self._store._aside(lambda db: db.execute(
             "SELECT queue, configuration FROM queue_configurations").fetchall())
         return {queue: bytes(configuration) for queue, configuration in rows}
 
-    async def configure(self, queue: str, configuration: bytes) -> None:
-        await self._store.commit(ConfigureQueue(queue, configuration))
+
+class _Pools:
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    async def all(self) -> list[PoolRecord]:
+        rows = await self._store._aside(lambda db: db.execute(
+            f"SELECT {POOL_COLUMNS} FROM worker_pools ORDER BY worker_pool_id").fetchall())
+        return [_pool(r) for r in rows]
+
+    async def get(self, worker_pool_id: str) -> PoolRecord | None:
+        row = await self._store._aside(lambda db: db.execute(
+            f"SELECT {POOL_COLUMNS} FROM worker_pools WHERE worker_pool_id = ?",
+            (worker_pool_id,)).fetchone())
+        return None if row is None else _pool(row)
+
+
+class _Outbox:
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    async def read(self, after: int, limit: int) -> list[OutboxRow]:
+        rows = await self._store._aside(lambda db: db.execute(
+            "SELECT seq, exchange, routing_key, body, at FROM outbox WHERE seq > ? "
+            "ORDER BY seq LIMIT ?", (after, limit)).fetchall())
+        return [OutboxRow(seq, exchange, key, bytes(body), at)
+                for seq, exchange, key, body, at in rows]
+
+    async def delivered(self) -> int:
+        (seq,) = await self._store._aside(lambda db: db.execute(
+            "SELECT delivered FROM outbox_cursor WHERE id = 1").fetchone())
+        return int(seq)
+
+    async def purge(self, before: float) -> int:
+        def delete(db: sqlite3.Connection) -> int:
+            return db.execute(
+                "DELETE FROM outbox WHERE at < ? AND seq <= "
+                "(SELECT delivered FROM outbox_cursor WHERE id = 1)", (before,)).rowcount
+        return await self._store._aside(delete)
+
+
+def _in(values: Sequence[object]) -> str:
+    return "(" + ", ".join("?" * len(values)) + ")"
+
+
+class _Stats:
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    async def record(self, report: RecordStats) -> None:
+        await self._store.commit(report)
+
+    async def buckets(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
+                      workers: Sequence[str] | None = None) -> list[StatBucket]:
+        if not metrics or (workers is not None and not workers):
+            return []
+        where = f"s.metric IN {_in(metrics)}"
+        args: list[object] = [interval, interval, *metrics]
+        if workers is not None:
+            where += f" AND s.worker IN {_in(workers)}"
+            args += workers
+        sql = ("SELECT s.worker, s.metric, s.variant, x.ts / ? * ? AS start, count(*), "
+               "sum(x.value), min(x.value), max(x.value) "
+               "FROM stat_series s JOIN stat_samples x ON x.series = s.id "
+               f"WHERE {where} AND x.ts BETWEEN ? AND ? "
+               "GROUP BY s.id, start")
+        rows = await self._store._aside(
+            lambda db: db.execute(sql, (*args, since, until)).fetchall())
+        order = {m: i for i, m in enumerate(metrics)}
+        rows.sort(key=lambda r: (r[0], order[r[1]], r[2], r[3]))
+        return [StatBucket(*r) for r in rows]
+
+    async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:
+        rows = await self._store._aside(lambda db: db.execute(
+            "SELECT ts / ? * ? AS start, count(DISTINCT worker), "
+            "count(DISTINCT CASE WHEN task IS NOT NULL THEN worker END) "
+            "FROM stat_reports WHERE ts BETWEEN ? AND ? GROUP BY start ORDER BY start",
+            (interval, interval, since, until)).fetchall())
+        return [ActivityBucket(*r) for r in rows]
+
+    async def metric_keys(self, workers: Sequence[str] | None = None) -> list[str]:
+        if workers is not None and not workers:
+            return []
+        where, args = "", list(workers or ())
+        if workers is not None:
+            where = f"AND s.worker IN {_in(workers)}"
+        rows = await self._store._aside(lambda db: db.execute(
+            "SELECT DISTINCT s.metric FROM stat_series s WHERE EXISTS "
+            f"(SELECT 1 FROM stat_samples x WHERE x.series = s.id) {where} ORDER BY s.metric",
+            args).fetchall())
+        return [metric for (metric,) in rows]
+
+    async def purge(self, before: int) -> int:
+        # On the second connection, like the tasks' purge. Series rows stay (the writer
+        # keeps their ids); the primary key (series, ts) makes each series one range.
+        def delete(db: sqlite3.Connection) -> int:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                n = db.execute("DELETE FROM stat_samples WHERE series IN "
+                               "(SELECT id FROM stat_series) AND ts < ?", (before,)).rowcount
+                db.execute("DELETE FROM stat_reports WHERE ts < ?", (before,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return n
+        return await self._store._aside(delete)
 
 
 class SQLiteStore:
@@ -220,7 +376,14 @@ class SQLiteStore:
         self._aside_limiter = trio.CapacityLimiter(1)
         self._tasks = _Tasks(self)
         self._queues = _Queues(self)
+        self._pools = _Pools(self)
+        self._outbox = _Outbox(self)
+        self._stats = _Stats(self)
+        #: stat_series ids by (worker, metric, variant), as committed (writer thread only)
+        self._series: dict[tuple[str, str, str], int] = {}
         self.commits = 0  # transactions committed: the group-commit ratio is writes / commits
+        #: told (units of work, seconds) after each transaction, e.g. by /metrics
+        self.on_commit: Callable[[int, float], None] | None = None
 
     @property
     def tasks(self) -> _Tasks:
@@ -229,6 +392,18 @@ class SQLiteStore:
     @property
     def queues(self) -> _Queues:
         return self._queues
+
+    @property
+    def pools(self) -> _Pools:
+        return self._pools
+
+    @property
+    def outbox(self) -> _Outbox:
+        return self._outbox
+
+    @property
+    def stats(self) -> _Stats:
+        return self._stats
 
     # -- the writer actor -----------------------------------------------------------
 
@@ -246,6 +421,8 @@ class SQLiteStore:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute(f"PRAGMA synchronous = {self.synchronous}")
             migrate(db, self.path)
+            self._series = {(w, m, v): i for i, w, m, v in db.execute(
+                "SELECT id, worker, metric, variant FROM stat_series")}
         except BaseException:
             db.close()
             raise
@@ -286,6 +463,7 @@ class SQLiteStore:
                 self._aside_db = None
 
     async def _commit(self, db: sqlite3.Connection, batch: list[_Unit]) -> None:
+        started = time.perf_counter()
         try:
             await trio.to_thread.run_sync(self._write, db, batch)
         except Exception as exc:  # disk full, corrupt file, ...: fail every unit loudly
@@ -294,6 +472,8 @@ class SQLiteStore:
                 if unit.error is None:
                     unit.error, unit.results = exc, []
         self.commits += 1
+        if self.on_commit is not None:
+            self.on_commit(len(batch), time.perf_counter() - started)
         for unit in batch:
             if unit.done is not None:
                 unit.done.set()
@@ -308,21 +488,24 @@ class SQLiteStore:
 
     def _write(self, db: sqlite3.Connection, batch: list[_Unit]) -> None:
         """One transaction for the whole batch, on the writer thread."""
+        new_series: dict[tuple[str, str, str], int] = {}
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute("SAVEPOINT batch")
             try:
-                self._apply(db, batch)
+                self._apply(db, batch, new_series)
                 db.execute("RELEASE batch")
             except Exception:  # noqa: BLE001 - find the failing units, commit the others
                 db.execute("ROLLBACK TO batch")
                 db.execute("RELEASE batch")
+                new_series.clear()  # ids of a rolled-back unit were never stored
                 self._apply_one_by_one(db, batch)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        self._series.update(new_series)
 
     def _apply_one_by_one(self, db: sqlite3.Connection, batch: list[_Unit]) -> None:
         """Apply each unit in its own SAVEPOINT; a unit that raises is rolled back alone."""
@@ -331,16 +514,18 @@ class SQLiteStore:
                 continue
             db.execute("SAVEPOINT unit")
             try:
-                self._apply(db, [unit])
+                self._apply(db, [unit], {})  # new series ids are looked up again next time
             except Exception as exc:  # noqa: BLE001 - any failure is this unit's alone
                 db.execute("ROLLBACK TO unit")
                 unit.error, unit.results = exc, []
             db.execute("RELEASE unit")
 
-    @staticmethod
-    def _apply(db: sqlite3.Connection, units: list[_Unit]) -> None:
+    def _apply(self, db: sqlite3.Connection, units: list[_Unit],
+               new_series: dict[tuple[str, str, str], int]) -> None:
         """Apply `units` in order, as few statements as the order allows (`_Rows`)."""
         rows = _Rows(db)
+        samples: list[tuple[object, ...]] = []
+        reports: list[tuple[object, ...]] = []
         for unit in units:
             if unit.error is not None:
                 continue
@@ -354,10 +539,36 @@ class SQLiteStore:
                 elif type(op) is ConfigureQueue:
                     db.execute(CONFIGURE, (op.queue, op.configuration))
                     results.append(None)
+                elif type(op) is AppendEvents:
+                    results.append(_append(db, op))
+                elif type(op) is SavePool:
+                    p = op.pool
+                    db.execute(SAVE_POOL, (p.worker_pool_id, p.provider_id, p.description,
+                                           bytes(p.config), p.owner, int(p.email_on_error),
+                                           p.created, p.last_modified))
+                    results.append(None)
+                elif type(op) is DeletePool:
+                    db.execute(DELETE_POOL, (op.worker_pool_id,))
+                    results.append(None)
+                elif type(op) is MarkDelivered:
+                    db.execute(MARK_DELIVERED, (op.seq,))
+                    results.append(None)
+                elif type(op) is RecordStats:
+                    reports.append((op.ts, op.worker, op.task))
+                    for metric, variant, value in op.readings:
+                        key = (op.worker, metric, variant)
+                        series = self._series.get(key) or new_series.get(key)
+                        if series is None:
+                            (series,) = db.execute(SERIES, key).fetchone()
+                            new_series[key] = series
+                        samples.append((series, op.ts, value))
+                    results.append(None)
                 else:
                     raise TypeError(f"unknown change {op!r}")
             unit.results = results
         rows.flush()
+        _execute_chunked(db, _samples_sql, samples)
+        _execute_chunked(db, _reports_sql, reports)
 
     # -- handing over writes --------------------------------------------------------
 
@@ -367,7 +578,7 @@ class SQLiteStore:
             for change in unit.changes:
                 if type(change) is StartAttempt or type(change) is FinishTask:
                     unit.ops.append(_save_row(change.task))
-                elif type(change) is InsertTasks or type(change) is ConfigureQueue:
+                elif type(change) in _AS_IS:
                     unit.ops.append(change)
                 else:
                     raise TypeError(f"unknown change {change!r}")
@@ -406,7 +617,11 @@ class SQLiteStore:
         need not wait for, or slow down, a group commit."""
         if self._aside_db is None:
             raise StoreError(f"the store {self.path} is not running")
-        return await trio.to_thread.run_sync(fn, self._aside_db, limiter=self._aside_limiter)
+        try:
+            return await trio.to_thread.run_sync(fn, self._aside_db,
+                                                 limiter=self._aside_limiter)
+        except sqlite3.ProgrammingError as exc:  # closed under a read: shutting down
+            raise StoreError(f"the store {self.path} closed: {exc}") from exc
 
 
 class _Rows:

@@ -4,10 +4,11 @@ polling leases."""
 
 from ._lean import serve_lean_connection, serve_worker_port
 from ._polling import ANONYMOUS, Poll, Poller, PollingFleet, Problem
-from ._websocket import WorkerSocket, WorkerUpgrade, serve_worker
+from ._websocket import FRAMES, WorkerSocket, WorkerUpgrade, serve_worker
 
 __all__ = [
     "ANONYMOUS",
+    "FRAMES",
     "Poll",
     "Poller",
     "PollingFleet",

@@ -39,13 +39,13 @@ import trio
 from .._errors import Conflict, InvalidInput, NotFound, WorkyardError
 from .._model import Subscription, Task
 from ..hub import Hub, Liveness, Session
-from ..protocol import Answer, Report
+from ..protocol import RESERVED_WORKER_PREFIX, Answer, Report
 
 __all__ = ["ANONYMOUS", "Poll", "Poller", "PollingFleet", "Problem"]
 
 log = logging.getLogger("workyard.polling")
 
-ANONYMOUS = "anonymous-poll-"
+ANONYMOUS = RESERVED_WORKER_PREFIX + "poll-"
 TRANSPORT = "polling"
 
 
@@ -113,17 +113,25 @@ class PollingFleet:
 
     # -- attach and detach ------------------------------------------------------------
 
-    def poller(self, worker_id: str | None, subscription: Subscription) -> Poller:
+    def poller(self, worker_id: str | None, subscription: Subscription, *,
+               worker_pool: str | None = None, worker_group: str | None = None) -> Poller:
         """The poller of `worker_id`, attached (or resubscribed) to poll `subscription`'s
-        queue with its filters; a fresh one for each anonymous poll."""
+        queue with its filters; a fresh one for each anonymous poll. A named poller may
+        belong to a worker pool (declared on its first poll)."""
         if worker_id is None:
+            if worker_pool is not None:
+                raise InvalidInput("a poller in a worker pool needs a `worker_id`")
             return self._attach(f"{ANONYMOUS}{self._prefix}-{next(self._anonymous)}",
                                 [subscription], anonymous=True)
         session = self.hub.sessions.attached.get(worker_id)
         if session is None:
-            return self._attach(worker_id, [subscription], anonymous=False)
+            return self._attach(worker_id, [subscription], anonymous=False,
+                                worker_pool=worker_pool, worker_group=worker_group)
         if session.transport != TRANSPORT or not isinstance(session.link, Poller):
             raise Conflict(f"worker id {worker_id!r} is in use by a {session.transport} worker")
+        if worker_pool is not None and worker_pool != session.worker_pool:
+            raise Conflict(f"worker {worker_id!r} is attached in worker pool "
+                           f"{session.worker_pool!r}; it cannot move to {worker_pool!r}")
         self.hub.alive(session)
         others = [s for s in session.subscriptions if s.name != subscription.name]
         if len(others) + 1 != len(session.subscriptions) or subscription not in \
@@ -131,10 +139,12 @@ class PollingFleet:
             self.hub.update(worker_id, subscriptions=[*others, subscription])
         return session.link
 
-    def _attach(self, key: str, subs: list[Subscription], *, anonymous: bool) -> Poller:
+    def _attach(self, key: str, subs: list[Subscription], *, anonymous: bool,
+                worker_pool: str | None = None, worker_group: str | None = None) -> Poller:
         poller = Poller(key, anonymous)
         poller.session = self.hub.attach(key, subs, poller, capacity=0, transport=TRANSPORT,
-                                         liveness=Liveness.POLL, anonymous=anonymous)
+                                         liveness=Liveness.POLL, anonymous=anonymous,
+                                         worker_pool=worker_pool, worker_group=worker_group)
         return poller
 
     def unsubscribe(self, worker_id: str, queue: str, reason: str) -> None:

@@ -24,6 +24,7 @@ import itertools
 import logging
 import math
 import os
+from dataclasses import dataclass
 from typing import Protocol
 
 import trio
@@ -38,6 +39,9 @@ from ..protocol import (
     MAX_BATCH,
     Authorization,
     TaskFrame,
+    check_declaration,
+    check_worker_id,
+    declared_pool,
     decode_answers,
     decode_declarations,
     encode,
@@ -45,7 +49,7 @@ from ..protocol import (
     subscriptions_from_query,
 )
 
-__all__ = ["WorkerSocket", "WorkerUpgrade", "new_worker_id", "serve_worker"]
+__all__ = ["FRAMES", "FrameCounts", "WorkerSocket", "WorkerUpgrade", "new_worker_id", "serve_worker"]
 
 log = logging.getLogger("workyard.ws")
 
@@ -86,6 +90,17 @@ class WorkerUpgrade(Protocol):
 
     async def accept(self) -> WorkerSocket:
         """Complete the upgrade."""
+
+
+@dataclass(slots=True)
+class FrameCounts:
+    """WebSocket worker frames this process received and sent (for /metrics)."""
+
+    received: int = 0
+    sent: int = 0
+
+
+FRAMES = FrameCounts()
 
 
 class _Connection:
@@ -129,6 +144,7 @@ class _Connection:
                 else:
                     frame = encode(TaskFrame.of(batch[0]))
                 await self.socket.send(frame.decode())
+                FRAMES.sent += 1
                 batch = self._waiting(1)
 
 
@@ -153,13 +169,16 @@ def _refusal(exc: Exception) -> WorkyardError:
 
 
 async def _first_messages(socket: WorkerSocket, auth: Auth, authorized: bool,
-                          subscriptions: list[Subscription]) -> list[Subscription]:
-    """Read first messages until the worker is authorized and has declared its tasks."""
+                          subscriptions: list[Subscription], pool: list[str | None]
+                          ) -> list[Subscription]:
+    """Read first messages until the worker is authorized and has declared its tasks (and,
+    in `pool`, the worker pool and group the declaration names, unless the query did)."""
     while not authorized or not subscriptions:
         what = "authorization" if not authorized else "task declarations"
         try:
             with trio.fail_after(FIRST_MESSAGE_TIMEOUT):
-                first = decode_declarations(await socket.receive())
+                frame = await socket.receive()
+                first = decode_declarations(frame)
         except trio.TooSlowError:
             late = Unauthorized if not authorized else InvalidInput
             raise late(f"no {what} received in time") from None
@@ -171,6 +190,8 @@ async def _first_messages(socket: WorkerSocket, auth: Auth, authorized: bool,
             raise Unauthorized("authorization required first")
         else:
             subscriptions = first
+            if pool[0] is None:
+                pool[:] = declared_pool(frame)
     return subscriptions
 
 
@@ -183,21 +204,29 @@ async def serve_worker(upgrade: WorkerUpgrade, hub: Hub, auth: Auth) -> None:
     try:
         if token is not None and not authorized:
             raise Unauthorized("invalid worker token")
-        subscriptions: list[Subscription] = subscriptions_from_query(args)
+        raw_id = args.get("worker_id")
+        worker_id = new_worker_id() if raw_id is None else check_worker_id(raw_id)
+        subscriptions = check_declaration(subscriptions_from_query(args))
         capacity = _whole_number(args.get("capacity"), "capacity", 0)  # 0: unlimited
         # `max`: tasks per frame; given, every frame is a JSON array (a workyard extension)
         per_frame = _whole_number(args.get("max"), "max", 1, MAX_BATCH) or 0
+        # `worker_pool`/`worker_group`: Taskcluster's worker pool (checked before the
+        # upgrade when in the query, so a draining pool refuses with a 400)
+        pool: list[str | None] = [args.get("worker_pool") or None,
+                                  args.get("worker_group") or None]
+        if pool[0] is not None:
+            hub.pools.admit(pool[0], pool[1], args.get("worker_id") or "worker-0")
     except (WorkyardError, ValueError) as exc:
         refusal = _refusal(exc)
         await upgrade.refuse(refusal.status, encode(refusal.body()))
         return
-    worker_id = args.get("worker_id") or new_worker_id()
 
     socket = await upgrade.accept()
     conn = _Connection(socket, per_frame)
     try:
-        subscriptions = await _first_messages(socket, auth, authorized, subscriptions)
-        session = hub.attach(worker_id, subscriptions, conn, capacity=capacity)
+        subscriptions = await _first_messages(socket, auth, authorized, subscriptions, pool)
+        session = hub.attach(worker_id, subscriptions, conn, capacity=capacity,
+                             worker_pool=pool[0], worker_group=pool[1])
     except (WorkyardError, ValueError) as exc:
         refusal = _refusal(exc)
         log.info("worker %s refused: %s", worker_id, refusal.message)
@@ -210,6 +239,7 @@ async def serve_worker(upgrade: WorkerUpgrade, hub: Hub, auth: Auth) -> None:
             nursery.start_soon(_prove_alive, socket, hub, session)
             while True:
                 frame = await socket.receive()
+                FRAMES.received += 1
                 try:
                     answers = decode_answers(frame)
                 except ValueError as exc:

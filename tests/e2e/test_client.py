@@ -11,6 +11,7 @@ import json
 import signal
 import sys
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -348,12 +349,26 @@ async def test_cli_submit_waits_and_prints_json_lines(
         nursery.cancel_scope.cancel()
 
 
-async def test_cli_worker_runs_tasks_and_stops_on_sigterm(server: Served) -> None:
+async def test_cli_worker_runs_tasks_logs_each_and_stops_on_sigterm(
+    server: Served, tmp_path: Path
+) -> None:
     cmd = [sys.executable, "-m", "workyard.cli", "worker", "--url", server.url, "--task", "echo",
            "--task", "also", "--filter", "cloud=aws,gcp", "--worker-id", "cli-w"]
+    log = tmp_path / "worker.log"
+    with log.open("wb") as sink:
+        await _run_cli_worker(server, cmd, sink)
+    lines = log.read_text().splitlines()
+    assert "INFO" in lines[0] and "worker cli-w connected" in lines[0]
+    done = [line for line in lines if "): done in " in line]  # one INFO line per task
+    assert [line.split(" (")[1].split(")")[0] for line in done] == [
+        "echo cloud=aws", "also cloud=aws"]
+    assert all(" INFO " in line for line in done)
+
+
+async def _run_cli_worker(server: Served, cmd: list[str], sink: Any) -> None:
     async with trio.open_nursery() as nursery, AsyncProducer(server.url) as hub:
         process: trio.Process = await nursery.start(partial(
-            trio.run_process, cmd, check=False))
+            trio.run_process, cmd, check=False, stderr=sink))
         with trio.fail_after(NET_TIMEOUT * 2):  # includes the interpreter's start-up
             tasks = [await hub.result(await hub.submit(name, {"n": 1}, attrs={"cloud": "aws"}),
                                       wait=NET_TIMEOUT * 2) for name in ("echo", "also")]

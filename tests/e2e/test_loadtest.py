@@ -11,6 +11,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -235,3 +236,64 @@ def test_runner_smoke(tmp_path: Path) -> None:
     assert set(simulated["jain"]) == {"any", "eu", "poller"}
     for name in ("report.md", "locust.html", "locust_stats.csv", "scenario.toml"):
         assert (out / name).stat().st_size > 0
+
+
+# --- refusing to run for nothing, and verdicts that never call nothing "ok" ---------------
+
+
+def test_without_locust_the_runner_refuses_in_one_line_saying_how_to_install(
+    tmp_path: Path
+) -> None:
+    hide_locust = ("import runpy, sys; sys.modules['locust'] = None; "
+                   f"sys.argv = ['loadtest/run.py', 'uniform', '--out', {str(tmp_path / 'o')!r}]; "
+                   f"runpy.run_path({str(REPO / 'loadtest' / 'run.py')!r}, run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", hide_locust], capture_output=True, text=True,
+                          check=False, timeout=SMOKE_TIMEOUT, cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("loadtest/run.py: locust not installed for ")
+    assert "pip install -e '.[load]'" in done.stderr
+    assert not (tmp_path / "o").exists()  # nothing was prepared, let alone started
+
+
+def test_missing_requirements_names_the_packages_to_install() -> None:
+    from loadtest.run import missing_requirements
+
+    absent = {"locust", "websocket"}
+    found = missing_requirements(lambda module: None if module in absent else object())
+    assert found == ["locust", "websocket-client"]
+    assert missing_requirements(lambda module: object()) == []
+
+
+def _summary(**fields: object) -> Any:
+    from loadtest.analysis import Summary
+
+    base: dict[str, Any] = {"submitted": 10, "final": {"done": 10}, "lost": 0, "unfinished": 0,
+                            "unknown_ids": 0, "span": 1.0, "throughput": 10.0, "e2e": {},
+                            "wait": {}, "groups": {}}
+    return Summary(**{**base, **fields})
+
+
+@pytest.fixture
+def plan(tmp_path: Path) -> Any:
+    source = tmp_path / "tiny.toml"
+    source.write_text(TINY)
+    return load_scenarios.load_plan(load_scenario(source), out=tmp_path, producers=1)
+
+
+def test_a_run_that_submitted_nothing_is_never_ok(plan: Any) -> None:
+    from loadtest.report import checks
+
+    verdicts = checks(_summary(submitted=0, final={}), plan, drained_in=0.1)
+    assert verdicts[0][:2] == ("tasks submitted", "failed")
+    assert "never ran" in verdicts[0][2]
+    assert {verdict for _, verdict, _ in verdicts[1:]} == {"not run"}
+
+
+def test_a_clean_run_is_ok_and_a_lost_task_fails_its_check(plan: Any) -> None:
+    from loadtest.report import checks
+
+    assert {v for _, v, _ in checks(_summary(), plan, drained_in=0.5)} == {"ok"}
+    lost = {name: v for name, v, _ in checks(_summary(lost=1), plan, drained_in=None)}
+    assert lost["no task lost"] == "failed" and lost["tasks submitted"] == "ok"
+    assert lost[f"hub drained within {plan.drain:g} s"] == "failed"

@@ -1,4 +1,5 @@
-"""The built wheel holds every module of the source tree, and its package data."""
+"""The built wheel holds every module of the source tree, and its package data: the
+simulator's scenarios and the dashboard's files (pages, styles, vendored uPlot)."""
 
 from __future__ import annotations
 
@@ -23,12 +24,13 @@ def source_files() -> set[str]:
             relative = path.relative_to(root)
             if folder == "core" and relative.parts[0] == "sim":
                 continue
-            if path.suffix == ".py" or path.match("scenarios/*.toml"):
+            dashboard = folder == "core" and relative.parts[:2] == ("http", "static")
+            if path.suffix == ".py" or path.match("scenarios/*.toml") or dashboard:
                 files.add(f"{target}/{relative.as_posix()}")
     return files
 
 
-def test_the_wheel_holds_every_module_and_scenario(tmp_path: Path) -> None:
+def test_the_wheel_holds_every_module_scenario_and_dashboard_file(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
          "--wheel-dir", str(tmp_path), str(REPO)],
@@ -41,3 +43,5 @@ def test_the_wheel_holds_every_module_and_scenario(tmp_path: Path) -> None:
     assert not missing, f"not in the wheel: {sorted(missing)}"
     assert "workyard/sim/scenarios/uniform.toml" in shipped
     assert any(name.startswith("workyard/scheduling/") for name in shipped)
+    for static in ("index.html", "app.js", "pages/overview.js", "vendor/uPlot.iife.min.js"):
+        assert f"workyard/http/static/{static}" in shipped

@@ -1,11 +1,13 @@
 """A hub whose `--db` is a PostgreSQL URL: it picks PostgresStore, serves submissions
-and results from it, and a hub started again on the same URL finds them."""
+and results from it, and a hub started again on the same URL finds them, its worker
+pools and its event outbox too."""
 
 from __future__ import annotations
 
 import psycopg
 import trio
 from conftest import NET_TIMEOUT, StartServer, echo_worker, http_client
+from test_pool_events import SPEC, WM, call, manager, read_events
 
 from workyard import Settings
 from workyard.server import open_store
@@ -47,3 +49,28 @@ async def test_a_hub_on_postgresql_keeps_tasks_and_results_across_a_restart(
     async with http_client(again.url) as http:
         body = (await http.get(f"/tasks/{task_id}")).json()
     assert (body["state"], body["result"]) == ("done", {"x": 1})  # what the worker answered
+
+
+async def test_pools_and_their_events_on_postgresql_survive_a_restart_with_seqs_unbroken(
+        start_server: StartServer, postgres_schema: tuple[str, str]) -> None:
+    url, schema = postgres_schema
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(f"CREATE SCHEMA {schema}")  # type: ignore[arg-type]
+    settings = Settings(port=0, db=in_schema(url, schema))
+    query = f"/events?exchange={WM}worker-pool-created&since=0"
+    served = await start_server(settings)
+    wm = manager(served.url)
+    await call(wm.createWorkerPool, "proj/a", SPEC)
+    await call(wm.createWorkerPool, "proj/b", {**SPEC, "providerId": "gcp"})
+    await served.stop()
+
+    again = await start_server(settings)
+    wm = manager(again.url)
+    pools = (await call(wm.listWorkerPools))["workerPools"]
+    assert [(p["workerPoolId"], p["providerId"]) for p in pools] == [
+        ("proj/a", "aws"), ("proj/b", "gcp")]
+    await call(wm.createWorkerPool, "proj/c", SPEC)
+    async with http_client(again.url) as http, http.stream("GET", query) as stream:
+        events = await read_events(stream, 3)
+    assert [(int(e["id"]), e["data"]["payload"]["workerPoolId"]) for e in events] == [
+        (1, "proj/a"), (2, "proj/b"), (3, "proj/c")]  # numbered on, no gap, after the restart

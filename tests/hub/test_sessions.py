@@ -157,3 +157,37 @@ async def test_a_restart_fails_a_task_whose_retries_it_exhausts(hub_db: str) -> 
         assert "hub restart" in (final.error or "")
 
     await run_until_stopped(Hub(SQLiteStore(hub_db)), check)
+
+
+async def test_a_heartbeat_session_lives_its_own_window_from_its_last_proof_of_life(
+    start_hub: StartHub, autojump_clock: trio.testing.MockClock
+) -> None:
+    hub = await start_hub(heartbeat_liveness=600.0)
+    own, default = RecordingLink(), RecordingLink()
+    session = hub.attach("agent", [], own, transport="clearml", liveness=Liveness.HEARTBEAT,
+                         window=30.0)
+    hub.attach("daemon", [], default, transport="clearml", liveness=Liveness.HEARTBEAT)
+    await trio.sleep(20)
+    hub.alive(session)  # a status report
+    await trio.sleep(29)
+    assert own.closed is None and "agent" in hub.sessions.attached
+    await trio.sleep(2)
+    assert own.closed == "no status report for 30 s"
+    assert "agent" not in hub.sessions.attached
+    await trio.sleep(600 - 51 - 1)
+    assert default.closed is None
+    await trio.sleep(2)
+    assert default.closed == "no status report for 600 s"
+
+
+async def test_a_heartbeat_session_with_no_subscriptions_takes_no_task(
+    start_hub: StartHub, autojump_clock: trio.testing.MockClock
+) -> None:
+    hub = await start_hub()
+    registry_only = RecordingLink()
+    hub.attach("agent", [], registry_only, transport="clearml", liveness=Liveness.HEARTBEAT)
+    await hub.submit([task()])
+    assert registry_only.tasks == []
+    [view] = worker_views(hub)
+    assert (view.id, view.transport, view.subscriptions, view.outstanding) == (
+        "agent", "clearml", [], 0)

@@ -5,6 +5,7 @@ shortened (and `big` scaled down) to keep the file to seconds.
 """
 
 import dataclasses
+import io
 import json
 import os
 import subprocess
@@ -154,3 +155,20 @@ def test_python_m_is_reproducible_across_processes(tmp_path):
         assert done.returncode == 0, done.stderr
         outputs.append((out / "metrics.json").read_bytes())
     assert outputs[0] == outputs[1]
+
+
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal, so the progress bar draws into it."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_stays_on_screen_with_where_the_run_ended(monkeypatch):
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    run = simulate(load_scenario("uniform").scaled(0.02), Policy.EVEN, progress=True)
+    last = terminal.getvalue().split("\r")[-1]
+    assert last.endswith("\n")  # left in place, not erased
+    assert "uniform [even]: 100%" in last
+    assert f"{run.done + run.failed:,} tasks final, 0 not" in last

@@ -7,6 +7,7 @@ What only one implementation has (files, group-commit counts) is tested beside i
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 
@@ -16,7 +17,22 @@ import trio
 from conftest import NET_TIMEOUT
 
 from workyard import Attempt, Outcome, SQLiteStore, Task, TaskState
-from workyard.store import ConfigureQueue, InsertTasks, PostgresStore, Store, StoreError
+from workyard.store import (
+    ActivityBucket,
+    AppendEvents,
+    ConfigureQueue,
+    DeletePool,
+    InsertTasks,
+    MarkDelivered,
+    OutboxEvent,
+    PoolRecord,
+    PostgresStore,
+    RecordStats,
+    SavePool,
+    StatBucket,
+    Store,
+    StoreError,
+)
 from workyard.testing import MemoryStore
 
 
@@ -321,3 +337,170 @@ async def test_a_failing_commit_fails_alone_beside_concurrent_ones(store: Store)
     assert ids(await store.tasks.unfinished()) == ids(good)
     after = task()
     assert await store.tasks.insert([after]) == [after.id]  # the writer still serves
+
+
+# -- worker pools and the outbox ------------------------------------------------------
+
+
+def pool(pool_id: str = "proj/pool", provider: str = "aws", **fields: object) -> PoolRecord:
+    record = PoolRecord(pool_id, provider, description="d", config=b'{"a": 1}',
+                        owner="me@example.com", email_on_error=False, created=1.5,
+                        last_modified=2.5)
+    return dataclasses.replace(record, **fields)  # type: ignore[arg-type]
+
+
+def event(n: int, at: float = 1.0) -> OutboxEvent:
+    return OutboxEvent("exchange/x", f"primary.{n}", b'{"n": %d}' % n, at)
+
+
+async def test_a_saved_pool_reads_back_field_for_field_and_replaces_the_previous(
+        store: Store) -> None:
+    await store.commit(SavePool(pool(email_on_error=True)))
+    assert await store.pools.get("proj/pool") == pool(email_on_error=True)
+    await store.commit(SavePool(pool(provider="gcp")))
+    assert await store.pools.all() == [pool(provider="gcp")]
+    assert await store.pools.get("other/pool") is None
+
+
+async def test_all_pools_come_sorted_by_id_and_a_deleted_pool_is_gone(store: Store) -> None:
+    await store.commit(SavePool(pool("b/x")), SavePool(pool("a/y")), SavePool(pool("c/z")))
+    await store.commit(DeletePool("c/z"), DeletePool("never/stored"))
+    assert [p.worker_pool_id for p in await store.pools.all()] == ["a/y", "b/x"]
+
+
+async def test_appended_events_get_increasing_seqs_in_commit_order(store: Store) -> None:
+    (first,) = await store.commit(AppendEvents([event(1), event(2)]))
+    (second,) = await store.commit(AppendEvents([event(3)]))
+    assert first == [1, 2] and second == [3]
+    rows = await store.outbox.read(0, 10)
+    assert [(r.seq, r.routing_key, r.body) for r in rows] == [
+        (1, "primary.1", b'{"n": 1}'), (2, "primary.2", b'{"n": 2}'), (3, "primary.3", b'{"n": 3}')]
+    assert [r.seq for r in await store.outbox.read(1, 1)] == [2]
+
+
+async def test_many_events_in_one_change_keep_their_order_across_chunks(store: Store) -> None:
+    (seqs,) = await store.commit(AppendEvents([event(n) for n in range(300)]))
+    assert seqs == list(range(1, 301))
+    rows = await store.outbox.read(0, 1000)
+    assert [r.routing_key for r in rows] == [f"primary.{n}" for n in range(300)]
+
+
+async def test_an_event_commits_with_its_pool_change_or_not_at_all(store: Store) -> None:
+    await store.commit(SavePool(pool()), AppendEvents([event(1)]))
+    with pytest.raises(StoreError):
+        await store.commit(SavePool(pool("x/y")), AppendEvents([event(2)]),
+                           InsertTasks([task(priority=TOO_BIG)]))
+    assert [r.routing_key for r in await store.outbox.read(0, 10)] == ["primary.1"]
+    assert await store.pools.get("x/y") is None
+    (seqs,) = await store.commit(AppendEvents([event(3)]))
+    assert seqs == [2]  # the failed commit's seq was not handed out
+
+
+async def test_the_delivered_cursor_only_moves_forward(store: Store) -> None:
+    assert await store.outbox.delivered() == 0
+    await store.commit(AppendEvents([event(1), event(2), event(3)]))
+    await store.commit(MarkDelivered(2))
+    await store.commit(MarkDelivered(1))
+    assert await store.outbox.delivered() == 2
+
+
+async def test_purge_drops_only_delivered_events_older_than_the_cutoff(store: Store) -> None:
+    await store.commit(AppendEvents([event(1, at=1.0), event(2, at=1.0), event(3, at=9.0)]))
+    await store.commit(MarkDelivered(1))
+    assert await store.outbox.purge(before=5.0) == 1
+    assert [r.seq for r in await store.outbox.read(0, 10)] == [2, 3]
+    await store.commit(MarkDelivered(3))
+    assert await store.outbox.purge(before=5.0) == 1
+    (seqs,) = await store.commit(AppendEvents([event(4)]))
+    assert seqs == [4]  # a purged seq is never handed out again
+
+
+# -- machine statistics -------------------------------------------------------------
+
+
+async def test_readings_come_back_pooled_per_worker_metric_variant_and_epoch_bucket(
+        store: Store) -> None:
+    await store.stats.record(RecordStats("w1", 1_000, "t1", [("cpu_usage", "0", 10.0),
+                                                            ("cpu_usage", "1", 30.0)]))
+    await store.stats.record(RecordStats("w1", 9_999, None, [("cpu_usage", "0", 20.0)]))
+    await store.stats.record(RecordStats("w1", 10_000, None, [("cpu_usage", "0", 0.0)]))
+    await store.stats.record(RecordStats("w2", 5_000, None, [("cpu_usage", "0", 7.5),
+                                                            ("memory_used", "total", 1.0)]))
+    got = await store.stats.buckets(since=0, until=20_000, interval=10_000,
+                                    metrics=["cpu_usage"])
+    assert got == [  # per worker, metric, variant, then bucket
+        StatBucket("w1", "cpu_usage", "0", 0, 2, 30.0, 10.0, 20.0),
+        StatBucket("w1", "cpu_usage", "0", 10_000, 1, 0.0, 0.0, 0.0),  # a zero is a reading
+        StatBucket("w1", "cpu_usage", "1", 0, 1, 30.0, 30.0, 30.0),
+        StatBucket("w2", "cpu_usage", "0", 0, 1, 7.5, 7.5, 7.5),
+    ]
+
+
+async def test_buckets_keep_both_ends_of_the_range_and_only_the_workers_and_metrics_asked(
+        store: Store) -> None:
+    for ts in (999, 1_000, 2_000, 2_001):
+        await store.stats.record(RecordStats("w1", ts, None, [("gpu_usage", "0", float(ts)),
+                                                             ("disk_read", "total", 1.0)]))
+    await store.stats.record(RecordStats("w2", 1_500, None, [("gpu_usage", "0", 5.0)]))
+    got = await store.stats.buckets(since=1_000, until=2_000, interval=1, metrics=["gpu_usage"],
+                                    workers=["w1"])
+    assert [(b.worker, b.metric, b.start, b.total) for b in got] == [
+        ("w1", "gpu_usage", 1_000, 1_000.0), ("w1", "gpu_usage", 2_000, 2_000.0)]
+    assert await store.stats.buckets(since=0, until=9_000, interval=1_000,
+                                     metrics=["gpu_usage"], workers=[]) == []
+
+
+async def test_a_repeated_reading_at_the_same_millisecond_replaces_the_first(store: Store) -> None:
+    await store.stats.record(RecordStats("w1", 1_000, None, [("memory_used", "total", 1.0)]))
+    await store.stats.record(RecordStats("w1", 1_000, "t", [("memory_used", "total", 3.0)]))
+    (bucket,) = await store.stats.buckets(since=0, until=2_000, interval=2_000,
+                                          metrics=["memory_used"])
+    assert (bucket.count, bucket.total) == (1, 3.0)
+    (activity,) = await store.stats.activity(since=0, until=2_000, interval=2_000)
+    assert activity == ActivityBucket(0, 1, 1)
+
+
+async def test_activity_counts_distinct_workers_per_bucket_and_those_with_a_task(
+        store: Store) -> None:
+    await store.stats.record(RecordStats("w1", 100, "t1"))
+    await store.stats.record(RecordStats("w1", 200, None))
+    await store.stats.record(RecordStats("w2", 300, None, [("cpu_usage", "0", 1.0)]))
+    await store.stats.record(RecordStats("w2", 1_100, "t2"))
+    await store.stats.record(RecordStats("w3", 5_000, "t3"))  # beyond `until`
+    assert await store.stats.activity(since=0, until=4_999, interval=1_000) == [
+        ActivityBucket(0, 2, 1), ActivityBucket(1_000, 1, 1)]
+
+
+async def test_metric_keys_are_the_sorted_metrics_of_the_workers_asked(store: Store) -> None:
+    await store.stats.record(RecordStats("w1", 1, None, [("memory_used", "total", 1.0),
+                                                        ("cpu_usage", "0", 1.0)]))
+    await store.stats.record(RecordStats("w2", 1, None, [("gpu_usage", "0", 1.0)]))
+    assert await store.stats.metric_keys() == ["cpu_usage", "gpu_usage", "memory_used"]
+    assert await store.stats.metric_keys(["w2", "nobody"]) == ["gpu_usage"]
+    assert await store.stats.metric_keys([]) == []
+
+
+async def test_purge_drops_reports_and_readings_older_than_the_cutoff(store: Store) -> None:
+    await store.stats.record(RecordStats("w1", 1_000, "t", [("cpu_usage", "0", 1.0),
+                                                           ("cpu_usage", "1", 2.0)]))
+    await store.stats.record(RecordStats("w2", 2_000, None, [("memory_used", "total", 1.0)]))
+    assert await store.stats.purge(2_000) == 2
+    assert await store.stats.metric_keys() == ["memory_used"]
+    assert await store.stats.activity(since=0, until=3_000, interval=3_000) == [
+        ActivityBucket(0, 1, 0)]
+    await store.stats.record(RecordStats("w1", 3_000, None, [("cpu_usage", "0", 4.0)]))
+    (again,) = await store.stats.buckets(since=0, until=9_000, interval=9_000,
+                                         metrics=["cpu_usage"])
+    assert (again.worker, again.count, again.total) == ("w1", 1, 4.0)
+
+
+async def test_a_stats_report_committed_with_a_failing_change_is_not_kept(store: Store) -> None:
+    with pytest.raises(StoreError):
+        await store.commit(RecordStats("w1", 1_000, None, [("cpu_usage", "0", 1.0)]),
+                           InsertTasks([task(retries=TOO_BIG)]))
+    assert await store.stats.metric_keys() == []
+    assert await store.stats.activity(since=0, until=9_000, interval=1_000) == []
+    await store.stats.record(RecordStats("w1", 1_000, None, [("cpu_usage", "0", 2.0)]))
+    (bucket,) = await store.stats.buckets(since=0, until=9_000, interval=1_000,
+                                          metrics=["cpu_usage"])
+    assert bucket.total == 2.0

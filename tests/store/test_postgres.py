@@ -16,7 +16,7 @@ import trio
 from conftest import NET_TIMEOUT
 
 from workyard import Attempt, Task, TaskState
-from workyard.store import InsertTasks, PostgresStore, StoreError
+from workyard.store import AppendEvents, InsertTasks, OutboxEvent, PostgresStore, StoreError
 from workyard.store._postgres_migrations import VERSION
 
 _ids = itertools.count(1)
@@ -229,6 +229,32 @@ async def test_a_batch_with_one_out_of_range_integer_fails_that_unit_only(
     assert got is not None and got.state is TaskState.DONE
 
 
+async def test_a_failed_unit_in_a_batch_leaves_no_gap_in_the_outbox_seqs(
+        pg: PostgresStore) -> None:
+    """The batch is rolled back and replayed unit by unit: the seqs the failed unit had
+    taken go to the units after it (a stream reads a gap as missed events)."""
+    def event(n: int) -> OutboxEvent:
+        return OutboxEvent("exchange/x", f"primary.{n}", b"{}", 1.0)
+
+    results: dict[str, list[int]] = {}
+    errors: list[BaseException] = []
+
+    async def append(name: str, *more: InsertTasks) -> None:
+        try:
+            (results[name],) = (await pg.commit(AppendEvents([event(1), event(2)]), *more))[:1]
+        except StoreError as exc:
+            errors.append(exc)
+
+    before = pg.commits
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(append, "first")
+        nursery.start_soon(append, "failed", InsertTasks([task(priority=2**63)]))
+        nursery.start_soon(append, "last")
+    assert pg.commits - before == 1 and len(errors) == 1
+    assert sorted(results.values()) == [[1, 2], [3, 4]] and "failed" not in results
+    assert [r.seq for r in await pg.outbox.read(0, 10)] == [1, 2, 3, 4]
+
+
 async def test_a_finish_the_database_refuses_is_logged_and_called_back_and_fails_alone(
         pg: PostgresStore, caplog: pytest.LogCaptureFixture) -> None:
     refused, fine = task(), task()
@@ -316,7 +342,7 @@ async def test_a_new_schema_gets_the_current_version(postgres_schema: tuple[str,
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
         nursery.cancel_scope.cancel()
-    assert schema_version(url, schema) == VERSION == 1
+    assert schema_version(url, schema) == VERSION == 3
 
 
 async def test_stores_starting_together_on_an_empty_schema_migrate_it_once(

@@ -13,7 +13,7 @@ import trio
 from conftest import NET_TIMEOUT
 
 from workyard import Attempt, SQLiteStore, Task, TaskState
-from workyard.store import InsertTasks, StoreError
+from workyard.store import InsertTasks, RecordStats, StoreError
 from workyard.store._migrations import VERSION
 from workyard.store._sqlite import CHUNK
 
@@ -85,6 +85,26 @@ async def test_data_survives_reopening_the_file(hub_db: str) -> None:
         got = await reopened.tasks.get(finished_task.id)
         assert got is not None and got.state is TaskState.DONE
         nursery.cancel_scope.cancel()
+
+
+async def test_machine_statistics_survive_reopening_and_their_series_carry_on(
+        hub_db: str) -> None:
+    store = SQLiteStore(hub_db)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        await store.stats.record(RecordStats("w1", 1_000, "t", [("cpu_usage", "0", 1.0)]))
+        nursery.cancel_scope.cancel()
+    reopened = SQLiteStore(hub_db)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(reopened.run)
+        await reopened.stats.record(RecordStats("w1", 2_000, None, [("cpu_usage", "0", 3.0),
+                                                                   ("cpu_usage", "1", 5.0)]))
+        got = await reopened.stats.buckets(since=0, until=9_000, interval=9_000,
+                                           metrics=["cpu_usage"])
+        assert [(b.variant, b.count, b.total) for b in got] == [("0", 2, 4.0), ("1", 1, 5.0)]
+        nursery.cancel_scope.cancel()
+    with sqlite3.connect(hub_db) as db:  # one series row per (worker, metric, variant)
+        assert db.execute("SELECT count(*) FROM stat_series").fetchone() == (2,)
 
 
 async def test_after_a_crash_a_running_task_comes_back_with_its_cut_off_attempt(
@@ -285,7 +305,7 @@ async def test_a_new_file_gets_the_current_schema_version(hub_db: str) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
         nursery.cancel_scope.cancel()
-    assert user_version(hub_db) == VERSION == 2
+    assert user_version(hub_db) == VERSION == 4
 
 
 async def test_a_file_from_before_versions_opens_and_upgrades_in_place(hub_db: str) -> None:

@@ -15,7 +15,9 @@ from workyard import InvalidSetting, Settings
 from workyard._config import fields, setting
 from workyard.cli import main
 
-#: the flags `workyard serve` has always had, plus the two body/frame limits
+#: the flags `workyard serve` has always had, plus the two body/frame limits and the
+#: per-worker metrics switch; worker-manager's (Taskcluster credentials, RabbitMQ, event
+#: retention)
 FLAGS = {
     "host": "--host", "port": "--port", "worker_port": "--worker-port", "db": "--db",
     "synchronous": "--sync", "worker_tokens": "--worker-token",
@@ -23,7 +25,11 @@ FLAGS = {
     "ping_interval": "--ping-interval", "ping_timeout": "--ping-timeout",
     "default_capacity": "--capacity", "retention": "--retention",
     "poll_liveness": "--poll-liveness", "max_body": "--max-body", "max_frame": "--max-frame",
-    "log_level": "--log-level",
+    "metrics_per_worker": "--metrics-per-worker", "log_level": "--log-level",
+    "summary_interval": "--summary-interval", "backlog": "--backlog",
+    "taskcluster_clients": "--taskcluster-client", "amqp_url": "--amqp-url",
+    "event_retention": "--event-retention", "heartbeat_liveness": "--heartbeat-liveness",
+    "stats_retention": "--stats-retention",
 }
 
 #: one valid non-default text value per field, and the value it must become
@@ -35,6 +41,13 @@ VALUES = {
     "ping_interval": ("2.5", 2.5), "ping_timeout": ("2.5", 2.5),
     "default_capacity": ("0", 0), "retention": ("0", 0.0), "poll_liveness": ("90", 90.0),
     "max_body": ("1024", 1024), "max_frame": ("2048", 2048), "log_level": ("debug", "DEBUG"),
+    "summary_interval": ("0", 0.0),
+    "metrics_per_worker": ("50", 50),
+    "backlog": ("4096", 4096),
+    "taskcluster_clients": ("ci:s3cret", frozenset({"ci:s3cret"})),
+    "amqp_url": ("amqp://guest:guest@127.0.0.1:5672/", "amqp://guest:guest@127.0.0.1:5672/"),
+    "event_retention": ("60", 60.0),
+    "heartbeat_liveness": ("30", 30.0), "stats_retention": ("3600", 3600.0),
 }
 
 

@@ -15,7 +15,6 @@ from workyard import (
     Hub,
     InvalidInput,
     InvalidSetting,
-    MemoryStore,
     NotFound,
     Settings,
     TooLarge,
@@ -25,6 +24,7 @@ from workyard import (
 )
 from workyard._errors import MESSAGE_TOO_BIG, POLICY_VIOLATION, TRY_AGAIN_LATER
 from workyard.store import Change, Result
+from workyard.testing import MemoryStore
 
 TABLE = [
     (InvalidInput, 400, POLICY_VIOLATION),

@@ -1,0 +1,217 @@
+"""ClearML registry (seed 001): status_report ingest and get_stats latency.
+
+Ingest: `workyard serve` in its own process on its SQLite file; `--procs` client
+processes with `--conns` keep-alive connections each send `workers.status_report`
+back to back for `--workers` distinct workers, each report carrying clearml-agent's
+14 metrics (4-element GPU lists: 26 readings). A report is answered once durable
+(group commit). Reports/s = answers / seconds; latency per report from send to
+answer; the stored report count is checked in the file afterwards.
+
+get_stats: a file prefilled with `--stats-workers` workers x 24 h of 30 s reports
+(the same 14 metrics), then `workers.get_stats` for all of them, 3 metrics, interval
+300 s, `--queries` times one after another: p50 / p99 of the answer time.
+
+    python benchmarks/clearml.py --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import cpu_seconds, machine, median, percentile, run_hub, write_result
+from _netclient import HttpConn, connect_http, run_loop
+
+SCALARS = ("memory_used", "memory_free", "disk_free_home", "disk_free_temp", "disk_read",
+           "disk_write", "network_tx", "network_rx")
+SINGLE = ("cpu_usage", "cpu_temperature")
+GPU = ("gpu_usage", "gpu_temperature", "gpu_memory_used", "gpu_memory_free")
+
+
+def machine_stats(i: int) -> dict[str, Any]:
+    stats: dict[str, Any] = {name: float(i % 97) for name in SCALARS}
+    stats.update({name: [float(i % 89)] for name in SINGLE})
+    stats.update({name: [float((i + k) % 83) for k in range(4)] for name in GPU})
+    return stats
+
+
+def _client(port: int, workers: list[str], conns: int, seconds: float,
+            queue: multiprocessing.Queue[Any]) -> None:
+    """One client process: `conns` connections, one report in flight on each."""
+    deadline = time.monotonic() + seconds
+    latencies: list[float] = []
+    sent_at: dict[HttpConn, float] = {}
+    counter = [0, 0]  # reports answered, errors
+    pending = [0]  # reports in flight
+    next_worker = [0]
+
+    def send(conn: HttpConn) -> None:
+        i = next_worker[0]
+        next_worker[0] += 1
+        body = json.dumps({"worker": workers[i % len(workers)],
+                           "timestamp": int(time.time() * 1000) + i % 1000,
+                           "task": None if i % 3 else f"task-{i}", "queues": ["q"],
+                           "machine_stats": machine_stats(i)}).encode()
+        conn.request("POST", "/workers.status_report", body)
+        sent_at[conn] = time.monotonic()
+        pending[0] += 1
+
+    def answered(conn: HttpConn, status: int, body: bytes) -> None:
+        now = time.monotonic()
+        pending[0] -= 1
+        latencies.append(now - sent_at[conn])
+        counter[0 if status == 200 else 1] += 1
+        if now < deadline:
+            send(conn)
+
+    pool = [connect_http("127.0.0.1", port) for _ in range(conns)]
+    for conn in pool:
+        conn.on_response = answered
+        send(conn)
+    started = time.monotonic()
+    def done() -> bool:
+        now = time.monotonic()
+        return now > deadline + 10 or (now > deadline and pending[0] == 0)
+
+    run_loop(pool, done)
+    queue.put({"answered": counter[0], "errors": counter[1], "latencies": latencies,
+               "seconds": time.monotonic() - started})
+
+
+def ingest(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        db = str(Path(tmp) / "ingest.db")
+        workers = [f"agent-{i:04d}" for i in range(args.workers)]
+        with run_hub(db) as hub:
+            queue: multiprocessing.Queue[Any] = multiprocessing.Queue()
+            share = [workers[p::args.procs] for p in range(args.procs)]
+            cpu0, t0 = cpu_seconds(hub.pid), time.monotonic()
+            procs = [multiprocessing.Process(target=_client, args=(
+                hub.port, share[p], args.conns, args.seconds, queue)) for p in range(args.procs)]
+            for p in procs:
+                p.start()
+            results = [queue.get() for _ in procs]
+            for p in procs:
+                p.join()
+            elapsed, cpu = time.monotonic() - t0, cpu_seconds(hub.pid) - cpu0
+        with sqlite3.connect(db) as conn:
+            stored = conn.execute("SELECT count(*) FROM stat_reports").fetchone()[0]
+    answered = sum(r["answered"] for r in results)
+    latencies = [x for r in results for x in r["latencies"]]
+    seconds = max(r["seconds"] for r in results)
+    return {
+        "reports_per_s": round(answered / seconds),
+        "answered": answered, "errors": sum(r["errors"] for r in results),
+        "stored_reports": stored,
+        "p50_ms": round(percentile(latencies, 50) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 99) * 1000, 2),
+        "hub_cpu": round(cpu / elapsed, 2),
+        "hub_cpu_us_per_report": round(cpu / max(answered, 1) * 1e6),
+    }
+
+
+def prefill(db: str, workers: int, hours: float, every: int) -> int:
+    """Write `workers` x `hours` of reports straight into a migrated file; returns samples."""
+    from workyard.store._migrations import migrate
+
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    migrate(conn, db)
+    end = int(time.time()) // every * every
+    start = end - int(hours * 3600)
+    stamps = range(start * 1000, end * 1000, every * 1000)
+    samples = 0
+    conn.execute("BEGIN")
+    for w in range(workers):
+        worker = f"agent-{w:04d}"
+        conn.executemany("INSERT INTO stat_reports (ts, worker, task) VALUES (?, ?, ?)",
+                         [(ts, worker, None) for ts in stamps])
+        for metric, variants in ([(m, ["total"]) for m in SCALARS] + [(m, ["0"]) for m in SINGLE]
+                                 + [(m, ["0", "1", "2", "3"]) for m in GPU]):
+            for k, variant in enumerate(variants):
+                (series,) = conn.execute(
+                    "INSERT INTO stat_series (worker, metric, variant) VALUES (?, ?, ?) "
+                    "RETURNING id", (worker, metric, variant)).fetchone()
+                conn.executemany(
+                    "INSERT INTO stat_samples (series, ts, value) VALUES (?, ?, ?)",
+                    [(series, ts, float((ts // 1000 + k + w) % 101)) for ts in stamps])
+                samples += len(stamps)
+    conn.execute("COMMIT")
+    conn.close()
+    return samples
+
+
+def get_stats(args: argparse.Namespace, db: str) -> dict[str, Any]:
+    import httpx
+
+    now = int(time.time())
+    body = {"from_date": now - 24 * 3600, "to_date": now, "interval": 300,
+            "worker_ids": [f"agent-{w:04d}" for w in range(args.stats_workers)],
+            "items": [{"key": "cpu_usage", "aggregation": "avg"},
+                      {"key": "memory_used", "aggregation": "max"},
+                      {"key": "gpu_usage", "aggregation": "avg"}]}
+    times = []
+    with run_hub(db) as hub, httpx.Client(base_url=hub.url, timeout=60) as client:
+        first = client.post("/workers.get_stats", json=body).json()["data"]
+        for _ in range(args.queries):
+            t0 = time.perf_counter()
+            response = client.post("/workers.get_stats", json=body)
+            times.append(time.perf_counter() - t0)
+            assert response.status_code == 200, response.text[:300]
+    points = sum(len(m["dates"]) for w in first["workers"] for m in w["metrics"])
+    return {"p50_ms": round(percentile(times, 50) * 1000, 1),
+            "p99_ms": round(percentile(times, 99) * 1000, 1),
+            "workers": len(first["workers"]), "points": points}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1000)
+    parser.add_argument("--procs", type=int, default=2, help="client processes")
+    parser.add_argument("--conns", type=int, default=16, help="connections per process")
+    parser.add_argument("--seconds", type=float, default=10.0, help="ingest seconds per run")
+    parser.add_argument("--stats-workers", type=int, default=100)
+    parser.add_argument("--hours", type=float, default=24.0)
+    parser.add_argument("--queries", type=int, default=20)
+    parser.add_argument("--out", help="JSON file (default benchmarks/results/clearml.json)")
+    args = parser.parse_args(argv)
+    started = machine()
+    runs = []
+    for run in range(args.runs):
+        result = ingest(args)
+        runs.append(result)
+        print(f"ingest run {run + 1}: {result}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = str(Path(tmp) / "stats.db")
+        t0 = time.monotonic()
+        samples = prefill(db, args.stats_workers, args.hours, 30)
+        print(f"prefilled {samples:,} samples in {time.monotonic() - t0:.1f} s", flush=True)
+        stats = [get_stats(args, db) for _ in range(args.runs)]
+    for s in stats:
+        print(f"get_stats: {s}", flush=True)
+    summary = {
+        "reports_per_s": median([r["reports_per_s"] for r in runs]),
+        "ingest_p99_ms": median([r["p99_ms"] for r in runs]),
+        "get_stats_p50_ms": median([s["p50_ms"] for s in stats]),
+        "prefilled_samples": samples,
+        "targets": {"reports_per_s": 3000, "ingest_p99_ms": 50, "get_stats_p50_ms": 100},
+    }
+    result = {"benchmark": "clearml", "machine": started,
+              "settings": {k: v for k, v in vars(args).items() if k != "out"},
+              "summary": summary, "ingest_runs": runs, "get_stats_runs": stats}
+    path = write_result("clearml", result, args.out)
+    print(f"median: {summary} -> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Benchmark result lines say whether a target was met: a miss is never "ok"."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+from _common import MISSED, target
+from run_all import BENCHMARKS as RUNS
+from run_all import outcome
+
+
+def test_a_ratio_just_above_its_ceiling_is_a_miss() -> None:
+    assert target(1.52, "<=", 1.5) == (False, "(target <= 1.5: MISS)")
+    assert target(1.5, "<=", 1.5) == (True, "(target <= 1.5: ok)")
+
+
+def test_a_rate_below_its_floor_or_missing_is_a_miss() -> None:
+    assert target(1999, ">=", 2000)[0] is False
+    assert target(None, ">=", 2000) == (False, "(target >= 2000: MISS)")
+    assert target(2500, ">=", 2000)[0] is True
+
+
+def test_run_all_tells_a_miss_from_ok_and_from_a_failure() -> None:
+    assert outcome(0) == "ok"
+    assert outcome(MISSED).startswith("MISS")
+    assert outcome(1) == "FAILED (exit status 1)"
+    assert outcome("timed out after 300 s") == "FAILED (timed out after 300 s)"
+
+
+def test_every_benchmark_run_writes_its_own_result_file() -> None:
+    names = [name for _, name, *_ in RUNS]
+    assert len(names) == len(set(names))
