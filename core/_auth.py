@@ -23,13 +23,14 @@ class Role(enum.StrEnum):
 
 
 def bearer(headers: Headers, args: Mapping[str, str] | None = None) -> str | None:
-    """The token from `Authorization: Bearer …` (or an `access_token` query parameter)."""
+    """The token from `Authorization: Bearer …`, else an `access_token` (or `token`)
+    query parameter."""
     value = headers.get("Authorization", "")
     scheme, _, token = value.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    if args is not None and args.get("access_token"):
-        return args["access_token"]
+    if args is not None:
+        return args.get("access_token") or args.get("token") or None
     return None
 
 
@@ -41,6 +42,23 @@ class Auth:
             Role.ADMIN: settings.admin_tokens,
         }
         self.enabled = settings.auth_enabled
+
+    def describe(self) -> str:
+        """Who can do what, in one line for the start-up log."""
+        if not self.enabled:
+            return "auth off: no tokens configured, anyone on loopback can do anything"
+        admins = len(self._tokens[Role.ADMIN])
+
+        def way_in(role: Role) -> str:
+            own = len(self._tokens[role])
+            if not own and not admins:
+                return f"no {role.value} can get in"
+            return f"{role.value}s with one of {own} {role.value} or {admins} admin tokens"
+
+        queues = ("admins configure queues" if admins else
+                  "nobody can configure queues (no admin token)")
+        return (f"auth on: {way_in(Role.WORKER)}; {way_in(Role.PRODUCER)}; {queues}; "
+                "any token reads /workers and /queues; /health is open")
 
     def allows(self, token: str | None, role: Role) -> bool:
         if not self.enabled:

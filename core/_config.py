@@ -36,9 +36,14 @@ YEAR = MAX_SECONDS
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
 Seconds = Annotated[float, Meta(gt=0, le=YEAR)]
-Bytes = Annotated[int, Meta(ge=1, le=1 << 32)]
+#: a limit below a kibibyte would refuse every request
+Bytes = Annotated[int, Meta(ge=1024, le=1 << 32)]
+#: pings and their timeouts: below 50 ms the hub would do little but ping
+PingSeconds = Annotated[float, Meta(ge=0.05, le=YEAR)]
 Text = Annotated[str, Meta(min_length=1)]
-Tokens = frozenset[str]
+#: visible ASCII, as a header carries it unchanged (no space, no comma: the separator)
+Token = Annotated[str, Meta(pattern=r"^[!-+\--~]+$")]
+Tokens = frozenset[Token]
 
 
 def setting(default: T, help: str, *, flag: str | None = None,
@@ -79,11 +84,11 @@ class Settings:
     event_retention: Annotated[float, Meta(ge=0, le=100 * YEAR)] = setting(
         24 * 3600.0, "seconds a delivered event stays in the outbox for streams to replay",
         metavar="S")
-    ping_interval: Seconds = setting(20.0, "seconds between pings to WebSocket workers",
+    ping_interval: PingSeconds = setting(20.0, "seconds between pings to WebSocket workers",
                                      metavar="S")
-    ping_timeout: Seconds = setting(10.0, "drop a worker whose ping is unacknowledged "
+    ping_timeout: PingSeconds = setting(10.0, "drop a worker whose ping is unacknowledged "
                                     "this many seconds", metavar="S")
-    default_capacity: Annotated[int, Meta(ge=0)] = setting(
+    default_capacity: Annotated[int, Meta(ge=0, le=1_000_000)] = setting(
         32, "tasks in flight per worker unless it asks for another `capacity`; 0: unlimited",
         flag="--capacity", metavar="N")
     retention: Annotated[float, Meta(ge=0, le=100 * YEAR)] = setting(
@@ -110,6 +115,21 @@ class Settings:
     summary_interval: Annotated[float, Meta(ge=0, le=YEAR)] = setting(
         10.0, "seconds between one-line summaries at INFO (tasks/s, queued, running, "
         "workers; only when something changed); 0: none", metavar="S")
+    allow_lockout: bool = setting(
+        False, "start even when the tokens leave workers or producers no way in (say, "
+        "producer tokens only)", metavar="BOOL")
+
+    def refuse_lockout(self) -> None:
+        """Raise InvalidSetting for tokens that lock a role out, unless `allow_lockout`:
+        with any token configured, a role with neither its own nor an admin token could
+        never get in. `serve` calls it (so does the CLI, first, for its one line)."""
+        if not self.auth_enabled or self.admin_tokens or self.allow_lockout:
+            return
+        for role, flag in (("worker", "--worker-token"), ("producer", "--producer-token")):
+            if not getattr(self, f"{role}_tokens"):
+                raise InvalidSetting(
+                    f"tokens are configured but no {flag} or --admin-token: no {role} could "
+                    f"get in; add {role} tokens, or --allow-lockout true to start anyway")
 
     @property
     def auth_enabled(self) -> bool:
@@ -258,7 +278,7 @@ def _describe(info: mi.Type) -> str:
     if isinstance(info, mi.LiteralType):
         return "one of " + ", ".join(map(str, info.values))
     if isinstance(info, mi.FrozenSetType):
-        return "comma-separated tokens"
+        return "comma-separated tokens of visible ASCII characters"
     if isinstance(info, mi.StrType):
         return "non-empty text" if info.min_length else "text"
     return str(info)

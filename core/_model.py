@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
+from ._errors import InvalidInput
+
 __all__ = [
     "FINAL_STATES",
     "Attempt",
@@ -106,7 +108,7 @@ class Subscription(msgspec.Struct, frozen=True):
     def of(cls, name: str, filter: Mapping[str, Iterable[str] | str] | None = None) -> Subscription:
         """Build a subscription, accepting `"a,b"` or `["a", "b"]` as values."""
         if not isinstance(name, str) or not name:
-            raise ValueError("a subscription needs a non-empty task name")
+            raise InvalidInput("a subscription needs a non-empty task name")
         clean: dict[str, frozenset[str]] = {}
         for key, values in (filter or {}).items():
             if isinstance(values, str):
@@ -114,10 +116,10 @@ class Subscription(msgspec.Struct, frozen=True):
             if not isinstance(values, (list, tuple, set, frozenset)) or not all(
                 isinstance(v, str) for v in values
             ):
-                raise ValueError(f"filter {key!r} must be a string or a list of strings")
+                raise InvalidInput(f"filter {key!r} must be a string or a list of strings")
             vals = frozenset(v.strip() for v in values if v.strip())
             if not vals:
-                raise ValueError(f"filter {key!r} needs at least one non-empty value")
+                raise InvalidInput(f"filter {key!r} needs at least one non-empty value")
             clean[key] = vals
         # how much one worker may declare is bounded where the hub takes a declaration
         # (`protocol.check_declaration`), for every transport at once

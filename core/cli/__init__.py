@@ -32,6 +32,7 @@ def _setup_logging(level: str) -> None:
 def _serve(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_args(args)
+        settings.refuse_lockout()
     except InvalidSetting as exc:  # one line, no traceback: what is wrong and what to do
         print(f"workyard serve: {exc} (fix or remove it; workyard serve --help lists "
               "every setting)", file=sys.stderr)

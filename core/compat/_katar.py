@@ -37,6 +37,7 @@ from ..protocol import (
     MAX_BATCH,
     MAX_POLL_TASKS,
     MAX_POLL_WAIT,
+    Decoder,
     PollBody,
     PolledTask,
     Report,
@@ -52,9 +53,10 @@ __all__ = ["QueueConfigurations", "add_polling_routes"]
 #: the seed's default polling interval, in milliseconds
 DEFAULT_INTERVAL_MS = 30_000
 
-_poll_body = msgspec.json.Decoder(PollBody)
-_report = msgspec.json.Decoder(Report)
-_any = msgspec.json.Decoder()
+_poll_body = Decoder(PollBody)
+_report = Decoder(Report)
+_any = Decoder()
+_configuration = Decoder(dict[str, Any])
 
 
 class QueueConfigurations:
@@ -134,8 +136,7 @@ def add_polling_routes(app: QuartTrio, fleet: PollingFleet, auth: Auth,
         require(auth, Role.ADMIN)
         _params.name(queue, "queue")
         try:
-            settings = msgspec.json.decode(await request.get_data(cache=False),
-                                           type=dict[str, Any])
+            settings = _configuration.decode(await request.get_data(cache=False))
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise InvalidInput(f"the configuration must be a JSON object: {exc}") from None
         await configurations.set(queue, settings)

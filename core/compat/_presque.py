@@ -25,7 +25,7 @@ from .._auth import Auth, Role
 from .._errors import InvalidInput, NotFound
 from ..http import json_response, require
 from ..hub import Hub
-from ..protocol import Registration, error_text
+from ..protocol import Decoder, Registration, error_text
 from ..transports import PollingFleet
 from . import _params
 
@@ -33,7 +33,7 @@ __all__ = ["Registry", "add_registry_routes"]
 
 PRESQUE_HEADER = "X-presque-workerid"
 
-_registration = msgspec.json.Decoder(Registration)
+_registration = Decoder(Registration)
 
 
 @dataclass(slots=True)

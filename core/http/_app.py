@@ -9,7 +9,7 @@ import logging
 import math
 from typing import Any
 
-from quart import Response, request
+from quart import Response, has_request_context, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -71,7 +71,11 @@ def create_app(hub: Hub, settings: Settings) -> QuartTrio:
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.path)
+        # an HTTP/2 WebSocket (extended CONNECT) reaches the app in a websocket context,
+        # where touching `request` would raise a second error inside this handler
+        where = (f"{request.method} {request.path}" if has_request_context()
+                 else f"WebSocket {websocket.path}")
+        log.exception("unexpected error on %s", where)
         return json_response({"error": f"internal error: {type(exc).__name__}"}, 500)
 
     @app.post("/tasks")

@@ -376,7 +376,8 @@ class Hub:
             result=answer.data if ok else None, error=answer.error,
         )
         if ignored is not None:
-            log.info("ignored answer from %s for task %s: %s", worker_id, answer.task_id, ignored)
+            log.info("ignored answer from %s for task %.200r: %s", worker_id, answer.task_id,
+                     ignored)
         self._apply(effects)
         return ignored
 

@@ -8,7 +8,7 @@
 """
 
 from ._checks import check_declaration, check_name, check_worker_id
-from ._codec import encode, error_text
+from ._codec import Decoder, check_depth, encode, error_text
 from ._limits import (
     FIRST_MESSAGE_TIMEOUT,
     HANDSHAKE_TIMEOUT,
@@ -74,6 +74,7 @@ __all__ = [
     "Answer",
     "Authorization",
     "Declaration",
+    "Decoder",
     "ErrorFrame",
     "PollBody",
     "PolledBatch",
@@ -83,6 +84,7 @@ __all__ = [
     "TaskFrame",
     "TaskSpec",
     "check_declaration",
+    "check_depth",
     "check_name",
     "check_worker_id",
     "declared_pool",

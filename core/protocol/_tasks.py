@@ -15,7 +15,7 @@ from msgspec import Meta
 
 from .._errors import InvalidInput
 from .._model import JSON_NULL, Task
-from ._codec import error_text
+from ._codec import Decoder, error_text
 from ._limits import MAX_BATCH, MAX_NAME, MAX_PRIORITY, MAX_RETRIES, MAX_SECONDS, MIN_PRIORITY
 
 __all__ = ["TaskSpec", "decode_submission"]
@@ -60,9 +60,10 @@ class TaskSpec(msgspec.Struct, forbid_unknown_fields=True):
         )
 
 
-_envelope = msgspec.json.Decoder(dict[str, msgspec.Raw])
-_one = msgspec.json.Decoder(TaskSpec)
-_many = msgspec.json.Decoder(list[TaskSpec])
+_envelope = Decoder(dict[str, msgspec.Raw])
+# the body again, or a part of it, once the envelope has bounded its depth
+_one = Decoder(TaskSpec, bound_depth=False)
+_many = Decoder(list[TaskSpec], bound_depth=False)
 
 
 def decode_submission(body: bytes) -> tuple[list[TaskSpec], bool]:

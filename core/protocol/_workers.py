@@ -13,7 +13,7 @@ import msgspec
 from .._errors import InvalidInput
 from .._model import JSON_NULL, Subscription, Task
 from ._checks import check_subscription_count
-from ._codec import encode, error_text
+from ._codec import Decoder, encode, error_text
 
 __all__ = [
     "RESERVED_PARAMS",
@@ -53,8 +53,8 @@ class ErrorFrame(msgspec.Struct):
     error: str
 
 
-_hub_frame = msgspec.json.Decoder(TaskFrame | list[TaskFrame])  # type: ignore[arg-type]
-_error_frame = msgspec.json.Decoder(ErrorFrame)
+_hub_frame = Decoder(TaskFrame | list[TaskFrame])  # type: ignore[arg-type]
+_error_frame = Decoder(ErrorFrame)
 
 
 def decode_hub_frame(frame: str | bytes) -> list[TaskFrame] | ErrorFrame:
@@ -78,7 +78,7 @@ class Answer(msgspec.Struct):
     error: str | None = None
 
 
-_answers = msgspec.json.Decoder(Answer | list[Answer])  # type: ignore[arg-type]
+_answers = Decoder(Answer | list[Answer])  # type: ignore[arg-type]
 
 
 def decode_answers(frame: str | bytes) -> list[Answer]:
@@ -128,7 +128,7 @@ class Authorization(msgspec.Struct, tag_field="kind", tag="authorization"):
         return value.removeprefix("Bearer ").strip()
 
 
-_first = msgspec.json.Decoder(list[Declaration] | Authorization)  # type: ignore[arg-type]
+_first = Decoder(list[Declaration] | Authorization)  # type: ignore[arg-type]
 
 
 def decode_declarations(frame: str | bytes) -> list[Subscription] | Authorization:

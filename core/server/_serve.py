@@ -145,6 +145,7 @@ async def serve(
     `settings.worker_port` set, the lean server also has that port to itself; its URL is
     logged and kept in `hub.worker_url`.
     """
+    settings.refuse_lockout()
     if not settings.auth_enabled and not _is_loopback(settings.host):
         log.warning("no tokens configured: binding 127.0.0.1 instead of %s; set worker, "
                     "producer or admin tokens to serve other hosts", settings.host)
@@ -182,6 +183,6 @@ async def serve(
         if settings.amqp_url:
             log.info("events: RabbitMQ %s, and the stream at %s/events",
                      settings.amqp_url.rsplit("@", 1)[-1], url)
-        log.info("workyard serving on %s (store: %s; auth: %s)", url, describe_db(settings.db),
-                 "on" if settings.auth_enabled else "off - no tokens configured, loopback only")
+        log.info("workyard serving on %s (store: %s)", url, describe_db(settings.db))
+        log.info("%s", auth.describe())
         task_status.started(url)

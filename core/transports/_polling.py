@@ -33,13 +33,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import msgspec
 import trio
 
 from .._errors import Conflict, InvalidInput, NotFound, WorkyardError
 from .._model import Subscription, Task
 from ..hub import Hub, Liveness, Session
-from ..protocol import RESERVED_WORKER_PREFIX, Answer, Report
+from ..protocol import RESERVED_WORKER_PREFIX, Answer, Decoder, Report
 
 __all__ = ["ANONYMOUS", "Poll", "Poller", "PollingFleet", "Problem"]
 
@@ -280,7 +279,7 @@ class PollingFleet:
 
 
 
-_any = msgspec.json.Decoder()
+_any = Decoder()
 
 
 def _error_of(report: Report) -> str | None:

@@ -37,6 +37,7 @@ from ..hub import Hub, Session
 from ..protocol import (
     FIRST_MESSAGE_TIMEOUT,
     MAX_BATCH,
+    MAX_NAME,
     Authorization,
     TaskFrame,
     check_declaration,
@@ -143,7 +144,9 @@ class _Connection:
                     frame = encode([TaskFrame.of(t) for t in batch])
                 else:
                     frame = encode(TaskFrame.of(batch[0]))
-                await self.socket.send(frame.decode())
+                # the edge admits UTF-8 only; "replace" keeps a task stored before that
+                # from failing every worker it goes to
+                await self.socket.send(frame.decode("utf-8", "replace"))
                 FRAMES.sent += 1
                 batch = self._waiting(1)
 
@@ -247,12 +250,27 @@ async def serve_worker(upgrade: WorkerUpgrade, hub: Hub, auth: Auth) -> None:
                     await socket.send(error_frame(f"malformed frame: {exc}"))
                     continue
                 for answer in answers:
-                    hub.answer(worker_id, answer)
+                    if hub.answer(worker_id, answer) is not None:
+                        await _tell_if_not_ours(socket, hub, worker_id, answer.task_id)
     finally:
         hub.detach(worker_id, conn, conn.closed_because or "connection closed")
     if conn.closed_because:  # the hub dropped it (another connection took over its id)
         displaced = Conflict(conn.closed_because)
         await socket.close(displaced.close_code, displaced.reason)
+
+
+async def _tell_if_not_ours(socket: WorkerSocket, hub: Hub, worker_id: str,
+                            task_id: str) -> None:
+    """An ignored answer gets an error frame when its task is unknown or was never this
+    worker's (a silent drop hides a worker's bug); a late answer for a task this worker
+    held, now final (cancelled, timed out, answered), is the usual race and stays quiet."""
+    task = hub.scheduler.tasks.get(task_id) or await hub.get(task_id)
+    shown = repr(task_id[:MAX_NAME])
+    if task is None:
+        await socket.send(error_frame(f"answer ignored: no task {shown}"))
+    elif not any(a.worker == worker_id for a in task.attempts):
+        await socket.send(error_frame(f"answer ignored: task {shown} was never assigned "
+                                      f"to worker {worker_id!r}"))
 
 
 async def _prove_alive(socket: WorkerSocket, hub: Hub, session: Session) -> None:

@@ -63,7 +63,7 @@ def sdk_session(url: str) -> Any:
 async def test_the_real_sdk_registers_reports_and_reads_every_workers_action(
         start_server: StartServer, hub_db: str, sdk_env: None, loopback_only: list[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    served = await start_server(Settings(port=0, db=hub_db, worker_tokens=frozenset({TOKEN})))
+    served = await start_server(Settings(port=0, db=hub_db, worker_tokens=frozenset({TOKEN}), allow_lockout=True))
     monkeypatch.setenv("CLEARML_API_HOST", served.url)
     hub = served.hub
     hub.attach("ws-worker", [Subscription.of("resize")], RecordingLink())
@@ -119,7 +119,8 @@ async def test_the_real_sdk_registers_reports_and_reads_every_workers_action(
 async def test_the_sdk_is_refused_with_a_wrong_secret(
         start_server: StartServer, hub_db: str, sdk_env: None, loopback_only: list[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    served = await start_server(Settings(port=0, db=hub_db, worker_tokens=frozenset({"other"})))
+    served = await start_server(Settings(port=0, db=hub_db, worker_tokens=frozenset({"other"}),
+                                                allow_lockout=True))
 
     def connect() -> str:
         try:

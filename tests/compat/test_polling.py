@@ -544,7 +544,8 @@ async def test_polling_worker_client_runs_batches(server: Served, http: httpx.As
 async def test_polling_worker_rejected_by_the_hub(start_server: StartServer, hub_db: str) -> None:
     from workyard.client import WorkerRejected
 
-    served = await start_server(Settings(port=0, db=hub_db, worker_tokens=frozenset({"w"})))
+    served = await start_server(Settings(port=0, db=hub_db, worker_tokens=frozenset({"w"}),
+                                         allow_lockout=True))
     worker = PollingWorker(served.url, token="wrong")
     worker.handler("resize")(_noop)
     with pytest.raises(WorkerRejected, match="401"):

@@ -101,7 +101,7 @@ def test_a_missing_database_folder_is_created(tmp_path: Path) -> None:
 
 
 def test_an_address_the_machine_lacks_is_one_line() -> None:
-    line = _one_line(run("serve", "--host", "192.0.2.1", "--worker-token", "t", "--port", "0",
+    line = _one_line(run("serve", "--host", "192.0.2.1", "--admin-token", "t", "--port", "0",
                          "--db", ":memory:"))  # TEST-NET-1: assigned to nobody
     assert "cannot listen on 192.0.2.1: no such address on this machine" in line
 

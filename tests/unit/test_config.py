@@ -30,6 +30,7 @@ FLAGS = {
     "taskcluster_clients": "--taskcluster-client", "amqp_url": "--amqp-url",
     "event_retention": "--event-retention", "heartbeat_liveness": "--heartbeat-liveness",
     "stats_retention": "--stats-retention",
+    "allow_lockout": "--allow-lockout",
 }
 
 #: one valid non-default text value per field, and the value it must become
@@ -48,6 +49,7 @@ VALUES = {
     "amqp_url": ("amqp://guest:guest@127.0.0.1:5672/", "amqp://guest:guest@127.0.0.1:5672/"),
     "event_retention": ("60", 60.0),
     "heartbeat_liveness": ("30", 30.0), "stats_retention": ("3600", 3600.0),
+    "allow_lockout": ("true", True),
 }
 
 
@@ -125,7 +127,7 @@ def test_a_bool_from_the_environment(raw: str, expected: bool) -> None:
     ({"WORKYARD_PORT": "abc"}, "WORKYARD_PORT=abc: expected a whole number from 0 to 65535"),
     ({"WORKYARD_PORT": "99999"}, "WORKYARD_PORT=99999"),
     ({"WORKYARD_WORKER_PORT": "-1"}, "WORKYARD_WORKER_PORT=-1"),
-    ({"WORKYARD_PING_INTERVAL": "-1"}, "WORKYARD_PING_INTERVAL=-1: expected a number above 0"),
+    ({"WORKYARD_PING_INTERVAL": "-1"}, "WORKYARD_PING_INTERVAL=-1: expected a number from 0.05 to 31536000"),
     ({"WORKYARD_PING_TIMEOUT": "0"}, "WORKYARD_PING_TIMEOUT=0"),
     ({"WORKYARD_POLL_LIVENESS": "inf"}, "WORKYARD_POLL_LIVENESS=inf"),
     ({"WORKYARD_RETENTION": "nan"}, "WORKYARD_RETENTION=nan"),
@@ -143,8 +145,8 @@ def test_a_bad_variable_is_refused_naming_it(env: dict[str, str], named: str) ->
 @pytest.mark.parametrize(("argv", "named"), [
     (["--port", "99999"], "--port 99999: expected a whole number from 0 to 65535"),
     (["--log-level", "LOUD"], "--log-level LOUD: expected one of"),
-    (["--ping-interval", "-5"], "--ping-interval -5: expected a number above 0"),
-    (["--capacity", "-1"], "--capacity -1: expected a whole number 0 or more"),
+    (["--ping-interval", "-5"], "--ping-interval -5: expected a number from 0.05 to 31536000"),
+    (["--capacity", "-1"], "--capacity -1: expected a whole number from 0 to 1000000"),
 ])
 def test_serve_with_a_bad_flag_prints_one_line_and_exits_2(
     argv: list[str], named: str, capsys: pytest.CaptureFixture[str],
