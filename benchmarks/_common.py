@@ -101,11 +101,12 @@ class Hub:
 
 @contextlib.contextmanager
 def run_hub(db: str, *extra: str, profile: str | None = None,
-            stop_timeout: float = 10.0) -> Iterator[Hub]:
+            stop_timeout: float = 10.0, log: Path | None = None) -> Iterator[Hub]:
     """Start the hub in its own process (as a user would: the `workyard serve` command).
 
     `profile`: a file for py-spy's collapsed stacks (`pip install py-spy`); the hub
     then runs under `py-spy record`, so its CPU figures include the sampler.
+    `log`: where its stderr goes (default "{db}.log", beside a SQLite file).
     """
     port = free_port()
     # WORKYARD_BENCH_HUB: another entry point with `workyard`'s arguments, e.g. a script
@@ -117,9 +118,9 @@ def run_hub(db: str, *extra: str, profile: str | None = None,
         spy = Path(sys.executable).parent / "py-spy"
         cmd = [str(spy) if spy.exists() else "py-spy", "record", "--format", "raw",
                "--rate", "200", "--output", profile, "--", *cmd]
-    log_path = Path(f"{db}.log")
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stderr=log)
+    log_path = log or Path(f"{db}.log")
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stderr=log_file)
         try:
             wait_for_port(port, proc)
             yield Hub(proc, port, db)

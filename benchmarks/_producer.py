@@ -4,6 +4,9 @@ Peak: submit `tasks` tasks in batches, `inflight` POSTs at a time; tasks/s = tas
 (last result stored - first POST sent). The end comes from the store: the largest
 `finished` time among the run's tasks, all of which must be stored `done`.
 
+The store is a SQLite file, or a fresh schema in PostgreSQL (`store="postgresql"`,
+the server `WORKYARD_BENCH_POSTGRES`, default the local one), dropped afterwards.
+
 Latency: submit at a fixed rate, one batch every 10 ms. Per task: from its POST
 being sent to its final state in the store (`finished`); and for a sample (one task
 every `sample_every` batches) to the moment `GET /tasks/{id}?wait` hands the
@@ -12,11 +15,13 @@ durable result back to the producer.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,40 @@ __all__ = ["Producer", "end_to_end", "latency_phase", "peak_phase", "wait_for_wo
 
 _encode = msgspec.json.Encoder().encode
 MS = 1000.0
+#: the PostgreSQL server of `store="postgresql"` runs
+POSTGRES = os.environ.get("WORKYARD_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+STORES = ("sqlite", "postgresql")
+
+
+@contextlib.contextmanager
+def bench_db(store: str, tmp: Path) -> Iterator[str]:
+    """The hub's `--db` for one run: a SQLite file in `tmp`, or a new PostgreSQL schema
+    (the URL selects it through libpq's `options`), dropped afterwards."""
+    if store == "sqlite":
+        yield str(tmp / "bench.db")
+        return
+    import psycopg
+
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES, autocommit=True) as db:
+        db.execute(f"CREATE SCHEMA {schema}")  # type: ignore[arg-type]
+    try:
+        yield f"{POSTGRES}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(POSTGRES, autocommit=True) as db:
+            db.execute(f"DROP SCHEMA {schema} CASCADE")  # type: ignore[arg-type]
+
+
+def _done_rows(db: str, name: str) -> list[tuple[str, float]]:
+    """(id, finished) of the tasks called `name` stored `done`."""
+    query = "SELECT id, finished FROM tasks WHERE name = {} AND state = 'done'"
+    if db.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(db) as conn:
+            return conn.execute(query.format("%s"), (name,)).fetchall()  # type: ignore[arg-type]
+    with sqlite3.connect(db) as conn:
+        return conn.execute(query.format("?"), (name,)).fetchall()
 
 
 class Producer:
@@ -66,16 +105,14 @@ class Producer:
     def stored(self, ids: set[str], timeout: float = 10.0) -> dict[str, float]:
         """The `finished` time of each of `ids`, once every one of them is stored `done`."""
         deadline = time.monotonic() + timeout
-        with sqlite3.connect(self.db) as db:
-            while True:
-                rows = db.execute("SELECT id, finished FROM tasks "
-                                  "WHERE name = ? AND state = 'done'", (self.name,)).fetchall()
-                done = {task_id: finished for task_id, finished in rows if task_id in ids}
-                if len(done) == len(ids):
-                    return done
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"only {len(done)} of {len(ids)} tasks stored done")
-                time.sleep(0.05)
+        while True:
+            done = {task_id: finished for task_id, finished in _done_rows(self.db, self.name)
+                    if task_id in ids}
+            if len(done) == len(ids):
+                return done
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(done)} of {len(ids)} tasks stored done")
+            time.sleep(0.05)
 
 
 async def peak_phase(producer: Producer, tasks: int, batch: int, inflight: int) -> dict[str, Any]:
@@ -163,17 +200,18 @@ def _own_cpu() -> float:
 def end_to_end(make_workers: Callable[[int], ClientGroup], *, tasks: int, batch: int,
                inflight: int, latency_seconds: float, sample_every: int,
                hub_args: list[str], profile: str | None = None,
-               latency_rate: float | None = None) -> dict[str, Any]:
-    """A hub process with its SQLite store, workers from `make_workers(port)`, then the
+               latency_rate: float | None = None, store: str = "sqlite") -> dict[str, Any]:
+    """A hub process with its store (`bench_db`), workers from `make_workers(port)`, then the
     peak phase and (if `latency_seconds`) the latency phase at `latency_rate` (default:
     half the peak rate just measured).
 
     CPU use of the hub, the worker processes and this producer process is reported
     per peak phase, so a reader can check that the hub, not a client, is the limit.
     """
-    with tempfile.TemporaryDirectory(prefix="workyard-bench-") as tmp:
-        db = str(Path(tmp) / "bench.db")
-        with run_hub(db, *hub_args, profile=profile) as hub:
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="workyard-bench-")))
+        db = stack.enter_context(bench_db(store, tmp))
+        with run_hub(db, *hub_args, profile=profile, log=tmp / "hub.log") as hub:
             group = make_workers(hub.port)
             try:
                 attached = group.wait_ready()
@@ -202,4 +240,5 @@ def end_to_end(make_workers: Callable[[int], ClientGroup], *, tasks: int, batch:
                 answered = sum(r["answered"] for r in group.reports())
             finally:
                 group.close()
-    return {"workers": attached, "answered": answered, "peak": peak, "latency": latency}
+    return {"store": store, "workers": attached, "answered": answered, "peak": peak,
+            "latency": latency}

@@ -22,7 +22,10 @@ Each run, in this order:
    directory, synchronous=NORMAL), `--workers` workers in `--procs` client processes
    answering every task at once, and this process as the producer (see
    `_producer.py`): peak tasks/s from first submit to last stored result, then
-   latency at half that rate.
+   latency at half that rate. With `--stores sqlite postgresql` each mode runs on
+   both stores, one after the other in the same run (PostgreSQL: a fresh schema on
+   `WORKYARD_BENCH_POSTGRES`, default the local server), and the summary gives
+   PostgreSQL's tasks/s over SQLite's, the median of the per-run ratios.
 
 The clients are lean (`_netclient.py`: plain sockets, one epoll loop per process) and
 their CPU use is reported beside the hub's, so the hub, not the clients, is measured.
@@ -53,7 +56,7 @@ from _common import (
     wait_for_port,
     write_result,
 )
-from _producer import end_to_end
+from _producer import STORES, end_to_end
 
 ECHO_SERVER = Path(__file__).with_name("_echo.py")
 #: the ceiling is trio-websocket; quart is the hub's own stack, wsproto the leanest
@@ -96,7 +99,13 @@ def measure_echo(args: argparse.Namespace, stack: str) -> dict[str, Any]:
     }
 
 
-def measure_hub(args: argparse.Namespace, mode: str) -> dict[str, Any]:
+def key(mode: str, store: str) -> str:
+    """Where a mode's figures are kept: SQLite's under the mode (as before stores were
+    a choice), PostgreSQL's under "mode@postgresql"."""
+    return mode if store == "sqlite" else f"{mode}@{store}"
+
+
+def measure_hub(args: argparse.Namespace, mode: str, store: str) -> dict[str, Any]:
     batched = mode == "batched"
     extra = f"&max={args.max}" if batched else ""
     paths = [f"/work/queue?task=bench&worker_id=bench-{i}{extra}" for i in range(args.workers)]
@@ -110,10 +119,10 @@ def measure_hub(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     return end_to_end(workers, tasks=args.tasks, batch=args.batch, inflight=args.inflight,
                       latency_seconds=args.latency_seconds, sample_every=args.sample_every,
                       hub_args=hub_args, profile=args.profile,
-                      latency_rate=args.latency_rate)
+                      latency_rate=args.latency_rate, store=store)
 
 
-def summarize(runs: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
+def summarize(runs: list[dict[str, Any]], modes: list[str], stores: list[str]) -> dict[str, Any]:
     med = median_of
     stacks = sorted({stack for r in runs for stack in r["echo"]})
     summary: dict[str, Any] = {
@@ -125,9 +134,14 @@ def summarize(runs: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
         "targets": {"tasks_per_s": 4000, "vs_echo": 0.5},
     }
     for mode in modes:
-        hubs = [r[mode] for r in runs]
-        summary[mode] = {**end_to_end_summary(hubs),
-                         "vs_echo": med([h.get("vs_echo") for h in hubs])}
+        for store in stores:
+            hubs = [r[key(mode, store)] for r in runs]
+            summary[key(mode, store)] = {**end_to_end_summary(hubs),
+                                         "vs_echo": med([h.get("vs_echo") for h in hubs])}
+        if "sqlite" in stores and "postgresql" in stores:
+            summary.setdefault("postgresql_vs_sqlite", {})[mode] = med([
+                round(r[key(mode, "postgresql")]["peak"]["tasks_per_s"]
+                      / r[mode]["peak"]["tasks_per_s"], 3) for r in runs])
     return summary
 
 
@@ -136,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--stores", nargs="+", choices=STORES, default=["sqlite"],
+                        help="the hub's store; several: each mode on each, in the same run")
     parser.add_argument("--tasks", type=int, default=50_000)
     parser.add_argument("--workers", type=int, default=100)
     parser.add_argument("--procs", type=int, default=2, help="worker client processes")
@@ -168,31 +184,36 @@ def main(argv: list[str] | None = None) -> int:
             f"({e['server_cpu_us_per_round_trip']} us server CPU each)"
             for stack, e in echoes.items())
         ceiling = echoes.get(CEILING)
-        for mode in args.modes:
-            hub = measure_hub(args, mode)
+        for mode, store in ((m, st) for m in args.modes for st in args.stores):
+            hub = measure_hub(args, mode, store)
             if ceiling:
                 hub["vs_echo"] = round(hub["peak"]["tasks_per_s"] / ceiling["round_trips_per_s"],
                                        3)
-            record[mode] = hub
+            record[key(mode, store)] = hub
             peak, lat = hub["peak"], hub["latency"] or {}
-            line += (f"; {mode} {peak['tasks_per_s']} tasks/s ({hub.get('vs_echo')} of echo, "
+            line += (f"; {key(mode, store)} {peak['tasks_per_s']} tasks/s "
+                     f"({hub.get('vs_echo')} of echo, "
                      f"hub {peak['hub_cpu_us_per_task']} us CPU/task, clients "
                      f"{peak['clients_cpu']} cores), p50/p99 {lat.get('p50_ms')}/"
                      f"{lat.get('p99_ms')} ms at {lat.get('rate')}/s")
         runs.append(record)
         print(line, flush=True)
 
-    summary = summarize(runs, args.modes)
+    summary = summarize(runs, args.modes, args.stores)
     result = {"benchmark": "dispatch", "machine": started,
               "settings": {k: v for k, v in vars(args).items() if k != "out"},
               "summary": summary, "runs": runs}
     path = write_result("dispatch", result, args.out)
     targets = summary["targets"]
-    verdicts = {m: (target(summary[m]["tasks_per_s"], ">=", targets["tasks_per_s"]),
-                    target(summary[m]["vs_echo"], ">=", targets["vs_echo"])) for m in args.modes}
+    keys = [key(m, s) for m in args.modes for s in args.stores]
+    verdicts = {k: (target(summary[k]["tasks_per_s"], ">=", targets["tasks_per_s"]),
+                    target(summary[k]["vs_echo"], ">=", targets["vs_echo"])) for k in keys}
     print(f"median of {len(runs)}: " + "; ".join(
-        f"{m} {summary[m]['tasks_per_s']} tasks/s {rate[1]}, {summary[m]['vs_echo']} of echo "
-        f"{share[1]}" for m, (rate, share) in verdicts.items()) + f" -> {path}")
+        f"{k} {summary[k]['tasks_per_s']} tasks/s {rate[1]}, {summary[k]['vs_echo']} of echo "
+        f"{share[1]}" for k, (rate, share) in verdicts.items())
+        + "".join(f"; postgresql/sqlite {m} {r}"
+                  for m, r in summary.get("postgresql_vs_sqlite", {}).items())
+        + f" -> {path}")
     met = all(rate[0] and share[0] for rate, share in verdicts.values())
     return 0 if met else MISSED
 

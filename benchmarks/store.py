@@ -21,7 +21,9 @@ writer actor): `--concurrency` trio tasks each insert a task, record it started
 (or not: `started` off is the write load from before dispatches were recorded),
 and finish it, waiting for the commit, with the loop idle or kept busy by a
 spinning task. Reported: tasks per second, process CPU time per task (steadier on a
-shared machine) and transactions per task.
+shared machine) and transactions per task. `--stores sqlite postgresql` runs that
+part on `PostgresStore` too (a fresh schema on `WORKYARD_BENCH_POSTGRES`, default the
+local server), interleaved with SQLite, with the same producers.
 
     python benchmarks/store.py
 """
@@ -29,13 +31,15 @@ shared machine) and transactions per task.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sqlite3
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +47,7 @@ import msgspec
 import trio
 from _common import machine, median, write_result
 from workyard import Attempt, SQLiteStore, Task, TaskState
+from workyard.store import Store
 from workyard.store._migrations import migrate
 from workyard.store._sqlite import (
     INSERT,
@@ -54,6 +59,7 @@ from workyard.store._sqlite import (
 )
 
 _encode = msgspec.json.Encoder().encode
+POSTGRES = os.environ.get("WORKYARD_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 Writer = Callable[[sqlite3.Connection, list[tuple[Any, ...]], bool], None]
 
 
@@ -111,10 +117,26 @@ def _setter(event: trio.Event) -> Callable[[Task], None]:
     return lambda _: event.set()
 
 
-async def through_store(path: Path, tasks: int, concurrency: int, started: bool,
-                        spin: bool) -> dict[str, float]:
-    """Insert, (started,) finish `tasks` tasks through a running SQLiteStore."""
-    store = SQLiteStore(path)
+@contextlib.contextmanager
+def fresh_store(kind: str, tmp: Path) -> Iterator[SQLiteStore | Store]:
+    """A new SQLiteStore file in `tmp`, or a PostgresStore in a new schema (dropped after)."""
+    if kind == "sqlite":
+        yield SQLiteStore(tmp / f"store-{uuid.uuid4().hex}.db")
+        return
+    import psycopg
+    from workyard.store import PostgresStore
+
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    try:
+        yield PostgresStore(POSTGRES, schema=schema)
+    finally:
+        with psycopg.connect(POSTGRES, autocommit=True) as db:
+            db.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")  # type: ignore[arg-type]
+
+
+async def through_store(store: SQLiteStore | Store, tasks: int, concurrency: int,
+                        started: bool, spin: bool) -> dict[str, float]:
+    """Insert, (started,) finish `tasks` tasks through a running store."""
     numbers = iter(range(tasks))
 
     async def producer() -> None:
@@ -142,11 +164,12 @@ async def through_store(path: Path, tasks: int, concurrency: int, started: bool,
         await nursery.start(store.run)
         if spin:
             nursery.start_soon(spinner)
-        commits, wall, cpu = store.commits, time.perf_counter(), time.process_time()
+        commits0: int = getattr(store, "commits", 0)
+        wall, cpu = time.perf_counter(), time.process_time()
         async with trio.open_nursery() as producers:
             for _ in range(concurrency):
                 producers.start_soon(producer)
-        wall, commits = time.perf_counter() - wall, store.commits - commits
+        wall, commits = time.perf_counter() - wall, getattr(store, "commits", 0) - commits0
         cpu = time.process_time() - cpu
         nursery.cancel_scope.cancel()
     return {"tasks_per_s": tasks / wall, "commits_per_task": commits / tasks,
@@ -164,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="per case through SQLiteStore")
     parser.add_argument("--concurrency", type=int, default=64,
                         help="producers through SQLiteStore at once")
+    parser.add_argument("--stores", nargs="+", choices=("sqlite", "postgresql"),
+                        default=["sqlite"], help="stores of the write-path part")
+    parser.add_argument("--skip-statements", action="store_true",
+                        help="skip the SQLite statement comparison (the first part)")
     parser.add_argument("--out", help="JSON file (default benchmarks/results/store.json)")
     args = parser.parse_args(argv)
     started = machine()
@@ -171,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     writers: dict[str, Writer] = {"executemany": executemany, "chunked": chunked}
     samples: dict[tuple[str, bool], list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="workyard-bench-") as tmp:
-        for _ in range(args.repeats):  # alternate, so drift touches every case alike
-            for spin in (False, True):
+        for _ in range(0 if args.skip_statements else args.repeats):  # alternate, so drift
+            for spin in (False, True):  # touches every case alike
                 for name, write in writers.items():
                     samples.setdefault((name, spin), []).append(
                         one(write, spin, args.tasks, args.batch, Path(tmp)))
@@ -185,24 +212,26 @@ def main(argv: list[str] | None = None) -> int:
         cases.append(case)
         print(f"{name:12s} {case['event_loop']:9s} loop: {case['wall_us_per_task']:7.1f} us wall, "
               f"{case['cpu_us_per_task']:6.1f} us CPU per task (insert + finish)", flush=True)
-    through: dict[tuple[bool, bool], list[dict[str, float]]] = {}
+    through: dict[tuple[str, bool, bool], list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="workyard-bench-") as tmp:
         for _ in range(args.repeats):
             for spin in (False, True):
                 for record_started in (False, True):
-                    through.setdefault((record_started, spin), []).append(trio.run(
-                        through_store, Path(tmp) / f"store-{uuid.uuid4().hex}.db",
-                        args.store_tasks, args.concurrency, record_started, spin))
+                    for kind in args.stores:
+                        with fresh_store(kind, Path(tmp)) as store:
+                            through.setdefault((kind, record_started, spin), []).append(
+                                trio.run(through_store, store, args.store_tasks,
+                                         args.concurrency, record_started, spin))
     store_cases = []
-    for (record_started, spin), runs in through.items():
+    for (kind, record_started, spin), runs in through.items():
         writes = "insert + started + finish" if record_started else "insert + finish"
-        case = {"writes": writes, "event_loop": "saturated" if spin else "idle",
+        case = {"store": kind, "writes": writes, "event_loop": "saturated" if spin else "idle",
                 "tasks_per_s": round(median([r["tasks_per_s"] for r in runs])),
                 "commits_per_task": round(median([r["commits_per_task"] for r in runs]), 4),
                 "cpu_us_per_task": round(median([r["cpu_us_per_task"] for r in runs]), 1),
                 "tasks_per_s_runs": [round(r["tasks_per_s"]) for r in runs]}
         store_cases.append(case)
-        print(f"SQLiteStore  {case['event_loop']:9s} loop: {case['tasks_per_s']:7d} tasks/s, "
+        print(f"{kind:11s}  {case['event_loop']:9s} loop: {case['tasks_per_s']:7d} tasks/s, "
               f"{case['cpu_us_per_task']:6.1f} us CPU (process), "
               f"{case['commits_per_task']:.3f} commits per task ({writes})", flush=True)
     result = {"benchmark": "store", "machine": started, "settings": vars(args), "cases": cases,

@@ -62,7 +62,9 @@ class Settings:
         None, "optional: also serve GET /work/queue, and nothing else, on port N (the same "
         "WebSocket server as the main port's); 0 picks a free one",
         metavar="N")
-    db: Text = setting("workyard.db", "SQLite file; ':memory:' keeps nothing", metavar="PATH")
+    db: Text = setting(
+        "workyard.db", "SQLite file, or a PostgreSQL URL (postgresql://user@host/dbname, "
+        "needs the postgres extra); ':memory:' keeps nothing", metavar="PATH|URL")
     synchronous: Literal["NORMAL", "FULL"] = setting(
         "NORMAL", "SQLite synchronous mode: NORMAL survives kill -9, FULL power loss too",
         flag="--sync", metavar="MODE")

@@ -13,12 +13,17 @@
 * `bare_client(ws_url)` is a bare wsproto client, upgraded, for what trio-websocket does
   not let a test do; `next_event` reads its next event; `silent_worker(ws_url)` takes
   one task and then never reads again, so it never answers a ping.
+* `postgres_url` is the suite's PostgreSQL server (`WORKYARD_TEST_POSTGRES`, default
+  the local one); tests using it skip when it is unreachable, and fail under CI=true.
+  `postgres_schema` gives a test (url, schema) of its own, dropped afterwards.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -37,6 +42,10 @@ from workyard.testing import MemoryStore
 
 #: Upper bound for any wait on a real socket; a bound, never a sleep.
 NET_TIMEOUT = 10.0
+
+#: The PostgreSQL server of the tests that need one.
+POSTGRES_URL = os.environ.get("WORKYARD_TEST_POSTGRES",
+                              "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @dataclass
@@ -166,6 +175,34 @@ async def sqlite_store(nursery: trio.Nursery, hub_db: str) -> SQLiteStore:
     return store
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The suite's PostgreSQL server. Unreachable: the test skips, saying why in one
+    line; under CI=true (where `.ci/run` starts it) it fails instead."""
+    try:
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL, connect_timeout=3) as db:
+            db.execute("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any reason it cannot be used
+        reason = f"PostgreSQL unusable at {POSTGRES_URL}: {' '.join(str(exc).split())}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_schema(postgres_url: str) -> Iterator[tuple[str, str]]:
+    """(url, schema) for a store of this test's own; the schema is dropped afterwards."""
+    import psycopg
+
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    yield postgres_url, schema
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")  # type: ignore[arg-type]
+
+
 #: the RabbitMQ this machine runs for the suite (`.ci/run` makes sure it is up)
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
@@ -174,7 +211,6 @@ AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 def amqp_url() -> str:
     """The broker's URL; the test skips (with the reason) when it is not reachable, and
     fails instead under CI (CI=true), where it must be."""
-    import os
     import socket
 
     try:

@@ -15,6 +15,7 @@ from quart_trio import QuartTrio
 
 from .._auth import Auth
 from .._config import Settings
+from .._errors import InvalidSetting
 from ..compat import (
     ClearML,
     QueueConfigurations,
@@ -84,6 +85,19 @@ def build_app(hub: Hub, settings: Settings) -> QuartTrio:
     return app
 
 
+def is_postgres_url(db: str) -> bool:
+    return db.startswith(("postgresql://", "postgres://"))
+
+
+def describe_db(db: str) -> str:
+    """`--db` as it may be logged: a PostgreSQL URL without its password."""
+    if not is_postgres_url(db):
+        return db
+    from ..store._postgres import describe_url
+
+    return describe_url(db)
+
+
 def open_relay(hub: Hub, settings: Settings) -> Relay:
     """The outbox relay: to RabbitMQ with `--amqp-url`, else only moving the cursor (the
     embedded stream reads the outbox itself)."""
@@ -96,8 +110,17 @@ def open_relay(hub: Hub, settings: Settings) -> Relay:
 
 
 def open_store(settings: Settings) -> Store:
+    """A `postgresql://` URL opens a PostgresStore, ':memory:' a MemoryStore, anything
+    else is a SQLite file."""
     if settings.db == ":memory:":
         return MemoryStore()
+    if is_postgres_url(settings.db):
+        try:
+            from ..store import PostgresStore
+        except ImportError as exc:  # psycopg is the `postgres` extra
+            raise InvalidSetting(f"--db postgresql://...: PostgreSQL needs psycopg ({exc}); "
+                                 "pip install 'workyard[postgres]'") from None
+        return PostgresStore(settings.db)
     return SQLiteStore(settings.db, synchronous=settings.synchronous)
 
 
@@ -160,6 +183,6 @@ async def serve(
         if settings.amqp_url:
             log.info("events: RabbitMQ %s, and the stream at %s/events",
                      settings.amqp_url.rsplit("@", 1)[-1], url)
-        log.info("workyard serving on %s (store: %s)", url, settings.db)
+        log.info("workyard serving on %s (store: %s)", url, describe_db(settings.db))
         log.info("%s", auth.describe())
         task_status.started(url)

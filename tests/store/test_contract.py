@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Callable
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -27,6 +26,7 @@ from workyard.store import (
     MarkDelivered,
     OutboxEvent,
     PoolRecord,
+    PostgresStore,
     RecordStats,
     SavePool,
     StatBucket,
@@ -35,9 +35,17 @@ from workyard.store import (
 )
 from workyard.testing import MemoryStore
 
-STORES: dict[str, Callable[[Path], Store]] = {
-    "memory": lambda tmp: MemoryStore(),
-    "sqlite": lambda tmp: SQLiteStore(tmp / "contract.db"),
+
+def _postgres(request: pytest.FixtureRequest) -> PostgresStore:
+    url, schema = request.getfixturevalue("postgres_schema")
+    return PostgresStore(url, schema=schema)
+
+
+#: How a test gets a fresh store of each kind (fixtures come from `request`).
+STORES: dict[str, Callable[[pytest.FixtureRequest], Store]] = {
+    "memory": lambda request: MemoryStore(),
+    "sqlite": lambda request: SQLiteStore(request.getfixturevalue("tmp_path") / "contract.db"),
+    "postgresql": _postgres,
 }
 
 _ids = itertools.count(1)
@@ -48,10 +56,16 @@ TOO_BIG = 2**63
 
 
 @pytest.fixture(params=sorted(STORES))
-async def store(request: pytest.FixtureRequest, nursery: trio.Nursery, tmp_path: Path) -> Store:
-    s = STORES[request.param](tmp_path)
-    await nursery.start(s.run)
-    return s
+def fresh_store(request: pytest.FixtureRequest) -> Store:
+    """A new store of each kind, not running yet (outside trio, so a fixture it needs
+    can skip the test with its reason)."""
+    return STORES[request.param](request)
+
+
+@pytest.fixture
+async def store(fresh_store: Store, nursery: trio.Nursery) -> Store:
+    await nursery.start(fresh_store.run)
+    return fresh_store
 
 
 def task(name: str = "tag", **fields: object) -> Task:

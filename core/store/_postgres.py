@@ -1,0 +1,897 @@
+"""PostgreSQL store with group commit and units of work that fail alone.
+
+The same semantics as `SQLiteStore`, on psycopg 3's synchronous connections run on
+worker threads (psycopg's async API needs asyncio; the hub runs on trio):
+
+* **One writer.** The writer actor owns one connection. Units of work (one `commit`
+  call, or one `commit_soon` change) queue up while the previous transaction commits,
+  and the actor applies everything queued in one transaction on a worker thread, so
+  durability (PostgreSQL's synchronous commit) is paid once per batch, not per write.
+  A lost connection fails the batch it was in (`StoreError`) and is opened again for
+  the next one: the writer never dies.
+* **Few round trips, little Python.** A transaction's task rows go out as one `INSERT
+  ... SELECT FROM json_to_recordset(...)` and one `UPDATE ... FROM json_to_recordset`
+  however its inserts, starts and finishes interleave (`_Statements`), all of it
+  pipelined: BEGIN, the statements and COMMIT reach the server in one flush. Each
+  round trip releases and retakes the GIL, which a busy event loop makes slow (see
+  `_sqlite.CHUNK`). Each row is encoded once, by msgspec, when its change is handed
+  over; a statement's parameter is their JSON array (psycopg's own adaptation of
+  lists costs ~20x more CPU per row).
+* **Failing alone.** If anything in the batch fails, the whole transaction is rolled
+  back (nothing of it was kept) and the batch is replayed in a new one, one SAVEPOINT
+  per unit, dropping the units that fail. The happy path pays no savepoint at all.
+* **Gap-free outbox seqs.** A sequence skips the numbers of a rolled-back transaction,
+  and the event stream reads a gap as missed events; so the writer numbers events from
+  a counter row (`outbox_cursor.appended`) moved in the same statement and
+  transaction (`APPEND`): rolled back, the numbers are given back; purged, never
+  reused. That statement's seqs are its result, so it costs a round trip.
+* **Reads beside the writer.** Reads, and purging, use a `psycopg_pool.ConnectionPool`
+  of autocommit connections, so they neither wait for nor slow down a group commit.
+
+The schema is versioned (`_postgres_migrations.py`) and brought up to date when `run`
+starts. `schema=` puts the store's tables in a schema of their own (created if
+missing), e.g. one per test.
+
+To add an aggregate: its change types get a `_prepare` entry (what to snapshot when
+the change is handed over) and a `_Statements` method (how to write it); its reads go
+through `_read`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import select
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import msgspec
+import psycopg
+import trio
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from .._model import Attempt, Task, TaskState
+from ._interface import (
+    ActivityBucket,
+    AppendEvents,
+    Change,
+    ConfigureQueue,
+    DeletePool,
+    FinishTask,
+    InsertTasks,
+    MarkDelivered,
+    OutboxRow,
+    PoolRecord,
+    RecordStats,
+    Result,
+    SavePool,
+    StartAttempt,
+    StatBucket,
+    StoreError,
+)
+from ._postgres_migrations import migrate, refuse_newer
+from ._writes import QueueWrites, TaskWrites
+
+__all__ = ["PostgresStore"]
+
+T = TypeVar("T")
+
+log = logging.getLogger("workyard.store")
+
+COLUMNS = ("id, seq, name, attrs, data, priority, timeout, retries, schedule_timeout, key, "
+           "state, created, finished, result, error, attempts")
+#: What reads select: the json columns as text, for msgspec to decode.
+SELECT = ("SELECT id, seq, name, attrs::text, data, priority, timeout, retries, "
+          "schedule_timeout, key, state, created, finished, result, error, attempts::text "
+          "FROM tasks")
+#: Any number of new rows in one statement: a JSON array of `_NewRow`s, which msgspec
+#: encodes in C (psycopg adapts a Python list element by element, ~20x slower).
+INSERT = (f"INSERT INTO tasks ({COLUMNS}) "
+          "SELECT id, seq, name, attrs, decode(data, 'base64'), priority, timeout, retries, "
+          "schedule_timeout, key, state, created, finished, decode(result, 'base64'), error, "
+          "attempts FROM json_to_recordset(%s::json) AS v(id text, seq bigint, name text, "
+          "attrs json, data text, priority bigint, timeout float8, retries bigint, "
+          "schedule_timeout float8, key text, state text, created float8, finished float8, "
+          "result text, error text, attempts json)")
+#: Any number of tasks' changing columns (`StartAttempt`, `FinishTask`) in one statement,
+#: a JSON array of `_SavedRow`s.
+SAVE = ("UPDATE tasks SET state = v.state, finished = v.finished, "
+        "result = decode(v.result, 'base64'), error = v.error, attempts = v.attempts "
+        "FROM json_to_recordset(%s::json) AS v(id text, state text, finished float8, "
+        "result text, error text, attempts json) WHERE tasks.id = v.id")
+KEYS = "SELECT key, id FROM tasks WHERE key = ANY(%s::text[])"
+CONFIGURE = ("INSERT INTO queue_configurations (queue, configuration) VALUES (%s, %s) "
+             "ON CONFLICT (queue) DO UPDATE SET configuration = excluded.configuration")
+POOL_COLUMNS = ("worker_pool_id, provider_id, description, config, owner, email_on_error, "
+                "created, last_modified")
+SAVE_POOL = (f"INSERT INTO worker_pools ({POOL_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+             "ON CONFLICT (worker_pool_id) DO UPDATE SET provider_id = excluded.provider_id, "
+             "description = excluded.description, config = excluded.config, "
+             "owner = excluded.owner, email_on_error = excluded.email_on_error, "
+             "created = excluded.created, last_modified = excluded.last_modified")
+DELETE_POOL = "DELETE FROM worker_pools WHERE worker_pool_id = %s"
+#: Events numbered from the counter row, moved in the same statement: the seqs are
+#: consecutive, and a rolled-back transaction gives its numbers back (no gap for a
+#: stream to read as missed events). `i` is the event's place in its change, from 1.
+APPEND = ("WITH n AS (UPDATE outbox_cursor SET appended = appended + %(count)s WHERE id = 1 "
+          "RETURNING appended) "
+          "INSERT INTO outbox (seq, exchange, routing_key, body, at) "
+          "SELECT n.appended - %(count)s + v.i, v.exchange, v.routing_key, "
+          "decode(v.body, 'base64'), v.at FROM n, json_to_recordset(%(rows)s::json) AS "
+          "v(i bigint, exchange text, routing_key text, body text, at float8) RETURNING seq")
+MARK_DELIVERED = "UPDATE outbox_cursor SET delivered = greatest(delivered, %s) WHERE id = 1"
+#: A transaction's readings: first the series they name (a unique key, so a series is
+#: added once), then the samples by series id (a repeat replaces, as on SQLite).
+SERIES = ("INSERT INTO stat_series (worker, metric, variant) "
+          "SELECT DISTINCT worker, metric, variant FROM json_to_recordset(%s::json) AS "
+          "v(worker text, metric text, variant text) ON CONFLICT DO NOTHING")
+SAMPLES = ("INSERT INTO stat_samples (series, ts, value) SELECT s.id, v.ts, v.value "
+           "FROM json_to_recordset(%s::json) AS v(worker text, metric text, variant text, "
+           "ts bigint, value float8) JOIN stat_series s USING (worker, metric, variant) "
+           "ON CONFLICT (series, ts) DO UPDATE SET value = excluded.value")
+REPORTS = ("INSERT INTO stat_reports (ts, worker, task) SELECT ts, worker, task "
+           "FROM json_to_recordset(%s::json) AS v(ts bigint, worker text, task text) "
+           "ON CONFLICT (ts, worker) DO UPDATE SET task = excluded.task")
+
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+_encode = msgspec.json.Encoder().encode
+_attrs = msgspec.json.Decoder(dict[str, str])
+_attempts = msgspec.json.Decoder(list[Attempt])
+
+
+class _NewRow(msgspec.Struct, gc=False):
+    """A task row as INSERT reads it; bytes go as base64 (msgspec's bytes encoding)."""
+
+    id: str
+    seq: int
+    name: str
+    attrs: dict[str, str]
+    data: bytes
+    priority: int
+    timeout: float
+    retries: int
+    schedule_timeout: float | None
+    key: str | None
+    state: str
+    created: float
+    finished: float | None
+    result: bytes | None
+    error: str | None
+    attempts: list[Attempt]
+
+
+class _SavedRow(msgspec.Struct, gc=False):
+    """A task's changing columns as SAVE reads them."""
+
+    id: str
+    state: str
+    finished: float | None
+    result: bytes | None
+    error: str | None
+    attempts: list[Attempt]
+
+
+class _EventRow(msgspec.Struct, gc=False):
+    """An outbox event as APPEND reads it: `i` its place in the change, from 1."""
+
+    i: int
+    exchange: str
+    routing_key: str
+    body: bytes
+    at: float
+
+
+class _SampleRow(msgspec.Struct, gc=False):
+    """A reading as SERIES and SAMPLES read it."""
+
+    worker: str
+    metric: str
+    variant: str
+    ts: int
+    value: float
+
+
+class _ReportRow(msgspec.Struct, gc=False):
+    """A status report as REPORTS reads it."""
+
+    ts: int
+    worker: str
+    task: str | None
+
+
+def _new_row(task: Task) -> bytes:
+    """A new task's row as JSON, encoded when the change is handed over (so it is what
+    was handed over, and a task that cannot be encoded fails alone, there)."""
+    return _encode(_NewRow(
+        task.id, task.seq, task.name, task.attrs, bytes(task.data), task.priority,
+        task.timeout, task.retries, task.schedule_timeout, task.key, task.state.value,
+        task.created, task.finished, None if task.result is None else bytes(task.result),
+        task.error, task.attempts))
+
+
+def _saved_row(task: Task) -> bytes:
+    """A task's changing columns as JSON, encoded when the change is handed over."""
+    return _encode(_SavedRow(
+        task.id, task.state.value, task.finished,
+        None if task.result is None else bytes(task.result), task.error, task.attempts))
+
+
+def _json_array(rows: Iterable[bytes]) -> str:
+    return (b"[" + b",".join(rows) + b"]").decode()
+
+
+def _task(row: tuple[Any, ...]) -> Task:
+    (id_, seq, name, attrs, data, priority, timeout, retries, schedule_timeout, key, state,
+     created, finished, result, error, attempts) = row
+    return Task(
+        id=id_, seq=seq, name=name, attrs=_attrs.decode(attrs), data=msgspec.Raw(data),
+        priority=priority, timeout=timeout, retries=retries, schedule_timeout=schedule_timeout,
+        key=key, state=TaskState(state), created=created, finished=finished,
+        result=None if result is None else msgspec.Raw(result), error=error,
+        attempts=_attempts.decode(attempts),
+    )
+
+
+# -- changes as the writer thread applies them --------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _NewTasks:
+    """An `InsertTasks`: its rows (`_new_row`), ids and keys."""
+
+    rows: list[bytes]
+    ids: list[str]
+    keys: list[str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Save:
+    """A `StartAttempt` or `FinishTask`: the task's changing columns (`_saved_row`)."""
+
+    task_id: str
+    row: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Events:
+    """An `AppendEvents`: its rows (`_EventRow`)."""
+
+    rows: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class _Report:
+    """A `RecordStats`: its report row and sample rows, each with the key a repeat of it
+    replaces it by (ON CONFLICT cannot change one row twice in a statement)."""
+
+    report: tuple[tuple[int, str], bytes]
+    samples: list[tuple[tuple[str, str, str, int], bytes]]
+
+
+_Op = (_NewTasks | _Save | ConfigureQueue | SavePool | DeletePool | _Events | MarkDelivered
+       | _Report)
+
+
+def _events(change: AppendEvents) -> _Events:
+    return _Events([_encode(_EventRow(i, e.exchange, e.routing_key, bytes(e.body), e.at))
+                    for i, e in enumerate(change.events, 1)])
+
+
+def _report(change: RecordStats) -> _Report:
+    w, ts = change.worker, change.ts
+    return _Report(((ts, w), _encode(_ReportRow(ts, w, change.task))),
+                   [((w, metric, variant, ts), _encode(_SampleRow(w, metric, variant, ts, value)))
+                    for metric, variant, value in change.readings])
+
+
+def _new_tasks(change: InsertTasks) -> _NewTasks:
+    return _NewTasks([_new_row(t) for t in change.tasks], [t.id for t in change.tasks],
+                     [t.key for t in change.tasks])
+
+
+def _save(change: StartAttempt | FinishTask) -> _Save:
+    return _Save(change.task.id, _saved_row(change.task))
+
+
+#: Per change type: what to snapshot when it is handed over.
+_PREPARE: dict[type, Callable[[Any], _Op]] = {
+    InsertTasks: _new_tasks,
+    StartAttempt: _save,
+    FinishTask: _save,
+    ConfigureQueue: lambda change: change,
+    SavePool: lambda change: change,
+    DeletePool: lambda change: change,
+    AppendEvents: _events,
+    MarkDelivered: lambda change: change,
+    RecordStats: _report,
+}
+
+
+@dataclass(slots=True, eq=False)
+class _Unit:
+    """One unit of work: applied, or rolled back, as a whole."""
+
+    changes: Sequence[Change]
+    ops: list[_Op] = field(default_factory=list)
+    #: set once the unit is committed or has failed, for a `commit` awaiting it
+    done: trio.Event | None = None
+    #: called once the unit is committed or has failed, for `commit_soon`
+    then: Callable[[], None] | None = None
+    results: list[Result] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+def _describe(changes: Sequence[Change]) -> str:
+    return " + ".join(type(c).__name__ for c in changes)
+
+
+class _Statements:
+    """The writes of one transaction, held back to go out in as few statements as the
+    order allows: new task rows in one INSERT, saved columns in one UPDATE, each with
+    one array per column (however many rows).
+
+    Rows of different tasks do not depend on each other, so they need not go out in
+    the order they came; rows of one task do. A save for a task whose insert is held
+    back sends the inserts first, an insert of a task with a save held back sends the
+    saves first, and a task saved twice keeps its last save (both are whole snapshots).
+    One method per kind of write; `apply` picks it.
+    """
+
+    def __init__(self, db: psycopg.Connection) -> None:
+        self.db = db
+        self.inserts: dict[str, bytes] = {}
+        self.saves: dict[str, bytes] = {}
+        #: idempotency key -> id, for the rows this transaction inserted
+        self.keys: dict[str, str] = {}
+        #: ids in `inserts` twice: the second INSERT must fail, as it would alone
+        self.repeats: list[bytes] = []
+        #: stats rows by key, the last one of each (see `_Report`)
+        self.samples: dict[tuple[str, str, str, int], bytes] = {}
+        self.reports: dict[tuple[int, str], bytes] = {}
+
+    def apply(self, op: _Op) -> Result:
+        method = _APPLY.get(type(op))
+        if method is None:
+            raise TypeError(f"unknown change {op!r}")
+        return method(self, op)
+
+    def save_task(self, op: _Save) -> None:
+        if op.task_id in self.inserts:
+            self._flush_inserts()
+        self.saves.pop(op.task_id, None)
+        self.saves[op.task_id] = op.row
+
+    def insert_tasks(self, op: _NewTasks) -> list[str]:
+        """Hold back the rows, but not those whose key is stored or repeated; returns
+        the ids."""
+        known = self._stored_keys([k for k in op.keys if k is not None and k not in self.keys])
+        ids = []
+        for row, task_id, key in zip(op.rows, op.ids, op.keys, strict=True):
+            if key is not None:
+                existing = self.keys.get(key) or known.get(key)
+                if existing is not None:
+                    ids.append(existing)
+                    continue
+                self.keys[key] = task_id
+            if task_id in self.saves:
+                self._flush_saves()
+            if task_id in self.inserts:
+                self.repeats.append(row)
+            else:
+                self.inserts[task_id] = row
+            ids.append(task_id)
+        return ids
+
+    def configure_queue(self, op: ConfigureQueue) -> None:
+        self.db.execute(CONFIGURE, (op.queue, bytes(op.configuration)))
+
+    def save_pool(self, op: SavePool) -> None:
+        p = op.pool
+        self.db.execute(SAVE_POOL, (p.worker_pool_id, p.provider_id, p.description,
+                                    bytes(p.config), p.owner, p.email_on_error, p.created,
+                                    p.last_modified))
+
+    def delete_pool(self, op: DeletePool) -> None:
+        self.db.execute(DELETE_POOL, (op.worker_pool_id,))
+
+    def append_events(self, op: _Events) -> list[int]:
+        """The events' seqs: the statement's result is needed now, so this one costs a
+        round trip (events are rare next to task writes)."""
+        if not op.rows:
+            return []
+        cur = self.db.execute(APPEND, {"count": len(op.rows), "rows": _json_array(op.rows)})
+        return sorted(seq for (seq,) in cur.fetchall())
+
+    def mark_delivered(self, op: MarkDelivered) -> None:
+        self.db.execute(MARK_DELIVERED, (op.seq,))
+
+    def record_stats(self, op: _Report) -> None:
+        report, row = op.report
+        self.reports.pop(report, None)  # a repeat goes last, as on SQLite
+        self.reports[report] = row
+        for sample, row in op.samples:
+            self.samples.pop(sample, None)
+            self.samples[sample] = row
+
+    def flush(self) -> None:
+        self._flush_inserts()
+        self._flush_saves()
+        if self.samples:
+            rows = _json_array(self.samples.values())
+            self.db.execute(SERIES, (rows,))
+            self.db.execute(SAMPLES, (rows,))
+            self.samples.clear()
+        if self.reports:
+            self.db.execute(REPORTS, (_json_array(self.reports.values()),))
+            self.reports.clear()
+
+    def _stored_keys(self, keys: list[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        return dict(self.db.execute(KEYS, (keys,)).fetchall())
+
+    def _flush_inserts(self) -> None:
+        if self.inserts or self.repeats:
+            self.db.execute(INSERT, (_json_array([*self.inserts.values(), *self.repeats]),))
+            self.inserts.clear()
+            self.repeats.clear()
+
+    def _flush_saves(self) -> None:
+        if self.saves:
+            self.db.execute(SAVE, (_json_array(self.saves.values()),))
+            self.saves.clear()
+
+
+#: Per op type: the `_Statements` method that writes it.
+_APPLY: dict[type, Callable[[_Statements, Any], Result]] = {
+    _Save: _Statements.save_task,
+    _NewTasks: _Statements.insert_tasks,
+    ConfigureQueue: _Statements.configure_queue,
+    SavePool: _Statements.save_pool,
+    DeletePool: _Statements.delete_pool,
+    _Events: _Statements.append_events,
+    MarkDelivered: _Statements.mark_delivered,
+    _Report: _Statements.record_stats,
+}
+
+
+# -- the aggregates' reads (writes: `_writes.py`) -----------------------------------
+
+
+class _Tasks(TaskWrites):
+    _store: PostgresStore
+
+    async def get(self, task_id: str) -> Task | None:
+        row = await self._store._read(lambda db: db.execute(
+            f"{SELECT} WHERE id = %s", (task_id,)).fetchone())
+        return None if row is None else _task(row)
+
+    async def find(self, *, name: str | None, state: TaskState | None, limit: int) -> list[Task]:
+        where, args = [], []
+        if name is not None:
+            where.append("name = %s")
+            args.append(name)
+        if state is not None:
+            where.append("state = %s")
+            args.append(state.value)
+        query = SELECT
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        query += " ORDER BY seq DESC LIMIT %s"
+        rows = await self._store._read(
+            lambda db: db.execute(query, (*args, limit)).fetchall())  # type: ignore[arg-type]
+        return [_task(r) for r in rows]
+
+    async def unfinished(self) -> list[Task]:
+        rows = await self._store._read(lambda db: db.execute(
+            f"{SELECT} WHERE finished IS NULL ORDER BY seq").fetchall())
+        return [_task(r) for r in rows]
+
+    async def purge(self, finished_before: float) -> int:
+        # On a pool connection, outside group commit: a large delete must not hold up
+        # the hot path, and nothing else commits with it.
+        def delete(db: psycopg.Connection) -> int:
+            return db.execute("DELETE FROM tasks WHERE finished IS NOT NULL AND finished < %s",
+                              (finished_before,)).rowcount
+        return await self._store._read(delete)
+
+
+class _Queues(QueueWrites):
+    _store: PostgresStore
+
+    async def configurations(self) -> dict[str, bytes]:
+        rows = await self._store._read(lambda db: db.execute(
+            "SELECT queue, configuration FROM queue_configurations").fetchall())
+        return {queue: bytes(configuration) for queue, configuration in rows}
+
+
+def _pool(row: tuple[Any, ...]) -> PoolRecord:
+    (id_, provider, description, config, owner, email, created, modified) = row
+    return PoolRecord(id_, provider, description, bytes(config), owner, bool(email),
+                      created, modified)
+
+
+class _Pools:
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    async def all(self) -> list[PoolRecord]:
+        # COLLATE "C": ordered by code point, as SQLite and Python order them
+        rows = await self._store._read(lambda db: db.execute(
+            f"SELECT {POOL_COLUMNS} FROM worker_pools ORDER BY worker_pool_id COLLATE \"C\""
+        ).fetchall())
+        return [_pool(r) for r in rows]
+
+    async def get(self, worker_pool_id: str) -> PoolRecord | None:
+        row = await self._store._read(lambda db: db.execute(
+            f"SELECT {POOL_COLUMNS} FROM worker_pools WHERE worker_pool_id = %s",
+            (worker_pool_id,)).fetchone())
+        return None if row is None else _pool(row)
+
+
+class _Outbox:
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    async def read(self, after: int, limit: int) -> list[OutboxRow]:
+        rows = await self._store._read(lambda db: db.execute(
+            "SELECT seq, exchange, routing_key, body, at FROM outbox WHERE seq > %s "
+            "ORDER BY seq LIMIT %s", (after, limit)).fetchall())
+        return [OutboxRow(seq, exchange, key, bytes(body), at)
+                for seq, exchange, key, body, at in rows]
+
+    async def delivered(self) -> int:
+        row = await self._store._read(lambda db: db.execute(
+            "SELECT delivered FROM outbox_cursor WHERE id = 1").fetchone())
+        assert row is not None  # the migration inserted it
+        return int(row[0])
+
+    async def purge(self, before: float) -> int:
+        def delete(db: psycopg.Connection) -> int:
+            return db.execute(
+                "DELETE FROM outbox WHERE at < %s AND seq <= "
+                "(SELECT delivered FROM outbox_cursor WHERE id = 1)", (before,)).rowcount
+        return await self._store._read(delete)
+
+
+class _Stats:
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    async def record(self, report: RecordStats) -> None:
+        await self._store.commit(report)
+
+    async def buckets(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
+                      workers: Sequence[str] | None = None) -> list[StatBucket]:
+        if not metrics or (workers is not None and not workers):
+            return []
+        where = "s.metric = ANY(%(metrics)s::text[])"
+        if workers is not None:
+            where += " AND s.worker = ANY(%(workers)s::text[])"
+        query = ("SELECT s.worker, s.metric, s.variant, "
+                 "x.ts / %(interval)s::bigint * %(interval)s::bigint AS start, count(*), "
+                 "sum(x.value), min(x.value), max(x.value) "
+                 "FROM stat_series s JOIN stat_samples x ON x.series = s.id "
+                 f"WHERE {where} AND x.ts BETWEEN %(since)s AND %(until)s "
+                 "GROUP BY s.id, start")
+        args = {"metrics": list(metrics), "workers": None if workers is None else list(workers),
+                "interval": interval, "since": since, "until": until}
+        rows = await self._store._read(
+            lambda db: db.execute(query, args).fetchall())  # type: ignore[arg-type]
+        order = {m: i for i, m in enumerate(metrics)}
+        rows.sort(key=lambda r: (r[0], order[r[1]], r[2], r[3]))
+        return [StatBucket(*r) for r in rows]
+
+    async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:
+        rows = await self._store._read(lambda db: db.execute(
+            "SELECT ts / %(interval)s::bigint * %(interval)s::bigint AS start, "
+            "count(DISTINCT worker), count(DISTINCT CASE WHEN task IS NOT NULL THEN worker END) "
+            "FROM stat_reports WHERE ts BETWEEN %(since)s AND %(until)s "
+            "GROUP BY start ORDER BY start",
+            {"interval": interval, "since": since, "until": until}).fetchall())
+        return [ActivityBucket(*r) for r in rows]
+
+    async def metric_keys(self, workers: Sequence[str] | None = None) -> list[str]:
+        if workers is not None and not workers:
+            return []
+        where = "" if workers is None else "AND s.worker = ANY(%s::text[])"
+        query = ("SELECT DISTINCT s.metric COLLATE \"C\" FROM stat_series s WHERE EXISTS "
+                 f"(SELECT 1 FROM stat_samples x WHERE x.series = s.id) {where} ORDER BY 1")
+        args = () if workers is None else (list(workers),)
+        rows = await self._store._read(
+            lambda db: db.execute(query, args).fetchall())  # type: ignore[arg-type]
+        return [metric for (metric,) in rows]
+
+    async def purge(self, before: int) -> int:
+        # On a pool connection, like the tasks' purge; series rows stay.
+        def delete(db: psycopg.Connection) -> int:
+            with db.transaction():
+                n = db.execute("DELETE FROM stat_samples WHERE ts < %s", (before,)).rowcount
+                db.execute("DELETE FROM stat_reports WHERE ts < %s", (before,))
+            return n
+        return await self._store._read(delete)
+
+
+# -- the store --------------------------------------------------------------------
+
+
+def _readable(db: psycopg.Connection) -> bool:
+    """Whether the server sent anything on `db`, without waiting."""
+    readable, _, _ = select.select([db.fileno()], [], [], 0)
+    return bool(readable)
+
+
+def describe_url(url: str, schema: str | None = None) -> str:
+    """`url` without its password (for messages and logs), and the schema if any."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "postgresql://(unparsable URL)"
+    where = (f"postgresql://{params.get('user', '')}@{params.get('host', '')}"
+             f"{':' + str(params['port']) if 'port' in params else ''}/"
+             f"{params.get('dbname', '')}")
+    return where if schema is None else f"{where} (schema {schema})"
+
+
+class PostgresStore:
+    """A `Store` in a PostgreSQL database (its tables in `schema`, else in the search_path)."""
+
+    def __init__(self, url: str, *, schema: str | None = None, readers: int = 4) -> None:
+        if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
+            raise ValueError(f"schema must be a lower-case identifier, not {schema!r}")
+        if readers < 1:
+            raise ValueError("readers must be at least 1")
+        self.url = url
+        self.schema = schema
+        self.readers = readers
+        self.where = describe_url(url, schema)
+        self._connect_args: dict[str, Any] = {"connect_timeout": 10,
+                                              "application_name": "workyard"}
+        if schema is not None:
+            self._connect_args["options"] = f"-c search_path={schema}"
+        self._pending: list[_Unit] = []
+        self._wake = trio.Event()
+        self._closed = False
+        self._writer: psycopg.Connection | None = None
+        self._pool: ConnectionPool | None = None
+        self._read_limiter = trio.CapacityLimiter(readers)
+        self._tasks = _Tasks(self)
+        self._queues = _Queues(self)
+        self._pools = _Pools(self)
+        self._outbox = _Outbox(self)
+        self._stats = _Stats(self)
+        self.commits = 0  # transactions committed: the group-commit ratio is writes / commits
+        #: told (units of work, seconds) after each transaction, e.g. by /metrics
+        self.on_commit: Callable[[int, float], None] | None = None
+
+    @property
+    def tasks(self) -> _Tasks:
+        return self._tasks
+
+    @property
+    def queues(self) -> _Queues:
+        return self._queues
+
+    @property
+    def pools(self) -> _Pools:
+        return self._pools
+
+    @property
+    def outbox(self) -> _Outbox:
+        return self._outbox
+
+    @property
+    def stats(self) -> _Stats:
+        return self._stats
+
+    # -- connections ----------------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.url, **self._connect_args)
+
+    def _open_writer(self) -> psycopg.Connection:
+        """The writer's connection, the schema created and migrated."""
+        db = self._connect()
+        try:
+            if self.schema is not None:
+                with db.transaction():  # concurrent CREATE SCHEMA IF NOT EXISTS can clash
+                    db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.schema,))
+                    db.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                        sql.Identifier(self.schema)))
+            refuse_newer(db, self.where)  # before anything writes to a schema we do not know
+            migrate(db, self.where)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _open_pool(self) -> ConnectionPool:
+        pool = ConnectionPool(self.url, min_size=1, max_size=self.readers, open=False,
+                              kwargs={**self._connect_args, "autocommit": True},
+                              name="workyard-readers")
+        pool.open(wait=True, timeout=10)
+        return pool
+
+    def _open(self) -> None:
+        try:
+            self._writer = self._open_writer()
+            self._pool = self._open_pool()
+        except psycopg.Error as exc:
+            self._close()
+            raise StoreError(f"{self.where}: cannot open the store: {exc}".strip()) from exc
+        except PoolTimeout as exc:
+            self._close()
+            raise StoreError(f"{self.where}: cannot open the store: {exc}") from exc
+        except BaseException:
+            self._close()
+            raise
+
+    def _close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    # -- the writer actor -----------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await trio.to_thread.run_sync(self._open)
+        self._closed = False
+        try:
+            task_status.started()
+            while True:
+                await self._wake.wait()
+                # One more scheduler round, so that writes handed over by tasks that
+                # run in the same round as this wake-up share this commit.
+                await trio.lowlevel.checkpoint()
+                self._wake = trio.Event()
+                batch, self._pending = self._pending, []
+                # A batch taken off the queue is committed even if we are cancelled
+                # meanwhile: otherwise neither this loop nor the flush below writes it.
+                with trio.CancelScope(shield=True):
+                    await self._commit(batch)
+        finally:
+            # Cancelled: flush what callers already handed over, then close.
+            with trio.CancelScope(shield=True):
+                self._closed = True
+                if self._pending:
+                    batch, self._pending = self._pending, []
+                    await self._commit(batch)
+                await trio.to_thread.run_sync(self._close)
+
+    async def _commit(self, batch: list[_Unit]) -> None:
+        started = time.perf_counter()
+        try:
+            await trio.to_thread.run_sync(self._write, batch)
+        except Exception as exc:  # noqa: BLE001 - connection lost, database down: fail every unit
+            log.error("store transaction failed (%s): %s", self.where, exc)
+            for unit in batch:
+                if unit.error is None:
+                    unit.error, unit.results = exc, []
+        else:
+            self.commits += 1
+        if self.on_commit is not None:
+            self.on_commit(len(batch), time.perf_counter() - started)
+        for unit in batch:
+            if unit.done is not None:
+                unit.done.set()
+                continue
+            if unit.error is not None:
+                log.error("store write failed (%s): %r", _describe(unit.changes), unit.error)
+            if unit.then is not None:
+                try:
+                    unit.then()
+                except Exception:  # a callback's bug must not stop the writer
+                    log.exception("store commit callback failed")
+
+    def _connection(self) -> psycopg.Connection:
+        """The writer's connection, opened again if it was lost. An idle connection the
+        server sent something on has been closed by it (terminated, restarted; the
+        writer never LISTENs): that is found without a round trip, so the next batch
+        does not fail on it."""
+        db = self._writer
+        if db is None or db.closed or db.broken or _readable(db):
+            if db is not None:
+                db.close()
+                log.warning("store connection lost (%s): connecting again", self.where)
+            self._writer = None
+            self._writer = db = self._connect()
+        return db
+
+    def _write(self, batch: list[_Unit]) -> None:
+        """One transaction for the whole batch, on a worker thread."""
+        db = self._connection()
+        try:
+            with db.pipeline(), db.transaction():
+                self._apply(db, batch)
+        except Exception:
+            if db.broken or db.closed:
+                raise  # the connection, not a unit: the whole batch failed
+            # Rolled back whole: find the failing units, commit the others.
+            with db.transaction():
+                self._apply_one_by_one(db, batch)
+
+    def _apply_one_by_one(self, db: psycopg.Connection, batch: list[_Unit]) -> None:
+        """Apply each unit in its own SAVEPOINT; a unit that raises is rolled back alone."""
+        for unit in batch:
+            if unit.error is not None:
+                continue
+            try:
+                with db.transaction():  # a savepoint
+                    self._apply(db, [unit])
+            except Exception as exc:  # any failure is this unit's alone
+                if db.broken or db.closed:
+                    raise
+                unit.error, unit.results = exc, []
+
+    @staticmethod
+    def _apply(db: psycopg.Connection, units: list[_Unit]) -> None:
+        """Apply `units` in order, as few statements as the order allows."""
+        statements = _Statements(db)
+        for unit in units:
+            if unit.error is None:
+                unit.results = [statements.apply(op) for op in unit.ops]
+        statements.flush()
+
+    # -- handing over writes --------------------------------------------------------
+
+    @staticmethod
+    def _prepare(unit: _Unit) -> _Unit:
+        try:
+            for change in unit.changes:
+                prepare = _PREPARE.get(type(change))
+                if prepare is None:
+                    raise TypeError(f"unknown change {change!r}")
+                unit.ops.append(prepare(change))
+        except Exception as exc:  # noqa: BLE001 - the unit fails alone, reported as usual
+            unit.error = exc
+        return unit
+
+    def _queue(self, unit: _Unit) -> None:
+        if self._closed:
+            raise StoreError(f"the store {self.where} is closed")
+        self._pending.append(unit)
+        self._wake.set()
+
+    async def commit(self, *changes: Change) -> list[Result]:
+        unit = self._prepare(_Unit(changes, done=trio.Event()))
+        if unit.error is None:
+            self._queue(unit)
+            assert unit.done is not None
+            await unit.done.wait()
+        if unit.error is not None:
+            raise StoreError(f"the store could not commit {_describe(changes)}: "
+                             f"{unit.error}".strip()) from unit.error
+        return unit.results
+
+    def commit_soon(self, change: Change, then: Callable[[], None] | None = None) -> None:
+        if self._closed:  # shutting down: say so, and do not leave anyone waiting
+            log.error("store write dropped (%s): the store %s is closed",
+                      type(change).__name__, self.where)
+            if then is not None:
+                then()
+            return
+        self._queue(self._prepare(_Unit((change,), then=then)))
+
+    async def _read(self, fn: Callable[[psycopg.Connection], T]) -> T:
+        """Run `fn` on a pool connection (autocommit): reads, and the rare writes (purge)
+        that need not wait for, or slow down, a group commit."""
+        pool = self._pool
+        if pool is None:
+            raise StoreError(f"the store {self.where} is not running")
+
+        def read() -> T:
+            with pool.connection(timeout=10) as db:
+                return fn(db)
+
+        try:
+            return await trio.to_thread.run_sync(read, limiter=self._read_limiter)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise StoreError(f"the store {self.where} could not read: {exc}".strip()) from exc
