@@ -213,31 +213,11 @@ class MemoryStore:
         #: machine statistics: task by (worker, ts), value by (worker, metric, variant, ts)
         self.reports: dict[tuple[str, int], str | None] = {}
         self.readings: dict[tuple[str, str, str, int], float] = {}
-        self._tasks = _Tasks(self)
-        self._queues = _Queues(self)
-        self._pools = _Pools(self)
-        self._outbox = _Outbox(self)
-        self._stats = _Stats(self)
-
-    @property
-    def tasks(self) -> _Tasks:
-        return self._tasks
-
-    @property
-    def queues(self) -> _Queues:
-        return self._queues
-
-    @property
-    def pools(self) -> _Pools:
-        return self._pools
-
-    @property
-    def outbox(self) -> _Outbox:
-        return self._outbox
-
-    @property
-    def stats(self) -> _Stats:
-        return self._stats
+        self.tasks = _Tasks(self)
+        self.queues = _Queues(self)
+        self.pools = _Pools(self)
+        self.outbox = _Outbox(self)
+        self.stats = _Stats(self)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()

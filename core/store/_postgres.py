@@ -660,34 +660,14 @@ class PostgresStore:
         self._writer: psycopg.Connection | None = None
         self._pool: ConnectionPool | None = None
         self._read_limiter = trio.CapacityLimiter(readers)
-        self._tasks = _Tasks(self)
-        self._queues = _Queues(self)
-        self._pools = _Pools(self)
-        self._outbox = _Outbox(self)
-        self._stats = _Stats(self)
+        self.tasks = _Tasks(self)
+        self.queues = _Queues(self)
+        self.pools = _Pools(self)
+        self.outbox = _Outbox(self)
+        self.stats = _Stats(self)
         self.commits = 0  # transactions committed: the group-commit ratio is writes / commits
         #: told (units of work, seconds) after each transaction, e.g. by /metrics
         self.on_commit: Callable[[int, float], None] | None = None
-
-    @property
-    def tasks(self) -> _Tasks:
-        return self._tasks
-
-    @property
-    def queues(self) -> _Queues:
-        return self._queues
-
-    @property
-    def pools(self) -> _Pools:
-        return self._pools
-
-    @property
-    def outbox(self) -> _Outbox:
-        return self._outbox
-
-    @property
-    def stats(self) -> _Stats:
-        return self._stats
 
     # -- connections ----------------------------------------------------------------
 

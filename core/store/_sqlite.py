@@ -374,36 +374,16 @@ class SQLiteStore:
         self._closed = False
         self._aside_db: sqlite3.Connection | None = None
         self._aside_limiter = trio.CapacityLimiter(1)
-        self._tasks = _Tasks(self)
-        self._queues = _Queues(self)
-        self._pools = _Pools(self)
-        self._outbox = _Outbox(self)
-        self._stats = _Stats(self)
+        self.tasks = _Tasks(self)
+        self.queues = _Queues(self)
+        self.pools = _Pools(self)
+        self.outbox = _Outbox(self)
+        self.stats = _Stats(self)
         #: stat_series ids by (worker, metric, variant), as committed (writer thread only)
         self._series: dict[tuple[str, str, str], int] = {}
         self.commits = 0  # transactions committed: the group-commit ratio is writes / commits
         #: told (units of work, seconds) after each transaction, e.g. by /metrics
         self.on_commit: Callable[[int, float], None] | None = None
-
-    @property
-    def tasks(self) -> _Tasks:
-        return self._tasks
-
-    @property
-    def queues(self) -> _Queues:
-        return self._queues
-
-    @property
-    def pools(self) -> _Pools:
-        return self._pools
-
-    @property
-    def outbox(self) -> _Outbox:
-        return self._outbox
-
-    @property
-    def stats(self) -> _Stats:
-        return self._stats
 
     # -- the writer actor -----------------------------------------------------------
 
