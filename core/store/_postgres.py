@@ -44,7 +44,7 @@ import re
 import select
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
@@ -55,10 +55,10 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .._model import Attempt, Task, TaskState
+from ._handover import HandOver, Unit, describe
 from ._interface import (
     ActivityBucket,
     AppendEvents,
-    Change,
     ConfigureQueue,
     DeletePool,
     FinishTask,
@@ -310,24 +310,6 @@ _PREPARE: dict[type, Callable[[Any], _Op]] = {
     MarkDelivered: lambda change: change,
     RecordStats: _report,
 }
-
-
-@dataclass(slots=True, eq=False)
-class _Unit:
-    """One unit of work: applied, or rolled back, as a whole."""
-
-    changes: Sequence[Change]
-    ops: list[_Op] = field(default_factory=list)
-    #: set once the unit is committed or has failed, for a `commit` awaiting it
-    done: trio.Event | None = None
-    #: called once the unit is committed or has failed, for `commit_soon`
-    then: Callable[[], None] | None = None
-    results: list[Result] = field(default_factory=list)
-    error: BaseException | None = None
-
-
-def _describe(changes: Sequence[Change]) -> str:
-    return " + ".join(type(c).__name__ for c in changes)
 
 
 class _Statements:
@@ -638,7 +620,7 @@ def describe_url(url: str, schema: str | None = None) -> str:
     return where if schema is None else f"{where} (schema {schema})"
 
 
-class PostgresStore:
+class PostgresStore(HandOver):
     """A `Store` in a PostgreSQL database (its tables in `schema`, else in the search_path)."""
 
     def __init__(self, url: str, *, schema: str | None = None, readers: int = 4) -> None:
@@ -654,7 +636,7 @@ class PostgresStore:
                                               "application_name": "workyard"}
         if schema is not None:
             self._connect_args["options"] = f"-c search_path={schema}"
-        self._pending: list[_Unit] = []
+        self._pending: list[Unit] = []
         self._wake = trio.Event()
         self._closed = False
         self._writer: psycopg.Connection | None = None
@@ -746,7 +728,7 @@ class PostgresStore:
                     await self._commit(batch)
                 await trio.to_thread.run_sync(self._close)
 
-    async def _commit(self, batch: list[_Unit]) -> None:
+    async def _commit(self, batch: list[Unit]) -> None:
         started = time.perf_counter()
         try:
             await trio.to_thread.run_sync(self._write, batch)
@@ -764,7 +746,7 @@ class PostgresStore:
                 unit.done.set()
                 continue
             if unit.error is not None:
-                log.error("store write failed (%s): %r", _describe(unit.changes), unit.error)
+                log.error("store write failed (%s): %r", describe(unit.changes), unit.error)
             if unit.then is not None:
                 try:
                     unit.then()
@@ -785,7 +767,7 @@ class PostgresStore:
             self._writer = db = self._connect()
         return db
 
-    def _write(self, batch: list[_Unit]) -> None:
+    def _write(self, batch: list[Unit]) -> None:
         """One transaction for the whole batch, on a worker thread."""
         db = self._connection()
         try:
@@ -798,7 +780,7 @@ class PostgresStore:
             with db.transaction():
                 self._apply_one_by_one(db, batch)
 
-    def _apply_one_by_one(self, db: psycopg.Connection, batch: list[_Unit]) -> None:
+    def _apply_one_by_one(self, db: psycopg.Connection, batch: list[Unit]) -> None:
         """Apply each unit in its own SAVEPOINT; a unit that raises is rolled back alone."""
         for unit in batch:
             if unit.error is not None:
@@ -812,7 +794,7 @@ class PostgresStore:
                 unit.error, unit.results = exc, []
 
     @staticmethod
-    def _apply(db: psycopg.Connection, units: list[_Unit]) -> None:
+    def _apply(db: psycopg.Connection, units: list[Unit]) -> None:
         """Apply `units` in order, as few statements as the order allows."""
         statements = _Statements(db)
         for unit in units:
@@ -823,7 +805,7 @@ class PostgresStore:
     # -- handing over writes --------------------------------------------------------
 
     @staticmethod
-    def _prepare(unit: _Unit) -> _Unit:
+    def _prepare(unit: Unit) -> Unit:
         try:
             for change in unit.changes:
                 prepare = _PREPARE.get(type(change))
@@ -833,32 +815,6 @@ class PostgresStore:
         except Exception as exc:  # noqa: BLE001 - the unit fails alone, reported as usual
             unit.error = exc
         return unit
-
-    def _queue(self, unit: _Unit) -> None:
-        if self._closed:
-            raise StoreError(f"the store {self.where} is closed")
-        self._pending.append(unit)
-        self._wake.set()
-
-    async def commit(self, *changes: Change) -> list[Result]:
-        unit = self._prepare(_Unit(changes, done=trio.Event()))
-        if unit.error is None:
-            self._queue(unit)
-            assert unit.done is not None
-            await unit.done.wait()
-        if unit.error is not None:
-            raise StoreError(f"the store could not commit {_describe(changes)}: "
-                             f"{unit.error}".strip()) from unit.error
-        return unit.results
-
-    def commit_soon(self, change: Change, then: Callable[[], None] | None = None) -> None:
-        if self._closed:  # shutting down: say so, and do not leave anyone waiting
-            log.error("store write dropped (%s): the store %s is closed",
-                      type(change).__name__, self.where)
-            if then is not None:
-                then()
-            return
-        self._queue(self._prepare(_Unit((change,), then=then)))
 
     async def _read(self, fn: Callable[[psycopg.Connection], T]) -> T:
         """Run `fn` on a pool connection (autocommit): reads, and the rare writes (purge)

@@ -25,7 +25,6 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,10 +32,10 @@ import msgspec
 import trio
 
 from .._model import Attempt, Task, TaskState
+from ._handover import HandOver, Unit, describe
 from ._interface import (
     ActivityBucket,
     AppendEvents,
-    Change,
     ConfigureQueue,
     DeletePool,
     FinishTask,
@@ -184,27 +183,9 @@ _Op = (tuple[object, ...] | InsertTasks | ConfigureQueue | SavePool | DeletePool
        | AppendEvents | MarkDelivered | RecordStats)
 
 
-@dataclass(slots=True, eq=False)
-class _Unit:
-    """One unit of work: applied, or rolled back, as a whole."""
-
-    changes: Sequence[Change]
-    ops: list[_Op] = field(default_factory=list)
-    #: set once the unit is committed or has failed, for a `commit` awaiting it
-    done: trio.Event | None = None
-    #: called once the unit is committed or has failed, for `commit_soon`
-    then: Callable[[], None] | None = None
-    results: list[Result] = field(default_factory=list)
-    error: BaseException | None = None
-
-
 #: changes the writer applies as they are (task saves become rows, see `_save_row`)
 _AS_IS = frozenset({InsertTasks, ConfigureQueue, SavePool, DeletePool, AppendEvents,
                     MarkDelivered, RecordStats})
-
-
-def _describe(changes: Sequence[Change]) -> str:
-    return " + ".join(type(c).__name__ for c in changes)
 
 
 class _Tasks(TaskWrites):
@@ -361,15 +342,15 @@ class _Stats:
         return await self._store._aside(delete)
 
 
-class SQLiteStore:
+class SQLiteStore(HandOver):
     """A `Store` in one SQLite file."""
 
     def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
-        self.path = str(path)
+        self.path = self.where = str(path)
         self.synchronous = synchronous.upper()
         if self.synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
-        self._pending: list[_Unit] = []
+        self._pending: list[Unit] = []
         self._wake = trio.Event()
         self._closed = False
         self._aside_db: sqlite3.Connection | None = None
@@ -445,7 +426,7 @@ class SQLiteStore:
                     aside, self._aside_db = self._aside_db, None
                     aside.close()
 
-    async def _commit(self, db: sqlite3.Connection, batch: list[_Unit]) -> None:
+    async def _commit(self, db: sqlite3.Connection, batch: list[Unit]) -> None:
         started = time.perf_counter()
         try:
             await trio.to_thread.run_sync(self._write, db, batch)
@@ -462,14 +443,14 @@ class SQLiteStore:
                 unit.done.set()
                 continue
             if unit.error is not None:
-                log.error("store write failed (%s): %r", _describe(unit.changes), unit.error)
+                log.error("store write failed (%s): %r", describe(unit.changes), unit.error)
             if unit.then is not None:
                 try:
                     unit.then()
                 except Exception:  # a callback's bug must not stop the writer
                     log.exception("store commit callback failed")
 
-    def _write(self, db: sqlite3.Connection, batch: list[_Unit]) -> None:
+    def _write(self, db: sqlite3.Connection, batch: list[Unit]) -> None:
         """One transaction for the whole batch, on the writer thread."""
         new_series: dict[tuple[str, str, str], int] = {}
         db.execute("BEGIN IMMEDIATE")
@@ -490,7 +471,7 @@ class SQLiteStore:
             raise
         self._series.update(new_series)
 
-    def _apply_one_by_one(self, db: sqlite3.Connection, batch: list[_Unit]) -> None:
+    def _apply_one_by_one(self, db: sqlite3.Connection, batch: list[Unit]) -> None:
         """Apply each unit in its own SAVEPOINT; a unit that raises is rolled back alone."""
         for unit in batch:
             if unit.error is not None:
@@ -503,7 +484,7 @@ class SQLiteStore:
                 unit.error, unit.results = exc, []
             db.execute("RELEASE unit")
 
-    def _apply(self, db: sqlite3.Connection, units: list[_Unit],
+    def _apply(self, db: sqlite3.Connection, units: list[Unit],
                new_series: dict[tuple[str, str, str], int]) -> None:
         """Apply `units` in order, as few statements as the order allows (`_Rows`)."""
         rows = _Rows(db)
@@ -556,7 +537,7 @@ class SQLiteStore:
     # -- handing over writes --------------------------------------------------------
 
     @staticmethod
-    def _prepare(unit: _Unit) -> _Unit:
+    def _prepare(unit: Unit) -> Unit:
         try:
             for change in unit.changes:
                 if type(change) is StartAttempt or type(change) is FinishTask:
@@ -568,32 +549,6 @@ class SQLiteStore:
         except Exception as exc:  # noqa: BLE001 - the unit fails alone, reported as usual
             unit.error = exc
         return unit
-
-    def _queue(self, unit: _Unit) -> None:
-        if self._closed:
-            raise StoreError(f"the store {self.path} is closed")
-        self._pending.append(unit)
-        self._wake.set()
-
-    async def commit(self, *changes: Change) -> list[Result]:
-        unit = self._prepare(_Unit(changes, done=trio.Event()))
-        if unit.error is None:
-            self._queue(unit)
-            assert unit.done is not None
-            await unit.done.wait()
-        if unit.error is not None:
-            raise StoreError(f"the store could not commit {_describe(changes)}: "
-                             f"{unit.error}") from unit.error
-        return unit.results
-
-    def commit_soon(self, change: Change, then: Callable[[], None] | None = None) -> None:
-        if self._closed:  # shutting down: say so, and do not leave anyone waiting
-            log.error("store write dropped (%s): the store %s is closed",
-                      type(change).__name__, self.path)
-            if then is not None:
-                then()
-            return
-        self._queue(self._prepare(_Unit((change,), then=then)))
 
     async def _aside(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` on the second connection: reads, and the rare writes (purge) that
