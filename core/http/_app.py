@@ -18,7 +18,7 @@ from .._config import Settings
 from .._errors import Conflict, InvalidInput, NotFound, TooLarge, Unauthorized, WorkyardError
 from .._model import TaskState
 from ..hub import Hub, queue_views, worker_views
-from ..protocol import MAX_LIST, MAX_TASK_WAIT, decode_submission, encode
+from ..protocol import BODY_TIMEOUT, MAX_LIST, MAX_TASK_WAIT, decode_submission, encode
 
 __all__ = ["create_app", "json_response"]
 
@@ -50,7 +50,7 @@ def number_arg(name: str, default: float, low: float, high: float) -> float:
 def create_app(hub: Hub, settings: Settings) -> QuartTrio:
     app = QuartTrio("workyard")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
-    app.config["BODY_TIMEOUT"] = 60
+    app.config["BODY_TIMEOUT"] = BODY_TIMEOUT
     auth = Auth(settings)
     app.extensions["workyard.hub"] = hub
     app.extensions["workyard.auth"] = auth

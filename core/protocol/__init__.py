@@ -10,6 +10,7 @@
 from ._checks import check_declaration, check_name, check_worker_id
 from ._codec import Decoder, check_depth, encode, error_text
 from ._limits import (
+    BODY_TIMEOUT,
     FIRST_MESSAGE_TIMEOUT,
     HANDSHAKE_TIMEOUT,
     MAX_BATCH,
@@ -50,6 +51,7 @@ from ._workers import (
 )
 
 __all__ = [
+    "BODY_TIMEOUT",
     "FIRST_MESSAGE_TIMEOUT",
     "HANDSHAKE_TIMEOUT",
     "MAX_BATCH",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "BODY_TIMEOUT",
     "FIRST_MESSAGE_TIMEOUT",
     "HANDSHAKE_TIMEOUT",
     "MAX_BATCH",
@@ -51,6 +52,9 @@ MAX_FRAME = 16 * 1024 * 1024
 FIRST_MESSAGE_TIMEOUT = 30.0
 #: seconds a client of the lean worker port has to complete its upgrade request
 HANDSHAKE_TIMEOUT = 10.0
+#: seconds an HTTP request's body has to arrive once its handler reads it (beyond: 408,
+#: and the connection is closed)
+BODY_TIMEOUT = 60.0
 
 # --- a submitted task's fields ---------------------------------------------------------
 

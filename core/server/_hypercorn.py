@@ -60,6 +60,25 @@ class _Replayed(trio.abc.HalfCloseableStream):
         await self._stream.aclose()
 
 
+class _TCPServer(TCPServer):
+    """hypercorn's `TCPServer`, whose closing of the connection cannot be lost.
+
+    When a response goes out before its request's body is in (a 408 for a body that
+    trickles in past `BODY_TIMEOUT`, a 413), hypercorn closes the connection from the
+    task that sent the response, the app's — which quart-trio cancels the moment the
+    response is out. The close was cancelled at its first checkpoint, halfway: the
+    connection stayed open, reading the rest of the body and any request after it, and
+    answering nothing. Shielded, the close is done whichever task asks for it; it cannot
+    hang there, as it waits for nothing from the peer (`send_eof` is a shutdown, and
+    `aclose` closes the socket, TLS streams being https-compatible: no close_notify
+    awaited) — which is why hypercorn's own idle-timeout close is shielded too.
+    """
+
+    async def _close(self) -> None:
+        with trio.CancelScope(shield=True):
+            await super()._close()
+
+
 class HTTPServer:
     """The app over HTTP/1.1 and HTTP/2 (h2c), for the connections it is handed. `run`
     holds the app's lifespan and must be started before any connection is served."""
@@ -83,5 +102,5 @@ class HTTPServer:
     async def serve_connection(self, stream: trio.SocketStream, received: bytes) -> None:
         """Serve one connection until it ends; `received` is what was already read."""
         replayed = _Replayed(stream, received)  # annotated SSLStream, used as any stream
-        await TCPServer(self._app, self._config, self._context,
-                        ConnectionState(self._state.copy()), replayed)  # type: ignore[arg-type]
+        await _TCPServer(self._app, self._config, self._context,
+                         ConnectionState(self._state.copy()), replayed)  # type: ignore[arg-type]

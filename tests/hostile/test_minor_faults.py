@@ -1,17 +1,22 @@
 """The minor ones (issue 15, item 14): answers that are not the worker's get an error
-frame, a broken WebSocket frame on the main port gets a close frame, and text that is
-not UTF-8 or holds a lone surrogate is named for what it is."""
+frame, a broken WebSocket frame on the main port gets a close frame, text that is not
+UTF-8 or holds a lone surrogate is named for what it is, and a body that trickles in
+past the body timeout (or is too large) gets its 408 (413) and its connection closed,
+with no traceback."""
 
 from __future__ import annotations
 
 import json
+import logging
 
 import httpx
 import pytest
 import trio
-from conftest import NET_TIMEOUT, Served, bare_client, next_event
+from conftest import NET_TIMEOUT, Served, StartServer, bare_client, http_client, next_event
 from trio_websocket import open_websocket_url
 from wsproto.events import CloseConnection, Ping, TextMessage
+
+from workyard import Settings
 
 
 async def next_frame(ws: object) -> dict[str, object]:
@@ -69,3 +74,54 @@ async def test_text_that_is_not_utf_8_is_a_400_that_says_so(
         response = await http.post(path, content=body % text)
         assert response.status_code == 400, (path, response.text)
         assert said in response.json()["error"], response.text
+
+
+async def test_a_body_trickling_in_past_the_body_timeout_gets_a_408_and_its_connection_closed(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    """The 408 is sent by the app's task, which quart-trio cancels the moment the
+    response is out; hypercorn's close of the connection ran in that cancelled task and
+    was lost, so the connection stayed open, reading the rest of the body (and any
+    request after it) and answering nothing."""
+    monkeypatch.setattr("workyard.http._app.BODY_TIMEOUT", 0.5)
+    served = await start_server()
+    caplog.set_level(logging.INFO)
+    port = httpx.URL(served.url).port or 0
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(b"POST /tasks HTTP/1.1\r\nHost: hub\r\nContent-Length: 100\r\n"
+                              b"Content-Type: application/json\r\n\r\n{")
+        received = b""
+        with trio.fail_after(NET_TIMEOUT):
+            while b"browser didn't finish" not in received:
+                received += await stream.receive_some(65536)
+            assert received.startswith(b"HTTP/1.1 408 ")
+            try:
+                await stream.send_all(b'"name": "late"}')  # the body goes on trickling
+                while await stream.receive_some(65536):
+                    pass  # until the server closes the connection
+            except trio.BrokenResourceError:
+                pass  # closed with the late bytes unread: a reset, as good a close
+    async with http_client(served.url) as http:
+        assert (await http.get("/health")).status_code == 200
+        assert (await http.get("/tasks", params={"name": "late"})).json()["tasks"] == []
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+
+
+async def test_a_body_over_max_body_gets_a_413_and_its_connection_closed(
+    start_server: StartServer, hub_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same lost close, for the 413 sent before the body is read."""
+    served = await start_server(Settings(port=0, db=hub_db, max_body=1024))
+    caplog.set_level(logging.INFO)
+    stream = await trio.open_tcp_stream("127.0.0.1", httpx.URL(served.url).port or 0)
+    async with stream:
+        await stream.send_all(b"POST /tasks HTTP/1.1\r\nHost: hub\r\nContent-Length: 5000\r\n"
+                              b"Content-Type: application/json\r\n\r\n{")
+        received = b""
+        with trio.fail_after(NET_TIMEOUT):
+            while chunk := await stream.receive_some(65536):
+                received += chunk  # until the server closes the connection
+    assert received.startswith(b"HTTP/1.1 413 ")
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
