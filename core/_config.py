@@ -98,6 +98,10 @@ class Settings:
     backlog: Annotated[int, Meta(ge=1, le=65535)] = setting(
         1024, "connections each listening port queues before the hub accepts them (the "
         "kernel caps it at net.core.somaxconn)", metavar="N")
+    certfile: Text | None = setting(
+        None, "serve TLS (https://, wss://) on every port with this PEM certificate chain; "
+        "needs --keyfile", metavar="PATH")
+    keyfile: Text | None = setting(None, "the PEM private key of --certfile", metavar="PATH")
     heartbeat_liveness: Seconds = setting(
         600.0, "a ClearML worker (workers.register) that sent no register or status_report "
         "for this many seconds is gone, unless it registered with a timeout of its own",

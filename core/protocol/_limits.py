@@ -50,7 +50,8 @@ MAX_BODY = 16 * 1024 * 1024
 MAX_FRAME = 16 * 1024 * 1024
 #: seconds a WebSocket worker has to send its first message (declarations or authorization)
 FIRST_MESSAGE_TIMEOUT = 30.0
-#: seconds a client of the lean worker port has to complete its upgrade request
+#: seconds a client of the lean worker port has to complete its upgrade request, and any
+#: client of a TLS port its handshake
 HANDSHAKE_TIMEOUT = 10.0
 #: seconds an HTTP request's body has to arrive once its handler reads it (beyond: 408,
 #: and the connection is closed)

@@ -15,6 +15,9 @@ Either way the bytes read so far are handed over to be read first. Requests othe
 GET are routed by their first bytes, a GET once its head is complete (nearly always the
 first read). A keep-alive connection stays with whoever got its first request.
 
+With TLS (`tls`, from `--certfile`), each connection's handshake is done first
+(`transports/_tls.py`) and the routing reads the decrypted head.
+
 Whatever fails while serving one connection is logged once and ends that connection
 only: never the port, never the hub.
 """
@@ -23,16 +26,20 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 
 import trio
+
+from ..transports._tls import open_tls
 
 __all__ = ["ConnectionHandler", "serve_front"]
 
 log = logging.getLogger("workyard.server")
 
-#: serves one connection, given what was already read from it, and may close it
-ConnectionHandler = Callable[[trio.SocketStream, bytes], Awaitable[None]]
+#: serves one connection (a socket stream, or TLS over one), given what was already read
+#: from it, and may close it
+ConnectionHandler = Callable[[trio.abc.Stream, bytes], Awaitable[None]]
 
 #: the longest request head read before routing (hypercorn's own limit for a head)
 MAX_HEAD = 16 * 1024
@@ -59,7 +66,7 @@ def is_websocket_upgrade(data: bytes) -> bool | None:
     return False
 
 
-async def _read_head(stream: trio.SocketStream) -> tuple[bytes, bool]:
+async def _read_head(stream: trio.abc.Stream) -> tuple[bytes, bool]:
     """What the client sent until it could be routed, and whether it goes to the lean
     server. Raises TooSlowError after `HEAD_TIMEOUT`."""
     data = b""
@@ -84,22 +91,28 @@ async def serve_front(
     lean: ConnectionHandler,
     http: ConnectionHandler,
     *,
+    tls: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `listener` (bound and listening) until cancelled: each connection goes to
-    `lean` or to `http`, with the bytes already read."""
+    `lean` or to `http`, with the bytes already read; over TLS with `tls`."""
 
     async def handle(stream: trio.SocketStream) -> None:
         peer = _peer(stream)  # while it is open: a failed handler may have closed it
         async with stream:
             try:
+                connection: trio.abc.Stream = stream
+                if tls is not None:
+                    if (secure := await open_tls(stream, tls, peer)) is None:
+                        return  # refused, or no handshake: open_tls said why
+                    connection = secure
                 try:
-                    received, to_lean = await _read_head(stream)
+                    received, to_lean = await _read_head(connection)
                 except (trio.TooSlowError, trio.BrokenResourceError):
                     return  # nothing routable in time, or the peer reset the connection
                 if not received:
                     return  # connected and left
-                await (lean if to_lean else http)(stream, received)
+                await (lean if to_lean else http)(connection, received)
             except Exception:  # one connection's failure must not end the server
                 log.exception("connection from %s failed", peer)
 

@@ -7,9 +7,10 @@ instead: `Lifespan` (quart's `before_serving` hooks), a `WorkerContext`, and a
 `TCPServer` per connection handed over, with the bytes the front door already read
 replayed first. These are hypercorn internals, which is why pyproject pins
 `hypercorn==0.18.0`: `run` and `serve_connection` are that version's
-`hypercorn.trio.run.worker_serve` minus what the hub never used there (TLS, QUIC,
-statsd, `max_requests`, a shutdown trigger). Check them against `worker_serve` and
-`TCPServer.__init__` before changing the pin.
+`hypercorn.trio.run.worker_serve` minus what the hub never used there (QUIC, statsd,
+`max_requests`, a shutdown trigger) and TLS, whose handshake the front door has done.
+Check them against `worker_serve`, `TCPServer.__init__` and `TCPServer.run` before
+changing the pin.
 
 Shutdown is cancellation, as it was under `hypercorn.trio.serve`: the CLI cancels
 `serve` on SIGINT or SIGTERM, and a cancelled `worker_serve` never reached its
@@ -18,6 +19,8 @@ cancelled with the rest, and the hub flushes its store on the way out.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import trio
 from hypercorn.config import Config
@@ -31,16 +34,28 @@ from quart_trio import QuartTrio
 __all__ = ["HTTPServer"]
 
 
-class _Replayed(trio.abc.HalfCloseableStream):
-    """A socket stream whose first read returns bytes already taken off it; what
-    hypercorn's `TCPServer` uses of a stream (`.socket` included), nothing more."""
+class _Replayed(trio.abc.Stream):
+    """A stream (a socket stream, or TLS over one) whose first read returns bytes already
+    taken off it.
 
-    def __init__(self, stream: trio.SocketStream, received: bytes) -> None:
+    hypercorn's `TCPServer` tells TLS from plain TCP by what the stream has: it calls
+    `do_handshake` (a TLS stream's, already done, returns at once), then reads the ALPN
+    protocol and the peer's address off `transport_stream.socket`; a stream without
+    `do_handshake` is plain, and its address comes from `.socket`. So everything but the
+    reads is the wrapped stream's own, attribute for attribute — `send_eof` included,
+    which a TLS stream does not have (TCPServer expects that AttributeError) — and the
+    ASGI scope's `scheme` comes out http or https, ws or wss, as it would under
+    hypercorn's own listeners.
+    """
+
+    def __init__(self, stream: trio.abc.Stream, received: bytes) -> None:
         self._stream = stream
         self._received = received
-        self.socket = stream.socket
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         if self._received:
             data, self._received = self._received, b""
             await trio.lowlevel.checkpoint()
@@ -52,9 +67,6 @@ class _Replayed(trio.abc.HalfCloseableStream):
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._stream.wait_send_all_might_not_block()
-
-    async def send_eof(self) -> None:
-        await self._stream.send_eof()
 
     async def aclose(self) -> None:
         await self._stream.aclose()
@@ -99,7 +111,7 @@ class HTTPServer:
             task_status.started()
             await trio.sleep_forever()
 
-    async def serve_connection(self, stream: trio.SocketStream, received: bytes) -> None:
+    async def serve_connection(self, stream: trio.abc.Stream, received: bytes) -> None:
         """Serve one connection until it ends; `received` is what was already read."""
         replayed = _Replayed(stream, received)  # annotated SSLStream, used as any stream
         await _TCPServer(self._app, self._config, self._context,

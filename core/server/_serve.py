@@ -31,6 +31,7 @@ from ..outbox import POOL_REMOVED, WORKER_MANAGER_EXCHANGES, Relay, Sink
 from ..outbox._stream import add_stream_routes, bridge_hub_events
 from ..store import MemoryStore, SQLiteStore, Store
 from ..transports import PollingFleet, serve_lean_connection, serve_worker_port
+from ..transports._tls import server_context
 from ._front import serve_front
 from ._hypercorn import HTTPServer
 
@@ -138,7 +139,8 @@ async def serve(
     hub: Hub | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until cancelled. `task_status.started` gets the base URL, e.g. http://127.0.0.1:8470.
+    """Serve until cancelled. `task_status.started` gets the base URL, e.g. http://127.0.0.1:8470
+    (https:// with `settings.certfile`: TLS on every port).
 
     On the main port, WebSocket upgrades for `/work/queue` go to the lean WebSocket
     server and everything else to the app on hypercorn (`_front.py`). With
@@ -146,6 +148,7 @@ async def serve(
     logged and kept in `hub.worker_url`.
     """
     settings.refuse_lockout()
+    tls = server_context(settings)
     if not settings.auth_enabled and not _is_loopback(settings.host):
         log.warning("no tokens configured: binding 127.0.0.1 instead of %s; set worker, "
                     "producer or admin tokens to serve other hosts", settings.host)
@@ -156,7 +159,7 @@ async def serve(
     listener = open_listener(settings)
     port = listener.getsockname()[1]
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    url = f"http://{host}:{port}"
+    url = f"{'https' if tls else 'http'}://{host}:{port}"
 
     config = Config()
     config.accesslog = None
@@ -174,11 +177,13 @@ async def serve(
         await nursery.start(app.extensions["workyard.observer"].run)
         http = HTTPServer(app, config)
         await nursery.start(http.run)
-        await nursery.start(serve_front, listener, lean, http.serve_connection)
+        await nursery.start(partial(serve_front, listener, lean, http.serve_connection,
+                                    tls=tls))
         if worker_listener is not None:
             worker_port = worker_listener.getsockname()[1]
-            await nursery.start(serve_worker_port, hub, auth, settings, worker_listener)
-            hub.worker_url = f"ws://{host}:{worker_port}/work/queue"
+            await nursery.start(partial(serve_worker_port, hub, auth, settings,
+                                        worker_listener, tls=tls))
+            hub.worker_url = f"{'wss' if tls else 'ws'}://{host}:{worker_port}/work/queue"
             log.info("workers: %s (lean worker port)", hub.worker_url)
         if settings.amqp_url:
             log.info("events: RabbitMQ %s, and the stream at %s/events",

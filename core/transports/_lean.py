@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import urllib.parse
 from collections import deque
 from functools import partial
@@ -52,6 +53,8 @@ from .._config import Settings
 from .._errors import InvalidInput, NotFound, TooLarge
 from ..hub import Hub
 from ..protocol import HANDSHAKE_TIMEOUT, encode
+from ._streams import linger, peer_of
+from ._tls import open_tls
 from ._websocket import WorkerSocket, serve_worker
 
 __all__ = ["serve_lean_connection", "serve_worker_port"]
@@ -62,11 +65,6 @@ PATH = "/work/queue"
 RECEIVE_BYTES = 64 * 1024
 #: buffered outgoing bytes beyond which `send` waits for the peer to take them
 HIGH_WATER = 1024 * 1024
-#: after a refusal, seconds (and bytes) of the peer's further input read and dropped
-#: before closing, so that closing with unread input (which sends a TCP reset) cannot
-#: destroy the refusal before the peer has read it
-LINGER_SECONDS = 1.0
-LINGER_BYTES = 64 * 1024
 
 
 class ConnectionEnded(Exception):
@@ -77,7 +75,7 @@ class _LeanSocket:
     """One server-side wsproto connection on a trio stream; a `WorkerSocket` once
     upgraded."""
 
-    def __init__(self, stream: trio.SocketStream, settings: Settings) -> None:
+    def __init__(self, stream: trio.abc.Stream, settings: Settings) -> None:
         self._stream = stream
         self._settings = settings
         self._ws = WSConnection(ConnectionType.SERVER)
@@ -143,8 +141,8 @@ class _LeanSocket:
     # --- reading -----------------------------------------------------------------------
 
     async def _receive_some(self) -> bytes:
-        try:
-            return await self._stream.receive_some(RECEIVE_BYTES)
+        try:  # a socket's read, or ssl's: bytes, though any Stream may return a bytearray
+            return cast(bytes, await self._stream.receive_some(RECEIVE_BYTES))
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise ConnectionEnded("the stream broke") from exc
 
@@ -227,16 +225,8 @@ class _LeanSocket:
                 await self.flush()
             except ConnectionEnded:
                 return
-        if not self._refused:
-            return
-        with trio.move_on_after(LINGER_SECONDS):
-            try:
-                await self._stream.send_eof()
-                dropped = 0
-                while dropped < LINGER_BYTES and (data := await self._receive_some()):
-                    dropped += len(data)
-            except (ConnectionEnded, trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
+        if self._refused:
+            await linger(self._stream)
 
     # --- liveness ----------------------------------------------------------------------
 
@@ -269,20 +259,14 @@ class _LeanUpgrade:
         return self._socket
 
 
-def _peer(stream: trio.SocketStream) -> object:
-    try:
-        return stream.socket.getpeername()
-    except OSError:
-        return "a closed socket"
-
-
 async def serve_lean_connection(hub: Hub, auth: Auth, settings: Settings,
-                                stream: trio.SocketStream, received: bytes = b"") -> None:
+                                stream: trio.abc.Stream, received: bytes = b"") -> None:
     """Serve one connection from its upgrade request to its end, then close it.
 
     `received` is what was already read from `stream` (the main port's front door reads
-    the request head to route it). A request that is no WebSocket upgrade gets a 400, one
-    for another path a 404; a failure is logged here once and ends only this connection.
+    the request head to route it); `stream` is a socket stream, or TLS over one. A
+    request that is no WebSocket upgrade gets a 400, one for another path a 404; a
+    failure is logged here once and ends only this connection.
     """
     async with stream:
         socket = _LeanSocket(stream, settings)
@@ -291,7 +275,7 @@ async def serve_lean_connection(hub: Hub, auth: Auth, settings: Settings,
         except* ConnectionEnded:
             pass  # the peer went away: the worker is already detached
         except* Exception:  # one connection's failure must not take the server down
-            log.exception("worker connection from %s failed", _peer(stream))
+            log.exception("worker connection from %s failed", peer_of(stream))
         await socket.wind_up()
 
 
@@ -321,10 +305,21 @@ async def serve_worker_port(
     settings: Settings,
     listener: socket.socket,
     *,
+    tls: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `/work/queue`, and nothing else, on `listener` (a bound, listening socket)
-    until cancelled: the optional `--worker-port`."""
+    until cancelled: the optional `--worker-port`; over TLS with `tls`."""
+    serve = partial(serve_lean_connection, hub, auth, settings)
+
+    async def handle(stream: trio.SocketStream) -> None:
+        if tls is None:
+            await serve(stream)
+            return
+        async with stream:
+            secure = await open_tls(stream, tls, peer_of(stream))
+            if secure is not None:
+                await serve(secure)
+
     listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(listener))]
-    await trio.serve_listeners(partial(serve_lean_connection, hub, auth, settings), listeners,
-                               task_status=task_status)
+    await trio.serve_listeners(handle, listeners, task_status=task_status)

@@ -201,13 +201,15 @@ def test_every_runnable_example_is_followed() -> None:
     one a test of its own follows with the real client (ClearML: tests/compat/
     test_clearml_sdk.py; Taskcluster and the event stream: tests/compat/
     test_taskcluster.py, tests/e2e/test_pool_events.py; the dashboard's demo fleet:
-    tests/http/; a hub on PostgreSQL: tests/e2e/test_postgres_server.py) or a listing."""
+    tests/http/; a hub on PostgreSQL: tests/e2e/test_postgres_server.py; TLS:
+    tests/hostile/test_tls.py) or a listing."""
     followed = ["localhost:8470/tasks -d", "from workyard.client import Worker",
                 "/v1/queue/tag", "workyard sim"]
     elsewhere = ["pip install -e . && .venv/bin/workyard serve", "pytest", "loadtest/run.py",
                  "the `workyard` package", "CLEARML_API_HOST=", "import taskcluster",
                  "localhost:8470/events?exchange=", "workyard submit resize --count 200",
-                 "workyard serve --db postgresql://"]
+                 "workyard serve --db postgresql://",
+                 "--certfile hub.pem"]
     blocks: list[str] = re.findall(r"```\w*\n(.*?)```", README, re.DOTALL)
     matched: Callable[[str], bool] = lambda b: any(k in b for k in followed + elsewhere)
     assert [b for b in blocks if not matched(b)] == []

@@ -29,6 +29,12 @@ REFUSED = [
     (["--admin-token", "é"], "expected comma-separated tokens of visible ASCII"),
     (["--admin-token", "a b"], "expected comma-separated tokens of visible ASCII"),
     (["--allow-lockout", "maybe"], "--allow-lockout maybe: expected true or false"),
+    (["--certfile", "hub.pem"], "--certfile is set but --keyfile is not: TLS needs both"),
+    (["--keyfile", "hub-key.pem"], "--keyfile is set but --certfile is not: TLS needs both"),
+    (["--certfile", "/no/such/hub.pem", "--keyfile", "/no/such/hub-key.pem"],
+     "cannot read /no/such/hub.pem (No such file or directory)"),
+    (["--certfile", __file__, "--keyfile", __file__],  # a file, but no PEM in it
+     f"--keyfile {__file__}: not a PEM certificate chain and its private key"),
 ]
 
 

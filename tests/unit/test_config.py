@@ -17,7 +17,7 @@ from workyard.cli import main
 
 #: the flags `workyard serve` has always had, plus the two body/frame limits and the
 #: per-worker metrics switch; worker-manager's (Taskcluster credentials, RabbitMQ, event
-#: retention)
+#: retention); TLS's certificate and key
 FLAGS = {
     "host": "--host", "port": "--port", "worker_port": "--worker-port", "db": "--db",
     "synchronous": "--sync", "worker_tokens": "--worker-token",
@@ -31,6 +31,7 @@ FLAGS = {
     "event_retention": "--event-retention", "heartbeat_liveness": "--heartbeat-liveness",
     "stats_retention": "--stats-retention",
     "allow_lockout": "--allow-lockout",
+    "certfile": "--certfile", "keyfile": "--keyfile",
 }
 
 #: one valid non-default text value per field, and the value it must become
@@ -50,6 +51,7 @@ VALUES = {
     "event_retention": ("60", 60.0),
     "heartbeat_liveness": ("30", 30.0), "stats_retention": ("3600", 3600.0),
     "allow_lockout": ("true", True),
+    "certfile": ("hub.pem", "hub.pem"), "keyfile": ("hub-key.pem", "hub-key.pem"),
 }
 
 
