@@ -9,8 +9,10 @@ replayed first. These are hypercorn internals, which is why pyproject pins
 `hypercorn==0.18.0`: `run` and `serve_connection` are that version's
 `hypercorn.trio.run.worker_serve` minus what the hub never used there (QUIC, statsd,
 `max_requests`, a shutdown trigger) and TLS, whose handshake the front door has done.
-Check them against `worker_serve`, `TCPServer.__init__` and `TCPServer.run` before
-changing the pin.
+Two of hypercorn's classes are amended here, for responses that go out before their
+request's body is in (`_TCPServer`: the connection's close; `_H2Protocol`: the body's
+late DATA). Check all of it against `worker_serve`, `TCPServer` (`__init__`, `run`,
+`_close`) and `H2Protocol._handle_events` before changing the pin.
 
 Shutdown is cancellation, as it was under `hypercorn.trio.serve`: the CLI cancels
 `serve` on SIGINT or SIGTERM, and a cancelled `worker_serve` never reached its
@@ -22,8 +24,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import h2.events
+import hypercorn.protocol
 import trio
 from hypercorn.config import Config
+from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
@@ -89,6 +94,35 @@ class _TCPServer(TCPServer):
     async def _close(self) -> None:
         with trio.CancelScope(shield=True):
             await super()._close()
+
+
+class _H2Protocol(H2Protocol):
+    """hypercorn's HTTP/2 protocol, which drops the body of a stream it has closed.
+
+    A response may go out before its request's body is in (a 408, a 413, a refusal
+    that never reads the body); hypercorn then forgets the stream, and the body's next
+    DATA frame raised KeyError — ending the connection and every stream on it, with a
+    traceback. hypercorn already ignores such a stream's end (StreamEnded); its DATA
+    is acknowledged (flow control: the connection's window must not shrink) and dropped.
+    """
+
+    async def _handle_events(self, events: list[h2.events.Event]) -> None:
+        batch: list[h2.events.Event] = []
+        for event in events:
+            if isinstance(event, h2.events.DataReceived) and event.stream_id not in self.streams:
+                await super()._handle_events(batch)  # it may open that stream
+                batch = []
+                if event.stream_id not in self.streams:
+                    self.connection.acknowledge_received_data(event.flow_controlled_length,
+                                                              event.stream_id)
+                    continue
+            batch.append(event)
+        await super()._handle_events(batch)
+
+
+#: hypercorn's ProtocolWrapper picks its HTTP/2 protocol by this name, whether by ALPN
+#: (TLS), prior knowledge or an h2c upgrade
+hypercorn.protocol.H2Protocol = _H2Protocol  # type: ignore[misc]
 
 
 class HTTPServer:

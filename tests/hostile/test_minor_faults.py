@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import logging
 
+import h2.config
+import h2.connection
+import h2.events
 import httpx
 import pytest
 import trio
@@ -124,4 +127,52 @@ async def test_a_body_over_max_body_gets_a_413_and_its_connection_closed(
             while chunk := await stream.receive_some(65536):
                 received += chunk  # until the server closes the connection
     assert received.startswith(b"HTTP/1.1 413 ")
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+
+
+async def test_over_http_2_a_trickled_body_s_408_ends_its_stream_and_not_the_connection(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    """Over HTTP/2 (here h2c, as TLS negotiates it by ALPN) the body's DATA frames that
+    arrive after the 408 are for a stream hypercorn has dropped: they raised KeyError,
+    which ended the connection and every other stream on it, with a traceback."""
+    monkeypatch.setattr("workyard.http._app.BODY_TIMEOUT", 0.5)
+    served = await start_server()
+    caplog.set_level(logging.INFO)
+    stream = await trio.open_tcp_stream("127.0.0.1", httpx.URL(served.url).port or 0)
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    statuses: dict[int, bytes] = {}
+    ended: set[int] = set()
+
+    def request(stream_id: int, method: str, path: str, *, end: bool) -> None:
+        client.send_headers(stream_id, [(":method", method), (":path", path),
+                                        (":scheme", "http"), (":authority", "hub"),
+                                        ("content-type", "application/json")], end_stream=end)
+
+    async def read_until_ended(stream_id: int) -> None:
+        await stream.send_all(client.data_to_send())
+        while stream_id not in ended:
+            data = await stream.receive_some(65536)
+            assert data, "the hub closed the HTTP/2 connection"
+            for event in client.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    statuses[event.stream_id] = dict(event.headers)[b":status"]
+                elif isinstance(event, h2.events.DataReceived):
+                    client.acknowledge_received_data(event.flow_controlled_length,
+                                                     event.stream_id)
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended.add(event.stream_id)
+            await stream.send_all(client.data_to_send())
+
+    async with stream:
+        client.initiate_connection()
+        request(1, "POST", "/tasks", end=False)
+        client.send_data(1, b"{")
+        with trio.fail_after(NET_TIMEOUT):
+            await read_until_ended(1)
+            client.send_data(1, b'"name": "late"}', end_stream=True)  # the body goes on
+            request(3, "GET", "/health", end=True)  # and so does the connection
+            await read_until_ended(3)
+    assert statuses == {1: b"408", 3: b"200"}
     assert [r.getMessage() for r in caplog.records if r.exc_info] == []
