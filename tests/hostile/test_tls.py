@@ -189,6 +189,31 @@ async def test_a_failed_handshake_ends_only_its_connection_with_one_line_and_no_
     assert not [r for r in caplog.records if r.exc_info], "a traceback in the log"
 
 
+async def test_a_handshake_that_does_not_come_in_time_ends_its_connection_with_one_line(
+    start_server: StartServer, certificate: Certificate, hub_db: str,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("workyard.transports._tls.HANDSHAKE_TIMEOUT", 0.2)
+    settings = Settings(port=0, worker_port=0, db=hub_db, certfile=certificate.certfile,
+                        keyfile=certificate.keyfile)
+    served = await start_server(settings, hub=open_hub(settings))
+    caplog.set_level(logging.INFO)
+    ports = [httpx.URL(served.url).port or 0, httpx.URL(served.hub.worker_url or "").port or 0]
+    for port in ports:
+        for sent in (b"", b"\x16\x03\x01"):  # silent; a record header, then nothing
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with stream:
+                await stream.send_all(sent)
+                with trio.fail_after(NET_TIMEOUT):
+                    assert await stream.receive_some(65536) == b""  # closed by the hub
+    await trio.testing.wait_all_tasks_blocked()
+    said = [r.getMessage() for r in caplog.records if "no handshake within" in r.getMessage()]
+    assert len(said) == 4, said
+    assert not [r for r in caplog.records if r.exc_info], "a traceback in the log"
+    async with tls_client(served, certificate) as https:
+        assert (await https.get("/health")).status_code == 200
+
+
 async def test_the_asgi_scope_says_https_behind_the_front_door(
     nursery: trio.Nursery, certificate: Certificate
 ) -> None:
