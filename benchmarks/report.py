@@ -70,8 +70,8 @@ def rows() -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
         if f and isinstance(f["summary"], dict) and "worker_cpu_us_per_task" in f["summary"]:
             machines.append((name, f["machine"]))
             fs, w = f["summary"], f["settings"]
-            lines.append(f"| 5 | SDK workers (`workyard worker` × {w['workers']}, {label}): tasks/s, "
-                         f"µs CPU per task in the worker processes | "
+            lines.append(f"| 5 | SDK workers (`workyard worker` × {w['workers']}, {label}): "
+                         f"tasks/s, µs CPU per task in the worker processes | "
                          f"{_fmt(fs['tasks_per_s'])} tasks/s, {_fmt(fs['worker_cpu_us_per_task'])} "
                          f"µs (hub {_fmt(fs['hub_cpu_us_per_task'])} µs) | reported | - |")
     p = _load("polling")

@@ -5,8 +5,8 @@ call, or one `commit_soon` change) queue up while the previous transaction commi
 and the writer actor applies everything queued in one transaction — on a worker
 thread when the batch is large, on the event loop's own thread when it is small (see
 `INLINE_ROWS`: under steady load the hop to the thread, not SQLite, was a commit's
-time). The writer checkpoints the WAL itself (`CHECKPOINT_CHANGES`). Reads, and purging, use a second connection, which WAL lets run beside the
-writer.
+time). The writer checkpoints the WAL itself (`CHECKPOINT_CHANGES`). Reads, and
+purging, use a second connection, which WAL lets run beside the writer.
 
 Within a transaction the task rows go out in multi-row statements whatever order
 inserts, starts and finishes arrived in (`_Rows`, and `CHUNK` for why).
