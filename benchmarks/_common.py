@@ -28,6 +28,7 @@ __all__ = [
     "percentile",
     "raise_fd_limit",
     "rss_bytes",
+    "runqueue_wait",
     "run_hub",
     "stop_process",
     "target",
@@ -66,6 +67,19 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def runqueue_wait(pid: int) -> float:
+    """Seconds the threads of a process have spent so far ready to run but waiting for a
+    core (the kernel's schedstat): beside its CPU time, how much a loaded machine held it
+    back."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):  # a thread that just ended
+            continue
+    return total / 1e9
 
 
 def rss_bytes(pid: int) -> int:
@@ -165,6 +179,9 @@ def end_to_end_summary(hubs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "latency_rate": median_of([x.get("rate") for x in lats]),
         "latency_p50_ms": median_of([x.get("p50_ms") for x in lats]),
         "latency_p99_ms": median_of([x.get("p99_ms") for x in lats]),
+        "dispatch_p50_ms": median_of([x.get("dispatch_p50_ms") for x in lats]),
+        "dispatch_p99_ms": median_of([x.get("dispatch_p99_ms") for x in lats]),
+        "latency_hub_cpu": median_of([x.get("hub_cpu") for x in lats]),
         "stored_p50_ms": median_of([x.get("sampled_stored_p50_ms") for x in lats]),
         "stored_p99_ms": median_of([x.get("sampled_stored_p99_ms") for x in lats]),
     }

@@ -21,7 +21,7 @@ import sqlite3
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ import httpx
 import msgspec
 import trio
 from _clients import ClientGroup
-from _common import cpu_seconds, percentile, run_hub
+from _common import cpu_seconds, percentile, run_hub, runqueue_wait
 
 __all__ = ["Producer", "end_to_end", "latency_phase", "peak_phase", "wait_for_workers"]
 
@@ -59,9 +59,9 @@ def bench_db(store: str, tmp: Path) -> Iterator[str]:
             db.execute(f"DROP SCHEMA {schema} CASCADE")  # type: ignore[arg-type]
 
 
-def _done_rows(db: str, name: str) -> list[tuple[str, float]]:
-    """(id, finished) of the tasks called `name` stored `done`."""
-    query = "SELECT id, finished FROM tasks WHERE name = {} AND state = 'done'"
+def _done_rows(db: str, name: str, columns: str = "id, finished") -> list[tuple[Any, ...]]:
+    """`columns` (default id, finished) of the tasks called `name` stored `done`."""
+    query = f"SELECT {columns} FROM tasks WHERE name = {{}} AND state = 'done'"
     if db.startswith("postgresql://"):
         import psycopg
 
@@ -97,10 +97,11 @@ class Producer:
         return ids
 
     async def wait_idle(self, client: httpx.AsyncClient, timeout: float) -> None:
-        """Until the hub holds no unfinished task (polled every 20 ms)."""
+        """Until the hub holds no unfinished task (polled every 50 ms: a busy hub
+        draining a backlog should not spend much of itself on answering this)."""
         with trio.fail_after(timeout):
             while (await client.get("/health")).json()["unfinished"]:
-                await trio.sleep(0.02)
+                await trio.sleep(0.05)
 
     def stored(self, ids: set[str], timeout: float = 10.0) -> dict[str, float]:
         """The `finished` time of each of `ids`, once every one of them is stored `done`."""
@@ -113,6 +114,15 @@ class Producer:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {len(done)} of {len(ids)} tasks stored done")
             time.sleep(0.05)
+
+    def attempts(self, ids: set[str]) -> dict[str, tuple[float, float]]:
+        """(started, ended) of the last attempt of each of `ids` (hub times, stored)."""
+        out = {}
+        for task_id, raw in _done_rows(self.db, self.name, "id, attempts"):
+            if task_id in ids:
+                last = msgspec.json.decode(raw)[-1]
+                out[task_id] = (last["started"], last["ended"])
+        return out
 
 
 async def peak_phase(producer: Producer, tasks: int, batch: int, inflight: int) -> dict[str, Any]:
@@ -151,6 +161,7 @@ async def latency_phase(producer: Producer, rate: float, seconds: float,
     batches = max(1, round(seconds * 100))
     samples: list[float] = []
     ids: set[str] = set()
+    producer.post_seconds.clear()
     async with httpx.AsyncClient(base_url=producer.url, timeout=60,
                                  limits=httpx.Limits(max_connections=64)) as client:
 
@@ -169,14 +180,28 @@ async def latency_phase(producer: Producer, rate: float, seconds: float,
                 await trio.sleep_until(start + k / 100)
                 nursery.start_soon(one, k)
         await producer.wait_idle(client, timeout=120)
-    latencies = [finished - producer.sent_at[task_id]
-                 for task_id, finished in producer.stored(ids).items()]
+    stored = producer.stored(ids)
+    latencies = [finished - producer.sent_at[task_id] for task_id, finished in stored.items()]
+    attempts = producer.attempts(ids)
+    # where the time went: POST sent -> dispatched (the hub's attempt start: the insert's
+    # commit, the 201's path and the scheduler), dispatched -> answered (frame out, the
+    # worker's answer, frame in), and the POST's own round trip (the insert's commit)
+    dispatch = [started - producer.sent_at[t] for t, (started, _) in attempts.items()]
+    answered = [ended - started for started, ended in attempts.values()]
+    posts = producer.post_seconds
     return {
         "rate": round(per_batch * 100),
+        "per_post": per_batch,
         "tasks": len(ids),
         "p50_ms": round(percentile(latencies, 50) * MS, 2),
         "p99_ms": round(percentile(latencies, 99) * MS, 2),
         "max_ms": round(max(latencies) * MS, 2),
+        "dispatch_p50_ms": round(percentile(dispatch, 50) * MS, 2),
+        "dispatch_p99_ms": round(percentile(dispatch, 99) * MS, 2),
+        "answer_p50_ms": round(percentile(answered, 50) * MS, 2),
+        "answer_p99_ms": round(percentile(answered, 99) * MS, 2),
+        "post_p50_ms": round(percentile(posts, 50) * MS, 2),
+        "post_p99_ms": round(percentile(posts, 99) * MS, 2),
         "sampled": len(samples),
         "sampled_stored_p50_ms": round(percentile(samples, 50) * MS, 2),
         "sampled_stored_p99_ms": round(percentile(samples, 99) * MS, 2),
@@ -192,6 +217,19 @@ def wait_for_workers(url: str, n: int, timeout: float = 300.0) -> None:
         time.sleep(0.1)
 
 
+def _commit_totals(url: str) -> dict[str, float]:
+    """The store's commit counters from /metrics: transactions, their seconds, their units."""
+    wanted = {"workyard_store_commit_seconds_count": "commits",
+              "workyard_store_commit_seconds_sum": "seconds",
+              "workyard_store_commit_units_sum": "units"}
+    out = dict.fromkeys(wanted.values(), 0.0)
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in wanted:
+            out[wanted[name]] = float(value)
+    return out
+
+
 def _own_cpu() -> float:
     t = os.times()
     return t.user + t.system
@@ -200,10 +238,14 @@ def _own_cpu() -> float:
 def end_to_end(make_workers: Callable[[int], ClientGroup], *, tasks: int, batch: int,
                inflight: int, latency_seconds: float, sample_every: int,
                hub_args: list[str], profile: str | None = None,
-               latency_rate: float | None = None, store: str = "sqlite") -> dict[str, Any]:
+               latency_rate: float | None = None, store: str = "sqlite",
+               curve_shares: Sequence[float] = (),
+               curve_seconds: float | None = None) -> dict[str, Any]:
     """A hub process with its store (`bench_db`), workers from `make_workers(port)`, then the
     peak phase and (if `latency_seconds`) the latency phase at `latency_rate` (default:
-    half the peak rate just measured).
+    half the peak rate just measured), then one more latency phase at each of
+    `curve_shares` of the peak rate, `curve_seconds` each (default `latency_seconds`):
+    the latency-vs-rate curve (0.5 reuses the half-peak phase).
 
     CPU use of the hub, the worker processes and this producer process is reported
     per peak phase, so a reader can check that the hub, not a client, is the limit.
@@ -232,13 +274,42 @@ def end_to_end(make_workers: Callable[[int], ClientGroup], *, tasks: int, batch:
                     sum(cpu1[p] - cpu0[p] for p in group.pids) / elapsed, 2)
                 peak["producer_cpu"] = round((own1 - own0) / elapsed, 2)
                 latency = None
+                curve: list[dict[str, Any]] = []
+
+                def at(rate: float, seconds: float = latency_seconds) -> dict[str, Any]:
+                    commits = _commit_totals(hub.url)
+                    cpu, own, began = cpu_seconds(hub.pid), _own_cpu(), time.time()
+                    waited = runqueue_wait(hub.pid)
+                    phase = trio.run(latency_phase, producer, rate, seconds, sample_every)
+                    took = time.time() - began
+                    after = _commit_totals(hub.url)
+                    n = after["commits"] - commits["commits"]
+                    # the store's transactions meanwhile: how long one took, how much it held
+                    phase["commits_per_s"] = round(n / took)
+                    phase["commit_mean_ms"] = round(
+                        (after["seconds"] - commits["seconds"]) / max(n, 1) * MS, 2)
+                    phase["units_per_commit"] = round(
+                        (after["units"] - commits["units"]) / max(n, 1), 1)
+                    # cores used meanwhile: a hub near 1.0 was saturated
+                    used = cpu_seconds(hub.pid) - cpu
+                    phase["hub_cpu"] = round(used / took, 2)
+                    # ...and the cores it was ready to use but did not get (a loaded machine)
+                    phase["hub_runqueue_wait"] = round((runqueue_wait(hub.pid) - waited) / took,
+                                                       2)
+                    phase["hub_cpu_us_per_task"] = round(used / phase["tasks"] * 1e6)
+                    phase["producer_cpu"] = round((_own_cpu() - own) / took, 2)
+                    return phase
+
                 if latency_seconds > 0:
-                    rate = latency_rate or peak["tasks_per_s"] / 2
-                    latency = trio.run(latency_phase, producer, rate,
-                                       latency_seconds, sample_every)
+                    latency = at(latency_rate or peak["tasks_per_s"] / 2)
+                    for share in curve_shares:
+                        point = (latency if share == 0.5 and not latency_rate
+                                 else at(peak["tasks_per_s"] * share,
+                                         curve_seconds or latency_seconds))
+                        curve.append({"share": share, **point})
                 group.send("stop")
                 answered = sum(r["answered"] for r in group.reports())
             finally:
                 group.close()
     return {"store": store, "workers": attached, "answered": answered, "peak": peak,
-            "latency": latency}
+            "latency": latency, "curve": curve}

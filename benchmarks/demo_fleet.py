@@ -3,8 +3,11 @@
 `workyard serve` with its SQLite store, `--workers` processes of `workyard worker
 --task echo` (the Python SDK's WebSocket worker), and this process posting
 `--tasks` tasks in batches of 1,000, then polling `GET /queues` until all are
-processed. Tasks/s from the first POST to the last one processed. `--worker-port`
-points the workers at the hub's lean worker port instead of the main port.
+processed. Tasks/s from the first POST to the last one processed, and the CPU the
+worker processes spent meanwhile, in µs per task (what the SDK's worker costs).
+`--worker-port` points the workers at the hub's lean worker port instead of the main
+port. `WORKYARD_BENCH_WORKER=script.py` starts the workers from another entry point
+taking `workyard`'s arguments, for before/after runs of the SDK's worker.
 
     python benchmarks/demo_fleet.py --runs 3 [--worker-port]
 """
@@ -12,22 +15,33 @@ points the workers at the hub's lean worker port instead of the main port.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
 import time
 
 import httpx
-from _common import free_port, machine, median, run_hub, stop_process, write_result
+from _common import (
+    cpu_seconds,
+    free_port,
+    machine,
+    median,
+    run_hub,
+    stop_process,
+    write_result,
+)
 
 
 def one_run(tasks: int, workers: int, concurrency: int, worker_port: bool,
-            db: str) -> float:
+            db: str) -> dict[str, float]:
+    """Tasks/s, and µs of CPU per task in the hub and in the worker processes."""
     lean = free_port()
     extra = ("--worker-port", str(lean)) if worker_port else ()
     with run_hub(db, *extra) as hub:
         url = f"ws://127.0.0.1:{lean}" if worker_port else f"http://127.0.0.1:{hub.port}"
-        procs = [subprocess.Popen([sys.executable, "-m", "workyard.cli", "worker", "--url", url,
+        entry = os.environ.get("WORKYARD_BENCH_WORKER", "-m workyard.cli").split()
+        procs = [subprocess.Popen([sys.executable, *entry, "worker", "--url", url,
                                    "--task", "echo", "--concurrency", str(concurrency),
                                    "--log-level", "WARNING"], stdin=subprocess.DEVNULL)
                  for _ in range(workers)]
@@ -39,6 +53,8 @@ def one_run(tasks: int, workers: int, concurrency: int, worker_port: bool,
                     if time.monotonic() > deadline:
                         raise RuntimeError("the demo workers did not attach within 30 s")
                     time.sleep(0.05)
+                pids = [p.pid for p in procs]
+                cpu0 = {pid: cpu_seconds(pid) for pid in [hub.pid, *pids]}
                 start = time.perf_counter()
                 for first in range(0, tasks, 1000):
                     batch = [{"name": "echo", "data": {"i": i}}
@@ -49,7 +65,13 @@ def one_run(tasks: int, workers: int, concurrency: int, worker_port: bool,
                     if time.monotonic() > deadline:
                         raise RuntimeError("the tasks were not all processed within 300 s")
                     time.sleep(0.02)
-                return tasks / (time.perf_counter() - start)
+                elapsed = time.perf_counter() - start
+                used = {pid: cpu_seconds(pid) - cpu0[pid] for pid in cpu0}
+                workers_cpu = sum(used[pid] for pid in pids)
+                return {"tasks_per_s": round(tasks / elapsed),
+                        "worker_cpu_us_per_task": round(workers_cpu / tasks * 1e6),
+                        "workers_cpu": round(workers_cpu / elapsed, 2),
+                        "hub_cpu_us_per_task": round(used[hub.pid] / tasks * 1e6)}
         finally:
             for proc in procs:
                 stop_process(proc)
@@ -66,19 +88,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="where to write the JSON (default benchmarks/results/)")
     args = parser.parse_args(argv)
     started = machine()
-    rates = []
+    runs = []
     for run in range(args.runs):
         with tempfile.TemporaryDirectory() as tmp:
-            rate = one_run(args.tasks, args.workers, args.concurrency, args.worker_port,
-                           f"{tmp}/hub.db")
-        rates.append(round(rate))
-        print(f"run {run + 1}: {rate:,.0f} tasks/s", flush=True)
-    summary = {"tasks_per_s": median(rates)}
+            figures = one_run(args.tasks, args.workers, args.concurrency, args.worker_port,
+                              f"{tmp}/hub.db")
+        runs.append(figures)
+        print(f"run {run + 1}: {figures['tasks_per_s']:,} tasks/s, workers "
+              f"{figures['worker_cpu_us_per_task']} us CPU per task, hub "
+              f"{figures['hub_cpu_us_per_task']} us", flush=True)
+    summary = {key: median([r[key] for r in runs]) for key in runs[0]}
     name = "demo_fleet_worker_port" if args.worker_port else "demo_fleet"
     path = write_result(name, {"benchmark": name, "machine": started,
-                               "settings": vars(args), "summary": summary, "runs": rates},
+                               "settings": vars(args), "summary": summary, "runs": runs},
                         args.out)
-    print(f"median of {args.runs}: {summary['tasks_per_s']:,.0f} tasks/s -> {path}")
+    print(f"median of {args.runs}: {summary['tasks_per_s']:,.0f} tasks/s, workers "
+          f"{summary['worker_cpu_us_per_task']:.0f} us CPU per task -> {path}")
     return 0
 
 

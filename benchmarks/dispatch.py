@@ -26,6 +26,17 @@ Each run, in this order:
    both stores, one after the other in the same run (PostgreSQL: a fresh schema on
    `WORKYARD_BENCH_POSTGRES`, default the local server), and the summary gives
    PostgreSQL's tasks/s over SQLite's, the median of the per-run ratios.
+3. the latency-vs-rate curve: per mode, more steady phases at `--curve` shares of its
+   peak (default 10, 25, 50, 75 and 90 %; `--curve-seconds` each). Every latency phase
+   reports where the time went: POST sent → dispatched (the attempt's start in the
+   store), dispatched → answered, the POST's round trip, the store's commits meanwhile
+   (per second, mean duration, units each) and the cores the hub used (near 1.0: the
+   hub was saturated, and latency is queueing).
+
+Targets (issue 13): seed 000 workers ≥ 5,000 tasks/s and ≥ 0.8 of the echo ceiling
+(on either port), `?max=` arrays ≥ 9,000 tasks/s; at half of each mode's peak,
+dispatch latency p50 < 5 ms and p99 < 50 ms, submit → stored result (read back by the
+producer) p99 < 100 ms.
 
 The clients are lean (`_netclient.py`: plain sockets, one epoll loop per process) and
 their CPU use is reported beside the hub's, so the hub, not the clients, is measured.
@@ -63,6 +74,14 @@ ECHO_SERVER = Path(__file__).with_name("_echo.py")
 CEILING = "trio-websocket"
 ECHO_STACKS = [CEILING, "quart", "wsproto"]
 MODES = ("seed000", "batched", "worker_port")
+#: per mode: (tasks/s, share of the echo ceiling)
+RATE_TARGETS = {"seed000": (5000, 0.8), "worker_port": (5000, 0.8), "batched": (9000, None)}
+#: at half the peak: dispatch p50, dispatch p99, submit -> stored result p99 (ms, below)
+LATENCY_TARGETS = {"dispatch_p50_ms": 5, "dispatch_p99_ms": 50, "stored_p99_ms": 100}
+CURVE = [0.1, 0.25, 0.5, 0.75, 0.9]
+#: what the curve keeps of each phase (medians over runs)
+CURVE_FIGURES = ("rate", "p50_ms", "p99_ms", "dispatch_p50_ms", "dispatch_p99_ms",
+                 "sampled_stored_p99_ms", "hub_cpu", "hub_runqueue_wait", "commit_mean_ms")
 
 
 def measure_echo(args: argparse.Namespace, stack: str) -> dict[str, Any]:
@@ -119,7 +138,8 @@ def measure_hub(args: argparse.Namespace, mode: str, store: str) -> dict[str, An
     return end_to_end(workers, tasks=args.tasks, batch=args.batch, inflight=args.inflight,
                       latency_seconds=args.latency_seconds, sample_every=args.sample_every,
                       hub_args=hub_args, profile=args.profile,
-                      latency_rate=args.latency_rate, store=store)
+                      latency_rate=args.latency_rate, store=store, curve_shares=args.curve,
+                      curve_seconds=args.curve_seconds)
 
 
 def summarize(runs: list[dict[str, Any]], modes: list[str], stores: list[str]) -> dict[str, Any]:
@@ -131,13 +151,18 @@ def summarize(runs: list[dict[str, Any]], modes: list[str], stores: list[str]) -
         "echo": {stack: {key: med([r["echo"][stack][key] for r in runs if stack in r["echo"]])
                          for key in ("round_trips_per_s", "server_cpu_us_per_round_trip")}
                  for stack in stacks},
-        "targets": {"tasks_per_s": 4000, "vs_echo": 0.5},
+        "targets": {"rate": RATE_TARGETS, "latency_at_half_peak": LATENCY_TARGETS},
     }
     for mode in modes:
         for store in stores:
             hubs = [r[key(mode, store)] for r in runs]
-            summary[key(mode, store)] = {**end_to_end_summary(hubs),
-                                         "vs_echo": med([h.get("vs_echo") for h in hubs])}
+            curves = [{p["share"]: p for p in h.get("curve") or []} for h in hubs]
+            shares = sorted({share for c in curves for share in c})
+            summary[key(mode, store)] = {
+                **end_to_end_summary(hubs), "vs_echo": med([h.get("vs_echo") for h in hubs]),
+                "curve": [{"share": share, **{f: med([c[share].get(f) for c in curves
+                                                       if share in c])
+                                             for f in CURVE_FIGURES}} for share in shares]}
         if "sqlite" in stores and "postgresql" in stores:
             summary.setdefault("postgresql_vs_sqlite", {})[mode] = med([
                 round(r[key(mode, "postgresql")]["peak"]["tasks_per_s"]
@@ -162,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=32,
                         help="echo messages in flight per connection (the hub's default capacity)")
     parser.add_argument("--latency-seconds", type=float, default=6.0)
+    parser.add_argument("--curve", nargs="*", type=float, default=CURVE,
+                        help="shares of the peak rate for the latency-vs-rate curve "
+                             "(none: no curve)")
+    parser.add_argument("--curve-seconds", type=float, default=3.0,
+                        help="seconds of each curve phase but the half-peak one")
     parser.add_argument("--sample-every", type=int, default=5)
     parser.add_argument("--latency-rate", type=float,
                         help="tasks/s of the latency phase (default: half the peak just measured)")
@@ -195,7 +225,16 @@ def main(argv: list[str] | None = None) -> int:
                      f"({hub.get('vs_echo')} of echo, "
                      f"hub {peak['hub_cpu_us_per_task']} us CPU/task, clients "
                      f"{peak['clients_cpu']} cores), p50/p99 {lat.get('p50_ms')}/"
-                     f"{lat.get('p99_ms')} ms at {lat.get('rate')}/s")
+                     f"{lat.get('p99_ms')} ms at {lat.get('rate')}/s (dispatch "
+                     f"{lat.get('dispatch_p50_ms')}/{lat.get('dispatch_p99_ms')} ms, hub "
+                     f"{lat.get('hub_cpu')} cores)")
+            for point in hub["curve"]:
+                line += (f"\n    {round(point['share'] * 100)} % of peak ({point['rate']}/s): "
+                         f"p50/p99 {point['p50_ms']}/{point['p99_ms']} ms, dispatch "
+                         f"{point['dispatch_p50_ms']}/{point['dispatch_p99_ms']} ms, stored "
+                         f"p99 {point['sampled_stored_p99_ms']} ms, hub {point['hub_cpu']} "
+                         f"cores (+{point['hub_runqueue_wait']} waiting for one), commits "
+                         f"{point['commit_mean_ms']} ms")
         runs.append(record)
         print(line, flush=True)
 
@@ -204,17 +243,23 @@ def main(argv: list[str] | None = None) -> int:
               "settings": {k: v for k, v in vars(args).items() if k != "out"},
               "summary": summary, "runs": runs}
     path = write_result("dispatch", result, args.out)
-    targets = summary["targets"]
-    keys = [key(m, s) for m in args.modes for s in args.stores]
-    verdicts = {k: (target(summary[k]["tasks_per_s"], ">=", targets["tasks_per_s"]),
-                    target(summary[k]["vs_echo"], ">=", targets["vs_echo"])) for k in keys}
-    print(f"median of {len(runs)}: " + "; ".join(
-        f"{k} {summary[k]['tasks_per_s']} tasks/s {rate[1]}, {summary[k]['vs_echo']} of echo "
-        f"{share[1]}" for k, (rate, share) in verdicts.items())
-        + "".join(f"; postgresql/sqlite {m} {r}"
-                  for m, r in summary.get("postgresql_vs_sqlite", {}).items())
-        + f" -> {path}")
-    met = all(rate[0] and share[0] for rate, share in verdicts.values())
+    parts, met = [], True
+    for mode, store in ((m, st) for m in args.modes for st in args.stores):
+        m = summary[key(mode, store)]
+        rate_floor, share_floor = RATE_TARGETS[mode]
+        checks = [(f"{m['tasks_per_s']} tasks/s", target(m["tasks_per_s"], ">=", rate_floor))]
+        if share_floor is not None:
+            checks.append((f"{m['vs_echo']} of echo", target(m["vs_echo"], ">=", share_floor)))
+        if args.latency_seconds > 0 and not args.latency_rate:
+            checks += [(f"{name.removesuffix('_ms')} {m[name]} ms", target(m[name], "<=", limit))
+                       for name, limit in LATENCY_TARGETS.items()]
+        met = met and all(ok for _, (ok, _) in checks)
+        parts.append(f"{key(mode, store)} " + ", ".join(f"{what} {verdict}"
+                                                        for what, (_, verdict) in checks))
+    print(f"median of {len(runs)}: " + "; ".join(parts)
+          + "".join(f"; postgresql/sqlite {m} {r}"
+                    for m, r in summary.get("postgresql_vs_sqlite", {}).items())
+          + f" -> {path}")
     return 0 if met else MISSED
 
 

@@ -30,8 +30,9 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str], float]] = [
     ("store.py", "store", [], ["--repeats", "1", "--tasks", "2000"], 300),
     ("connections.py", "connections", ["--runs", "3"],
      ["--runs", "1", "--connections", "1000"], 900),
-    ("dispatch.py", "dispatch", ["--runs", "3"],
-     ["--runs", "1", "--tasks", "5000", "--latency-seconds", "2"], 1200),
+    ("dispatch.py", "dispatch", ["--runs", "3"],  # with its latency-vs-rate curve
+     ["--runs", "1", "--tasks", "5000", "--latency-seconds", "2", "--curve-seconds", "1"],
+     1800),
     ("polling.py", "polling", ["--runs", "3"],
      ["--runs", "1", "--tasks", "5000", "--latency-seconds", "2"], 900),
     ("poll_latency.py", "poll_latency", ["--rounds", "1000"], ["--rounds", "100"], 300),

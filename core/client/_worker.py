@@ -2,8 +2,10 @@
 
 One connection at a time. While it lasts, a receive loop moves task frames into
 a local queue and `concurrency` runner tasks take jobs from it and send the
-answers back. The hub never pushes more than `capacity` tasks (which defaults
-to `concurrency`), so the local queue stays short. When the connection is lost
+answers back: the answers that are ready while one is being sent go out together
+in the next frame, as a JSON array (`_Answers`), so a busy worker pays for a
+frame per batch rather than per task. The hub never pushes more than `capacity`
+tasks (which defaults to `concurrency`), so the local queue stays short. When the connection is lost
 the runners are cancelled and the local queue is dropped: the hub has already
 rescheduled every task this worker held, so finishing them would be wasted work.
 """
@@ -32,7 +34,7 @@ from trio_websocket import (
 )
 
 from .._errors import POLICY_VIOLATION
-from ..protocol import MAX_FRAME, ErrorFrame, decode_hub_frame
+from ..protocol import MAX_BATCH, MAX_FRAME, ErrorFrame, decode_hub_frame
 from ._handlers import H, Handlers, Job
 from ._machine import report_stats
 
@@ -41,6 +43,35 @@ __all__ = ["Worker", "WorkerRejected", "ws_url"]
 log = logging.getLogger("workyard.client")
 
 _encode = msgspec.json.Encoder().encode
+
+
+class _Answers:
+    """Answers on their way to the hub over one connection.
+
+    The runner that finds no send in progress sends; answers handed over meanwhile
+    wait in `_ready` and it takes them all along in one frame (an array if more than
+    one) when its send returns. No sender task, so a lone answer costs no extra hop.
+    """
+
+    def __init__(self, ws: WebSocketConnection) -> None:
+        self._ws = ws
+        self._ready: list[dict[str, object]] = []
+        self._sending = False
+
+    async def send(self, answer: dict[str, object]) -> None:
+        """Send `answer` (now, or with the frame after the one going out). Raises
+        ConnectionClosed if the connection is gone."""
+        self._ready.append(answer)
+        if self._sending:
+            return  # the runner sending now takes it along next
+        self._sending = True
+        try:
+            while self._ready:
+                ready, self._ready = self._ready, []
+                await self._ws.send_message(
+                    _encode(ready[0] if len(ready) == 1 else ready).decode())
+        finally:
+            self._sending = False
 
 
 class WorkerRejected(Exception):
@@ -146,8 +177,12 @@ class Worker:
 
     async def _connect(self, task_status: trio.TaskStatus[None]) -> None:
         """The connection loop of `run`."""
-        url = ws_url(self.url, "/work/queue",
-                     {"worker_id": self.worker_id, "capacity": str(self.capacity)})
+        # `max`: tasks already waiting for us come as one JSON array frame (a workyard
+        # extension), which costs hub and worker one frame per batch, not per task
+        per_frame = min(MAX_BATCH, self.capacity or self.concurrency)
+        url = ws_url(self.url, "/work/queue", {"worker_id": self.worker_id,
+                                              "capacity": str(self.capacity),
+                                              "max": str(per_frame)})
         headers = [(b"Authorization", f"Bearer {self.token}".encode())] if self.token else []
         failures = 0
         while True:
@@ -179,9 +214,10 @@ class Worker:
         put, take = trio.open_memory_channel[Job](math.inf)
         self._queue = take
         try:
+            answers = _Answers(ws)
             async with trio.open_nursery() as nursery:
                 for _ in range(self.concurrency):
-                    nursery.start_soon(self._run_jobs, ws, take)
+                    nursery.start_soon(self._run_jobs, answers, take)
                 closed = await self._receive(ws, put)
                 nursery.cancel_scope.cancel()
         finally:
@@ -210,7 +246,7 @@ class Worker:
                 log.warning("worker %s: ignoring a malformed frame from the hub (%s): %.200r",
                             self.worker_id, exc, frame)
 
-    async def _run_jobs(self, ws: WebSocketConnection,
+    async def _run_jobs(self, answers: _Answers,
                         take: trio.MemoryReceiveChannel[Job]) -> None:
         async for job in take:
             self.running += 1
@@ -219,7 +255,7 @@ class Worker:
             finally:
                 self.running -= 1
             try:
-                await ws.send_message(_encode(answer).decode())
+                await answers.send(answer)
             except ConnectionClosed:
                 return  # the receive loop sees the close and ends the connection
 

@@ -31,7 +31,8 @@ from workyard.client import (
     Worker,
     WorkerRejected,
 )
-from workyard.client._worker import ws_url
+from workyard.client._worker import _Answers, ws_url
+from workyard.transports import FRAMES
 
 
 async def _echo(job: Job) -> Any:
@@ -232,6 +233,38 @@ async def test_worker_reconnects_when_the_hub_drops_the_connection(server: Serve
         assert [a["outcome"] for a in task["attempts"]] == ["worker_lost", "done"]
         assert worker.connections == 2
         nursery.cancel_scope.cancel()
+
+
+async def test_answers_ready_while_one_is_sent_share_the_next_frame() -> None:
+    sent: list[Any] = []
+
+    class Socket:
+        async def send_message(self, message: str) -> None:
+            sent.append(json.loads(message))
+            await trio.lowlevel.checkpoint()  # the others finish while this one is out
+
+    answers = _Answers(Socket())  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        for i in range(3):
+            nursery.start_soon(answers.send, {"task_id": str(i), "result": "done"})
+    assert len(sent) == 2 and isinstance(sent[0], dict) and len(sent[1]) == 2
+    assert sorted(a["task_id"] for a in [sent[0], *sent[1]]) == ["0", "1", "2"]
+
+
+async def test_a_busy_worker_takes_and_answers_tasks_in_fewer_frames_than_tasks(
+        server: Served) -> None:
+    worker = Worker(server.url, worker_id="w1", concurrency=8)
+    worker.handlers.add("job", _echo)
+    before = (FRAMES.sent, FRAMES.received)
+    async with trio.open_nursery() as nursery, AsyncProducer(server.url) as hub:
+        await nursery.start(worker.run)
+        ids = await hub.submit_many([{"name": "job", "data": i} for i in range(40)])
+        with trio.fail_after(NET_TIMEOUT):
+            tasks = [await hub.result(task_id, wait=NET_TIMEOUT) for task_id in ids]
+        nursery.cancel_scope.cancel()
+    assert [t["result"]["data"] for t in tasks] == list(range(40))
+    sent, received = FRAMES.sent - before[0], FRAMES.received - before[1]
+    assert sent < 40 and received < 40, (sent, received)  # arrays of tasks and of answers
 
 
 async def test_worker_runs_at_most_concurrency_handlers(server: Served) -> None:

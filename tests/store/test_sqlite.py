@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import logging
 import sqlite3
+from pathlib import Path
 
 import pytest
 import trio
@@ -15,7 +16,7 @@ from conftest import NET_TIMEOUT
 from workyard import Attempt, SQLiteStore, Task, TaskState
 from workyard.store import InsertTasks, RecordStats, StoreError
 from workyard.store._migrations import VERSION
-from workyard.store._sqlite import CHUNK
+from workyard.store._sqlite import CHECKPOINT_COMMITS, CHUNK
 
 _ids = itertools.count(1)
 _seq = itertools.count(1)
@@ -148,6 +149,16 @@ async def test_concurrent_writes_share_commits(sqlite_store: SQLiteStore) -> Non
             nursery.start_soon(sqlite_store.tasks.insert, [task()])
     assert len(await sqlite_store.tasks.unfinished()) == 50
     assert sqlite_store.commits - before < 50
+
+
+async def test_many_small_commits_keep_the_wal_small(sqlite_store: SQLiteStore,
+                                                      hub_db: str) -> None:
+    # each of these commits on the loop's thread, where SQLite's own checkpoint is off:
+    # without the writer's checkpoints the WAL grows by ~26 KB a commit, without end
+    for _ in range(3 * CHECKPOINT_COMMITS):
+        await sqlite_store.tasks.insert([task()])
+    assert len(await sqlite_store.tasks.unfinished()) == 3 * CHECKPOINT_COMMITS
+    assert Path(hub_db + "-wal").stat().st_size < 6_000_000
 
 
 async def test_writes_beyond_one_chunk_are_all_stored(sqlite_store: SQLiteStore) -> None:

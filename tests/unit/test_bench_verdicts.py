@@ -9,6 +9,8 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 from _common import MISSED, target
+from dispatch import LATENCY_TARGETS
+from report import _latency_rows
 from run_all import BENCHMARKS as RUNS
 from run_all import outcome
 
@@ -34,3 +36,15 @@ def test_run_all_tells_a_miss_from_ok_and_from_a_failure() -> None:
 def test_every_benchmark_run_writes_its_own_result_file() -> None:
     names = [name for _, name, *_ in RUNS]
     assert len(names) == len(set(names))
+
+
+def test_a_half_peak_latency_above_its_target_is_missed_and_the_curve_is_shown() -> None:
+    measured = {"latency_rate": 2000, "latency_hub_cpu": 0.6, "latency_p50_ms": 4.0,
+                "latency_p99_ms": 30.0, "dispatch_p50_ms": 3.0, "dispatch_p99_ms": 80.0,
+                "stored_p50_ms": 8.0, "stored_p99_ms": 90.0,
+                "curve": [{"share": 0.1, "rate": 400, "dispatch_p50_ms": 2.0,
+                           "dispatch_p99_ms": 9.0, "hub_cpu": 0.1}]}
+    dispatched, stored, curve = _latency_rows("seed 000", measured, LATENCY_TARGETS)
+    assert dispatched.endswith("| **missed** |")  # p99 80 ms against < 50
+    assert stored.endswith("| met |")  # p99 90 ms against < 100
+    assert "10 % (400/s): 2 / 9 ms" in curve
