@@ -32,6 +32,8 @@ class Unit:
     then: Callable[[], None] | None = None
     results: list[Result] = field(default_factory=list)
     error: BaseException | None = None
+    #: the leader's term it was handed over in, for a store that fences leaders
+    fence: int | None = None
 
 
 def describe(changes: Sequence[Change]) -> str:
@@ -48,8 +50,7 @@ class HandOver:
     _pending: list[Unit]
     _wake: trio.Event
 
-    @staticmethod
-    def _prepare(unit: Unit) -> Unit:
+    def _prepare(self, unit: Unit) -> Unit:
         raise NotImplementedError
 
     def _queue(self, unit: Unit) -> None:

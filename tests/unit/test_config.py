@@ -31,6 +31,8 @@ FLAGS = {
     "event_retention": "--event-retention", "heartbeat_liveness": "--heartbeat-liveness",
     "stats_retention": "--stats-retention",
     "allow_lockout": "--allow-lockout",
+    "advertise_url": "--advertise-url", "election_interval": "--election-interval",
+    "leader_heartbeat": "--leader-heartbeat",
 }
 
 #: one valid non-default text value per field, and the value it must become
@@ -50,6 +52,8 @@ VALUES = {
     "event_retention": ("60", 60.0),
     "heartbeat_liveness": ("30", 30.0), "stats_retention": ("3600", 3600.0),
     "allow_lockout": ("true", True),
+    "advertise_url": ("http://10.0.0.5:8470", "http://10.0.0.5:8470"),
+    "election_interval": ("0.2", 0.2), "leader_heartbeat": ("2", 2.0),
 }
 
 
