@@ -26,6 +26,7 @@ import logging
 import socket
 import urllib.parse
 from collections import deque
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import cast
 
@@ -321,10 +322,12 @@ async def serve_worker_port(
     settings: Settings,
     listener: socket.socket,
     *,
+    handler: Callable[[trio.SocketStream], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `/work/queue`, and nothing else, on `listener` (a bound, listening socket)
-    until cancelled: the optional `--worker-port`."""
+    until cancelled: the optional `--worker-port`. `handler` serves each connection
+    instead (a follower's relay picks per connection)."""
     listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(listener))]
-    await trio.serve_listeners(partial(serve_lean_connection, hub, auth, settings), listeners,
-                               task_status=task_status)
+    serve_one = handler or partial(serve_lean_connection, hub, auth, settings)
+    await trio.serve_listeners(serve_one, listeners, task_status=task_status)
