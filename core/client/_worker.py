@@ -35,6 +35,7 @@ from .._errors import POLICY_VIOLATION
 from ..protocol import MAX_FRAME, ErrorFrame, decode_hub_frame
 from ._handlers import H, Handlers, Job
 from ._machine import report_stats
+from ._urls import HubURLs
 
 __all__ = ["Worker", "WorkerRejected", "ws_url"]
 
@@ -75,7 +76,7 @@ class Worker:
 
     def __init__(
         self,
-        url: str,
+        url: str | list[str],
         *,
         worker_id: str | None = None,
         token: str | None = None,
@@ -90,7 +91,9 @@ class Worker:
             raise ValueError("concurrency must be 1 or more")
         if capacity is not None and capacity < 0:
             raise ValueError("capacity must be 0 (unlimited) or more")
-        self.url = url
+        #: the hubs it may connect to (several hubs on one database: any of them relays
+        #: to the leader); it moves on to the next when a connection fails or ends
+        self.urls = HubURLs(url)
         self.worker_id = worker_id or default_worker_id()
         self.token = token
         self.concurrency = concurrency
@@ -108,6 +111,11 @@ class Worker:
         #: connections made so far (the first one included)
         self.connections = 0
         self._queue: trio.MemoryReceiveChannel[Job] | None = None
+
+    @property
+    def url(self) -> str:
+        """The hub URL it connects to now."""
+        return self.urls.current
 
     def handler(self, name: str, **filter: str | list[str]) -> Callable[[H], H]:
         """Decorator registering an async handler for task `name` (see `Handlers.handler`)."""
@@ -145,12 +153,13 @@ class Worker:
             nursery.cancel_scope.cancel()
 
     async def _connect(self, task_status: trio.TaskStatus[None]) -> None:
-        """The connection loop of `run`."""
-        url = ws_url(self.url, "/work/queue",
-                     {"worker_id": self.worker_id, "capacity": str(self.capacity)})
+        """The connection loop of `run`. With several hub URLs, a failed or ended
+        connection moves on to the next URL; once each was tried, it backs off."""
+        params = {"worker_id": self.worker_id, "capacity": str(self.capacity)}
         headers = [(b"Authorization", f"Bearer {self.token}".encode())] if self.token else []
         failures = 0
         while True:
+            url = ws_url(self.url, "/work/queue", params)
             try:
                 async with open_websocket_url(url, extra_headers=headers,
                                               max_message_size=MAX_FRAME) as ws:
@@ -163,9 +172,14 @@ class Worker:
                 why = _rejection(exc)
             except (HandshakeError, ConnectionClosed, OSError) as exc:
                 why = f"{type(exc).__name__}: {exc.__cause__ or exc}"
-            delay = self.backoff(failures)
+            delay = self.backoff(failures // len(self.urls))
             failures += 1
-            log.warning("worker %s: %s; reconnecting in %.2fs", self.worker_id, why, delay)
+            if len(self.urls) > 1:
+                if failures % len(self.urls):
+                    delay = min(delay, self.backoff_min / 10)  # the next hub, at once
+                self.urls.advance()
+            log.warning("worker %s: %s; reconnecting to %s in %.2fs", self.worker_id, why,
+                        self.url, delay)
             await trio.sleep(delay)
 
     async def _serve(self, ws: WebSocketConnection, task_status: trio.TaskStatus[None]) -> str:
