@@ -83,11 +83,16 @@ async def start_hub(db: str, log: Path, *extra: str) -> HubProcess:
          *extra], stderr=out, stdout=subprocess.DEVNULL)
     out.close()
     hub = HubProcess(process, log)
-    with trio.fail_after(WAIT):
-        while not (found := re.search(r"serving on (http://\S+)", hub.text())):
-            if process.poll() is not None:
-                raise RuntimeError(f"workyard serve exited: {hub.text()}")
-            await trio.sleep(0.02)
+    try:
+        with trio.fail_after(WAIT):
+            while not (found := re.search(r"serving on (http://\S+)", hub.text())):
+                if process.poll() is not None:
+                    raise RuntimeError(f"workyard serve exited: {hub.text()}")
+                await trio.sleep(0.02)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await hub.kill()
+        raise
     hub.url = found.group(1)
     return hub
 

@@ -94,9 +94,10 @@ class Election:
             await self._elected.wait()
         return self.term
 
-    def _deposed(self, reason: str) -> None:
-        """The store refused a write of ours: another hub leads now."""
-        if self.term is not None:
+    def _deposed(self, term: int, reason: str) -> None:
+        """The store refused a write of term `term`: another hub leads now (unless that
+        term is over already and this hub leads again)."""
+        if self.term is not None and self.term.number == term:
             self.term.end(reason)
 
     # -- the actor ----------------------------------------------------------------

@@ -66,8 +66,9 @@ class HandOver:
             assert unit.done is not None
             await unit.done.wait()
         if unit.error is not None:
+            why = " ".join(str(unit.error).split())  # one line (libpq's have several)
             raise StoreError(f"the store could not commit {describe(changes)}: "
-                             f"{unit.error}".strip()) from unit.error
+                             f"{why}".strip()) from unit.error
         return unit.results
 
     def commit_soon(self, change: Change, then: Callable[[], None] | None = None) -> None:

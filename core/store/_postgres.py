@@ -213,13 +213,18 @@ class _ReportRow(msgspec.Struct, gc=False):
 class Deposed(StoreError):
     """A leader's write refused: another hub holds a newer term (see `fence`)."""
 
+    #: the term the refused write was handed over in
+    term: int | None = None
+
 
 def _refuse_if_fenced(exc: BaseException, fence: int | None, where: str) -> None:
     """A leader's transaction failed its fence: another hub was elected. Nothing of the
     batch was kept, and the hub must stop scheduling at once."""
     if fence is not None and getattr(exc, "sqlstate", None) == FENCED_STATE:
-        raise Deposed(f"the store {where} refused the write: another hub was elected "
-                      f"after term {fence}") from exc
+        deposed = Deposed(f"the store {where} refused the write: another hub was elected "
+                          f"after term {fence}")
+        deposed.term = fence
+        raise deposed from exc
 
 
 def _new_row(task: Task) -> bytes:
@@ -705,7 +710,7 @@ class PostgresStore(HandOver):
         #: they insert on `channel`, for the leader.
         self.fence: int | None = None
         self.channel: str | None = None
-        self.on_deposed: Callable[[str], None] | None = None
+        self.on_deposed: Callable[[int, str], None] | None = None
 
     # -- connections ----------------------------------------------------------------
 
@@ -790,8 +795,9 @@ class PostgresStore(HandOver):
             await trio.to_thread.run_sync(self._write, batch)
         except Exception as exc:  # noqa: BLE001 - connection lost, database down: fail every unit
             log.error("store transaction failed (%s): %s", self.where, exc)
-            if isinstance(exc, Deposed) and self.on_deposed is not None:
-                self.on_deposed(str(exc))
+            if isinstance(exc, Deposed) and exc.term is not None and \
+                    self.on_deposed is not None:
+                self.on_deposed(exc.term, str(exc))
             for unit in batch:
                 if unit.error is None:
                     unit.error, unit.results = exc, []

@@ -139,7 +139,7 @@ async def test_a_follower_takes_over_after_the_leader_is_killed_and_reruns_the_c
             taken = trio.current_time()
             heir = await wait_leader(client, hubs)
             took = trio.current_time() - taken
-        assert heir is not leader and took < 5.0, took
+        assert heir is not leader and took < 10.0, took  # within seconds, on a loaded machine
         # a worker at any hub gets the cut-off tasks again, each counted as a lost worker
         async with open_websocket_url(ws(hubs[2].url, "task=t&worker_id=heir")) as conn:
             assert sorted(await answer(conn, len(ids))) == sorted(ids)

@@ -389,8 +389,8 @@ async def test_a_schema_from_a_newer_workyard_is_refused_and_left_alone(
 async def test_a_leaders_writes_fail_whole_once_another_term_began_and_it_is_told(
         pg: PostgresStore, postgres_schema: tuple[str, str]) -> None:
     url, schema = postgres_schema
-    told: list[str] = []
-    pg.on_deposed = told.append
+    told: list[tuple[int, str]] = []
+    pg.on_deposed = lambda term, why: told.append((term, why))
     with admin(url) as db:
         db.execute(f"UPDATE {schema}.hub_leader SET term = 7")  # type: ignore[arg-type]
     pg.fence = 7
@@ -401,7 +401,7 @@ async def test_a_leaders_writes_fail_whole_once_another_term_began_and_it_is_tol
     late = task()
     with pytest.raises(StoreError, match="another hub was elected after term 7"):
         await pg.commit(InsertTasks([late]))
-    assert told and "term 7" in told[0]
+    assert told and told[0][0] == 7 and "term 7" in told[0][1]
     assert await pg.tasks.get(kept.id) is not None
     assert await pg.tasks.get(late.id) is None  # nothing of the fenced batch was kept
 
