@@ -74,12 +74,13 @@ class HubProcess:
 
 
 async def start_hub(db: str, log: Path, *extra: str) -> HubProcess:
-    """`workyard serve --db DB` on a free port with fast election settings; returns once
+    """`workyard serve --db DB` on a free port, trying for the leadership every 0.1 s (the
+    heartbeat at its default, 1 s, which a loaded machine answers); returns once
     it serves (its URL read from its log)."""
     out = log.open("wb")
     process = await trio.lowlevel.open_process(
         [sys.executable, "-m", "workyard.cli", "serve", "--port", "0", "--db", db,
-         "--election-interval", "0.1", "--leader-heartbeat", "0.5", "--summary-interval", "0",
+         "--election-interval", "0.1", "--summary-interval", "0",
          *extra], stderr=out, stdout=subprocess.DEVNULL)
     out.close()
     hub = HubProcess(process, log)

@@ -207,26 +207,27 @@ class Election:
         while not term.lost.is_set():
             with trio.move_on_at(min(answer_by or beat_at, trio.current_time() + 0.25)):
                 await trio.lowlevel.wait_readable(fd)
-                try:
-                    pg.consume_input()
-                except psycopg.Error as exc:
-                    return f"the lock session ended: {' '.join(str(exc).split())}"
-                if pg.status != pq.ConnStatus.OK:
-                    return "the lock session ended"
-                ids: list[str] = []
-                while (notice := pg.notifies()) is not None:
-                    ids.extend(notice.extra.decode().split(","))
-                if ids:
-                    self._notices_in.send_nowait(ids)
-                if answer_by is not None and not pg.is_busy():
-                    while (result := pg.get_result()) is not None:
-                        if result.status not in (pq.ExecStatus.TUPLES_OK,
-                                                 pq.ExecStatus.COMMAND_OK):
-                            message = (result.error_message or b"").decode(errors="replace")
-                            return f"the heartbeat failed: {message.strip()}"
-                    answer_by = None
-                    beat_at = trio.current_time() + self.heartbeat
-                continue
+            # read whatever arrived, also when the timer fired first: on a busy event
+            # loop the answer may be there already
+            try:
+                pg.consume_input()
+            except psycopg.Error as exc:
+                return f"the lock session ended: {' '.join(str(exc).split())}"
+            if pg.status != pq.ConnStatus.OK:
+                return "the lock session ended"
+            ids: list[str] = []
+            while (notice := pg.notifies()) is not None:
+                ids.extend(notice.extra.decode().split(","))
+            if ids:
+                self._notices_in.send_nowait(ids)
+            if answer_by is not None and not pg.is_busy():
+                while (result := pg.get_result()) is not None:
+                    if result.status not in (pq.ExecStatus.TUPLES_OK,
+                                             pq.ExecStatus.COMMAND_OK):
+                        message = (result.error_message or b"").decode(errors="replace")
+                        return f"the heartbeat failed: {message.strip()}"
+                answer_by = None
+                beat_at = trio.current_time() + self.heartbeat
             now = trio.current_time()
             if answer_by is not None and now >= answer_by:
                 return (f"the database did not answer a heartbeat within "

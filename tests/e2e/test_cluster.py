@@ -210,6 +210,14 @@ async def test_the_sdk_fails_over_between_hub_urls(
             await nursery.start(worker.run)
             task_id = await producer.submit("sdk", 1)
             assert (await producer.result(task_id, wait=NET_TIMEOUT))["result"] == 1
+            # the CLI too: `--url` (or WORKYARD_URL) with several hubs
+            with trio.fail_after(NET_TIMEOUT * 2):
+                done = await trio.run_process(
+                    [sys.executable, "-m", "workyard.cli", "submit", "sdk", "--data", "3",
+                     "--wait", str(NET_TIMEOUT), "--url", urls],
+                    capture_stdout=True, capture_stderr=True, check=False)
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout)["result"] == 3
             await leader.kill()  # the producer and the worker move on to the other hub
             await wait_leader(client, hubs)
             task_id = await producer.submit("sdk", 2)
