@@ -58,8 +58,23 @@ class Load:
         self.acked: list[str] = []
         self.refused = 0  # 503 (or no hub reachable)
         self.refusal: str | None = None
-        self.runs: dict[str, list[float]] = {}  # wall time of each handler run, per task
-        self.accepted_at: list[float] = []  # wall time of each acknowledged batch
+        #: per task, each handler run: (wall time, whether it came on a connection opened
+        #: before the disruption, i.e. from the old leader)
+        self.runs: dict[str, list[tuple[float, bool]]] = {}
+        self.workers: list[Worker] = []
+        #: each worker's connections when the disruption began (`mark`)
+        self.marked: dict[str, int] | None = None
+        #: (sent, acknowledged) wall times and size of each acknowledged batch
+        self.accepted_at: list[tuple[float, float, int]] = []
+
+    def mark(self) -> None:
+        """The disruption begins: jobs on connections opened before now are the old
+        leader's (a frame it sent may reach a handler a little later)."""
+        self.marked = {w.worker_id: w.connections for w in self.workers}
+
+    def ran(self, job: Job, worker: Worker) -> None:
+        old = self.marked is None or worker.connections <= self.marked[worker.worker_id]
+        self.runs.setdefault(job.id, []).append((time.time(), old))
 
 
 async def produce(load: Load, urls: list[str], rate: float, stop: trio.Event) -> None:
@@ -71,6 +86,7 @@ async def produce(load: Load, urls: list[str], rate: float, stop: trio.Event) ->
         while not stop.is_set():
             specs = [{"name": "bench", "data": n + i, "retries": 10} for i in range(batch)]
             n += batch
+            sent = time.time()
             try:
                 ids = await producer.submit_many(specs)
             except HubError as exc:
@@ -81,7 +97,7 @@ async def produce(load: Load, urls: list[str], rate: float, stop: trio.Event) ->
                 load.refused += batch
             else:
                 load.acked.extend(ids)
-                load.accepted_at.append(time.time())
+                load.accepted_at.append((sent, time.time(), len(ids)))
             next_at += 0.05
             await trio.sleep_until(max(next_at, trio.current_time()))
 
@@ -94,10 +110,11 @@ async def work(load: Load, hubs: list[HubProcess], workers: int, seconds: float,
             mine = urls[i % len(urls):] + urls[:i % len(urls)]
             worker = Worker(mine, worker_id=f"w{i}", concurrency=2, backoff_min=0.2,
                             backoff_max=1.0)
+            load.workers.append(worker)
 
             @worker.handler("bench")
-            async def run(job: Job) -> Any:
-                load.runs.setdefault(job.id, []).append(time.time())
+            async def run(job: Job, worker: Worker = worker) -> Any:
+                load.ran(job, worker)
                 await trio.sleep(seconds)
                 return job.data
 
@@ -130,15 +147,16 @@ def first_dispatch_after(tasks: dict[str, dict[str, Any]], when: float) -> float
 
 def tally(load: Load, tasks: dict[str, dict[str, Any]], boundary: float) -> dict[str, Any]:
     """Final states, cut-off attempts and tasks run more than once. `boundary`: when the
-    old leader was gone (the kill; the database back).
+    disruption began (the kill; the cut), for the examples' times.
 
     Each dispatch the surviving leader made is an attempt in the store, and so is each
     the old leader recorded before it went; a dispatch it did not record yet (a frame
-    goes out before its StartAttempt commits) was cut off by the kill, so a task run
-    both before and after the boundary may have one run more than attempts. Any other
-    run beyond its attempts would be a dispatch no leader owns up to: a double dispatch.
-    A task run again after a recorded `worker_lost` attempt was cut off (by the kill,
-    or by its worker's connection dropping as the hubs changed leader)."""
+    goes out before its StartAttempt commits) was cut off, so a task run both by the old
+    leader (on a connection opened before the disruption) and by the new one may have
+    one run more than attempts. Any other run beyond its attempts would be a dispatch
+    no leader owns up to: a double dispatch. A task run again after a recorded
+    `worker_lost` attempt was cut off (by the kill, or by its worker's connection
+    dropping as the hubs changed leader)."""
     final = sum(t["state"] in ("done", "failed", "cancelled") for t in tasks.values())
     cut = {i: sum(a["outcome"] == "worker_lost" for a in t["attempts"])
            for i, t in tasks.items()}
@@ -146,12 +164,12 @@ def tally(load: Load, tasks: dict[str, dict[str, Any]], boundary: float) -> dict
     unexplained, unrecorded = [], []
     for i, runs in twice.items():
         attempts = len(tasks.get(i, {}).get("attempts", []))
-        straddles = min(runs) < boundary <= max(runs)
+        straddles = any(old for _, old in runs) and not all(old for _, old in runs)
         if len(runs) > attempts + straddles:
             unexplained.append(i)
         elif len(runs) > attempts:
             unrecorded.append(i)
-    examples = [{"task": i, "runs_s": [round(r - boundary, 3) for r in twice[i]],
+    examples = [{"task": i, "runs": [(round(t - boundary, 3), old) for t, old in twice[i]],
                  "attempts": [(a["worker"], round(a["started"] - boundary, 3), a["outcome"])
                               for a in tasks.get(i, {}).get("attempts", [])]}
                 for i in unexplained[:5]]
@@ -203,6 +221,7 @@ async def failover_run(args: argparse.Namespace, folder: Path) -> dict[str, Any]
                 nursery.start_soon(produce, load, [h.url for h in hubs], args.rate, stop)
                 await trio.sleep(args.warmup)
                 cpu_before = hub_cpu(hubs)
+                load.mark()
                 killed = time.time()
                 await leader.kill()
                 heir = await wait_leader(client, hubs)
@@ -238,10 +257,11 @@ async def outage_run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
                 await nursery.start(work, load, hubs, args.workers, args.work)
                 nursery.start_soon(produce, load, [h.url for h in hubs], args.rate, stop)
                 await trio.sleep(args.warmup)
-                acked_before, refused_before = len(load.acked), load.refused
+                refused_before = load.refused
+                load.mark()
+                cut = time.time()
                 proxy.cut()
                 await trio.sleep(args.outage)
-                acked_during = len(load.acked) - acked_before
                 refused_during = load.refused - refused_before
                 proxy.restore()
                 restored = time.time()
@@ -256,7 +276,11 @@ async def outage_run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             for hub in hubs:
                 await hub.stop()
             outer.cancel_scope.cancel()
-    accepted_again = [t for t in load.accepted_at if t > restored]
+    # batches sent after the cut and acknowledged before the restore (one in flight at
+    # the cut may commit just before it: not counted)
+    acked_during = sum(n for sent, acked, n in load.accepted_at
+                       if cut < sent and acked < restored)
+    accepted_again = [acked for sent, acked, _ in load.accepted_at if sent > restored]
     return {"outage_s": args.outage, "refused_during": refused_during,
             "accepted_during": acked_during,
             "refusal": load.refusal,
@@ -265,7 +289,7 @@ async def outage_run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             "leader_again_after_s": round(releader, 3),
             "dispatch_after_restore_s": first_dispatch_after(tasks, restored),
             "elections": elections,
-            **tally(load, tasks, restored)}
+            **tally(load, tasks, cut)}
 
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
@@ -299,7 +323,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
                   f"{outage['run_twice_unexplained']} run twice unexplained", flush=True)
     gaps = [r["dispatch_after_kill_s"] for r in runs if r["dispatch_after_kill_s"] is not None]
     summary = {
-        "dispatch_after_kill_s": statistics.median(gaps) if len(gaps) == len(runs) else None,
+        "dispatch_after_kill_s": statistics.median(gaps) if gaps and len(gaps) == len(runs)
+        else None,
         "dispatch_after_kill_max_s": max(gaps) if gaps else None,
         "lost": sum(r["lost"] for r in runs),
         "acknowledged": sum(r["acknowledged"] for r in runs),
@@ -307,7 +332,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         "run_twice_unexplained": sum(r["run_twice_unexplained"] for r in runs),
         "run_twice_cut_off_unrecorded": sum(r["run_twice_cut_off_unrecorded"] for r in runs),
         "cut_off_attempts": sum(r["cut_off_attempts"] for r in runs),
-        "hub_cpu_us_per_task": statistics.median(r["hub_cpu_us_per_task"] for r in runs),
+        "hub_cpu_us_per_task": statistics.median(r["hub_cpu_us_per_task"] for r in runs)
+        if runs else None,
         "targets": {"dispatch_after_kill_s": 5.0, "lost": 0, "run_twice_unexplained": 0},
     }
     return {"summary": summary, "runs": runs, "outage": outage}

@@ -208,7 +208,10 @@ async def serve(
         settings, settings.worker_port)
     lean = worker_entry(hub, partial(serve_lean_connection, hub, auth, settings))
     if hub.election is not None:
-        hub.election.url = settings.advertise_url or url
+        hub.election.url = (settings.advertise_url or url).rstrip("/")
+        if settings.advertise_url is None and settings.host in ("0.0.0.0", "::"):
+            log.warning("other hubs will relay workers to %s while this hub leads, which "
+                        "only this machine can reach; set --advertise-url", url)
 
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)

@@ -143,6 +143,10 @@ REPORTS = ("INSERT INTO stat_reports (ts, worker, task) SELECT ts, worker, task 
            "FROM json_to_recordset(%s::json) AS v(ts bigint, worker text, task text) "
            "ON CONFLICT (ts, worker) DO UPDATE SET task = excluded.task")
 
+#: seconds a read waits for a pool connection before it connects on its own (the
+#: limiter keeps reads within the pool's size, so only a failing database makes it wait)
+POOL_WAIT = 2.0
+
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 _encode = msgspec.json.Encoder().encode
@@ -906,10 +910,13 @@ class PostgresStore(HandOver):
 
         def read() -> T:
             try:
-                with pool.connection(timeout=10) as db:
+                with pool.connection(timeout=POOL_WAIT) as db:
                     return fn(db)
-            except psycopg.OperationalError:  # an idle connection the server dropped
-                with pool.connection(timeout=10) as db:  # (the pool discarded it): again
+            except (psycopg.OperationalError, PoolTimeout):
+                # An idle connection the server dropped (the pool discards it), or none
+                # to be had: after an outage the pool reconnects with a growing backoff,
+                # so do not wait for it, connect once for this read.
+                with psycopg.connect(self.url, autocommit=True, **self._connect_args) as db:
                     return fn(db)
 
         try:
