@@ -201,12 +201,13 @@ def terms(db: str) -> int:
     return int(row[0]) if row else 0
 
 
-def hub_cpu(hubs: list[HubProcess]) -> float:
-    total = 0.0
+def hub_cpu(hubs: list[HubProcess]) -> dict[int, float]:
+    """CPU seconds so far of each hub still running, by pid."""
+    seconds = {}
     for hub in hubs:
         with contextlib.suppress(OSError, ValueError):
-            total += cpu_seconds(hub.pid)
-    return total
+            seconds[hub.pid] = cpu_seconds(hub.pid)
+    return seconds
 
 
 async def failover_run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
@@ -217,10 +218,11 @@ async def failover_run(args: argparse.Namespace, folder: Path) -> dict[str, Any]
         try:
             async with httpx.AsyncClient() as client, trio.open_nursery() as nursery:
                 leader = await wait_leader(client, hubs)
+                cpu_start = hub_cpu(hubs)  # after start-up: the stream's cost only
                 await nursery.start(work, load, hubs, args.workers, args.work)
                 nursery.start_soon(produce, load, [h.url for h in hubs], args.rate, stop)
                 await trio.sleep(args.warmup)
-                cpu_before = hub_cpu(hubs)
+                cpu_leader = hub_cpu([leader])
                 load.mark()
                 killed = time.time()
                 await leader.kill()
@@ -229,7 +231,8 @@ async def failover_run(args: argparse.Namespace, folder: Path) -> dict[str, Any]
                 await trio.sleep(args.after)
                 stop.set()
                 tasks = await drained(db, load.acked)
-                cpu = hub_cpu([h for h in hubs if h is not leader]) - cpu_before
+                cpu_end = {**hub_cpu([h for h in hubs if h is not leader]), **cpu_leader}
+                cpu = sum(cpu_end[pid] - cpu_start[pid] for pid in cpu_end)
                 elections = terms(db)
                 nursery.cancel_scope.cancel()
         finally:
