@@ -136,8 +136,10 @@ def rows() -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
             f"{s['acknowledged']:,} | 0 | {_ok(s['lost'] == 0)} |")
         lines.append(
             f"| 5 | failover: tasks run twice not explained by a cut-off attempt | "
-            f"{s['run_twice_unexplained']} ({s['run_twice']} ran twice, "
-            f"{s['cut_off_attempts']} attempts cut off by the kills) | 0 | "
+            f"{s['run_twice_unexplained']} ({s['run_twice']} ran twice: "
+            f"{s['cut_off_attempts']} attempts the kills cut off, recorded as worker_lost, and "
+            f"{s.get('run_twice_cut_off_unrecorded', 0)} cut off before their dispatch was "
+            f"recorded) | 0 | "
             f"{_ok(s['run_twice_unexplained'] == 0)} |")
         o = fo.get("outage")
         if o:

@@ -27,6 +27,12 @@ worker threads (psycopg's async API needs asyncio; the hub runs on trio):
   reused. That statement's seqs are its result, so it costs a round trip.
 * **Reads beside the writer.** Reads, and purging, use a `psycopg_pool.ConnectionPool`
   of autocommit connections, so they neither wait for nor slow down a group commit.
+* **Several hubs on one database** (`cluster.Election` sets `fence`, `channel` and
+  `on_deposed`). A unit handed over while its hub leads carries the leader's term;
+  the transaction begins with `workyard_fence(term)` (pipelined, no round trip),
+  which fails once another hub was elected: the batch fails whole (`Deposed`) and the
+  hub is told. Units handed over while it follows NOTIFY the ids they insert, at
+  commit, for the leader to schedule.
 
 The schema is versioned (`_postgres_migrations.py`) and brought up to date when `run`
 starts. `schema=` puts the store's tables in a schema of their own (created if
