@@ -130,6 +130,43 @@ def rows() -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
         lines.append(f"| 4 | connections: hub RSS growth per idle WebSocket worker ({n:,}) | "
                      f"{_fmt(s['kib_per_connection'])} KiB | ≤ 64 KiB | "
                      f"{_ok(s['kib_per_connection'] <= 64)} |")
+    fo = _load("failover")
+    if fo:
+        machines.append(("failover", fo["machine"]))
+        s, w, n = fo["summary"], fo["settings"], len(fo["runs"])
+        fleet = f"{w['hubs']} hubs, {w['workers']} workers, {_fmt(w['rate'])} tasks/s"
+        gap = s["dispatch_after_kill_s"]
+        lines.append(
+            f"| 5 | failover ({fleet}): kill -9 the leader → the new leader dispatches "
+            f"| {_fmt(gap, ' s')} (max {_fmt(s['dispatch_after_kill_max_s'], ' s')} of {n} "
+            f"runs; {_fmt(s['hub_cpu_us_per_task'])} µs CPU per task, all hubs, relays and "
+            f"takeover included) | < 5 s | "
+            f"{_ok(gap is not None and gap < 5)} |")
+        lines.append(
+            f"| 5 | failover: acknowledged tasks not final afterwards | {s['lost']} of "
+            f"{s['acknowledged']:,} | 0 | {_ok(s['lost'] == 0)} |")
+        lines.append(
+            f"| 5 | failover: tasks run twice not explained by a cut-off attempt | "
+            f"{s['run_twice_unexplained']} ({s['run_twice']} ran twice: "
+            f"{s['cut_off_attempts']} attempts the kills cut off, recorded as worker_lost, and "
+            f"{s.get('run_twice_cut_off_unrecorded', 0)} cut off before their dispatch was "
+            f"recorded) | 0 | "
+            f"{_ok(s['run_twice_unexplained'] == 0)} |")
+        o = fo.get("outage")
+        if o:
+            lines.append(
+                f"| 5 | PostgreSQL cut off {_fmt(o['outage_s'], ' s')} under load (TCP proxy): "
+                f"submissions | {o['refused_during']:,} refused with 503, "
+                f"{o['accepted_during']} accepted during the cut | 503 | "
+                f"{_ok(o['accepted_during'] == 0)} |")
+            lines.append(
+                f"| 5 | outage: acknowledged tasks lost; run twice unexplained | "
+                f"{o['lost']} of {o['acknowledged']:,}; {o['run_twice_unexplained']} | 0; 0 | "
+                f"{_ok(o['lost'] == 0 and o['run_twice_unexplained'] == 0)} |")
+            lines.append(
+                f"| 5 | outage: after the restore, accepting / dispatching again | "
+                f"{_fmt(o['accepting_again_after_s'], ' s')} / "
+                f"{_fmt(o['dispatch_after_restore_s'], ' s')} (by themselves) | reported | - |")
     st = _load("store")
     if st:
         machines.append(("store", st["machine"]))

@@ -39,6 +39,10 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str], float]] = [
     ("demo_fleet.py", "demo_fleet", ["--runs", "3"], ["--runs", "1", "--tasks", "2000"], 300),
     ("demo_fleet.py", "demo_fleet_worker_port", ["--runs", "3", "--worker-port"],
      ["--runs", "1", "--tasks", "2000", "--worker-port"], 300),
+    # needs PostgreSQL (WORKYARD_TEST_POSTGRES, default the local one)
+    ("failover.py", "failover", ["--runs", "5"],
+     ["--runs", "1", "--workers", "20", "--warmup", "2", "--after", "2", "--outage", "3"],
+     900),
 ]
 
 

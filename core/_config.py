@@ -119,6 +119,16 @@ class Settings:
     summary_interval: Annotated[float, Meta(ge=0, le=YEAR)] = setting(
         10.0, "seconds between one-line summaries at INFO (tasks/s, queued, running, "
         "workers; only when something changed); 0: none", metavar="S")
+    advertise_url: Annotated[str, Meta(pattern=r"^https?://[^\s/?#]+/?$")] | None = setting(
+        None, "with several hubs on one PostgreSQL database: the URL the other hubs relay "
+        "workers to while this one leads (stored with the election); default: the URL it "
+        "serves on", metavar="URL")
+    election_interval: Annotated[float, Meta(ge=0.05, le=60)] = setting(
+        0.5, "seconds between a follower's tries for the leadership (several hubs on one "
+        "PostgreSQL database)", metavar="S")
+    leader_heartbeat: Annotated[float, Meta(ge=0.05, le=60)] = setting(
+        1.0, "seconds between the leader's heartbeats on its election session; one not "
+        "answered within as long ends its leadership", metavar="S")
     allow_lockout: bool = setting(
         False, "start even when the tokens leave workers or producers no way in (say, "
         "producer tokens only)", metavar="BOOL")

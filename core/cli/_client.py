@@ -173,7 +173,8 @@ def _submit_and_wait(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", default=os.environ.get("WORKYARD_URL", DEFAULT_URL),
-                   help=f"the hub's base URL (default $WORKYARD_URL or {DEFAULT_URL})")
+                   help="the hub's base URL, or several hubs on one database comma-separated "
+                   f"(tried in turn) (default $WORKYARD_URL or {DEFAULT_URL})")
     p.add_argument("--token", default=os.environ.get("WORKYARD_TOKEN"),
                    help="bearer token (default $WORKYARD_TOKEN)")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")

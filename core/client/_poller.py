@@ -31,6 +31,7 @@ from .._model import Subscription
 from ..protocol import MAX_POLL_TASKS, MAX_POLL_WAIT, PolledBatch, PolledTask
 from ._handlers import H, Handlers, Job
 from ._machine import report_stats
+from ._urls import RETRY_STATUSES, HubURLs
 from ._worker import WorkerRejected, default_worker_id
 
 __all__ = ["PollingWorker"]
@@ -93,7 +94,7 @@ class PollingWorker:
 
     def __init__(
         self,
-        url: str,
+        url: str | list[str],
         *,
         worker_id: str | None = None,
         token: str | None = None,
@@ -112,7 +113,9 @@ class PollingWorker:
             raise ValueError(f"wait must be 0 to {MAX_POLL_WAIT:g} seconds")
         if heartbeat <= 0:
             raise ValueError("heartbeat must be positive (and below the hub's poll liveness)")
-        self.url = url
+        #: the hubs it may poll (several hubs on one database: any of them relays to the
+        #: leader); a poll that fails for want of a hub moves on to the next
+        self.urls = HubURLs(url)
         self.worker_id = worker_id or default_worker_id()
         self.token = token
         self.concurrency = concurrency
@@ -225,8 +228,11 @@ class PollingWorker:
             response = await client.post(lane.path, params=lane.params,
                                          content=msgspec.json.encode(body))
         except httpx.HTTPError as exc:
+            self._next_hub(client)
             self._retry(lane, reports, f"{type(exc).__name__}: {exc}")
         else:
+            if response.status_code in RETRY_STATUSES:
+                self._next_hub(client)
             self._handle(lane, response, reports)
         finally:
             if generation is not None and generation == lane.generation:
@@ -263,6 +269,15 @@ class PollingWorker:
             self._stop(WorkerRejected(f"hub refused worker {self.worker_id}: {message}"))
         else:  # 409 (a poll cut short), 429, 5xx: try again
             self._retry(lane, reports, message)
+
+    @property
+    def url(self) -> str:
+        """The hub URL it polls now."""
+        return self.urls.current
+
+    def _next_hub(self, client: httpx.AsyncClient) -> None:
+        if len(self.urls) > 1 and str(client.base_url).rstrip("/") == self.url:
+            client.base_url = self.urls.advance()
 
     def _retry(self, lane: _Lane, reports: list[dict[str, Any]], why: str) -> None:
         lane.reports[:0] = reports

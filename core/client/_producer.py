@@ -15,6 +15,7 @@ import httpx
 import msgspec
 
 from ..protocol import MAX_BATCH, MAX_TASK_WAIT
+from ._urls import RETRY_STATUSES, HubURLs, may_retry, moved
 
 __all__ = ["AsyncProducer", "HubError", "Producer"]
 
@@ -120,18 +121,39 @@ class Producer:
             task_id = hub.submit("tag", {"url": "..."}, attrs={"cloud": "aws"})
             print(hub.result(task_id, wait=30)["result"])
 
+    `url` may name several hubs on one database (comma-separated, or a list): a
+    request one cannot take (unreachable, or 502/503/504) goes to the next.
     Errors from the hub raise `HubError`; network errors are httpx's own.
     """
 
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = 30.0) -> None:
-        self._client = httpx.Client(base_url=url, headers=_headers(token), timeout=timeout)
+    def __init__(self, url: str | list[str], token: str | None = None, *,
+                 timeout: float = 30.0) -> None:
+        self._urls = HubURLs(url)
+        self._client = httpx.Client(base_url=self._urls.current, headers=_headers(token),
+                                    timeout=timeout)
         self._calls = _Calls(self._client)
+
+    def _send(self, request: httpx.Request) -> httpx.Response:
+        """`request` to the current hub, else to the next ones, each once."""
+        for left in range(len(self._urls) - 1, -1, -1):
+            try:
+                response = self._client.send(request)
+            except httpx.TransportError as exc:
+                if not left or not may_retry(request, exc):
+                    raise
+            else:
+                if not left or response.status_code not in RETRY_STATUSES:
+                    return response
+                response.close()
+            self._client.base_url = self._urls.advance()
+            request = moved(request, self._urls.current)
+        raise AssertionError("unreachable")
 
     def _drive(self, call: Call[T]) -> T:
         try:
             request = next(call)
             while True:
-                request = call.send(self._client.send(request))
+                request = call.send(self._send(request))
         except StopIteration as done:
             return done.value
 
@@ -181,15 +203,34 @@ class AsyncProducer:
             task_id = await hub.submit("tag", {"url": "..."})
     """
 
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = 30.0) -> None:
-        self._client = httpx.AsyncClient(base_url=url, headers=_headers(token), timeout=timeout)
+    def __init__(self, url: str | list[str], token: str | None = None, *,
+                 timeout: float = 30.0) -> None:
+        self._urls = HubURLs(url)
+        self._client = httpx.AsyncClient(base_url=self._urls.current, headers=_headers(token),
+                                         timeout=timeout)
         self._calls = _Calls(self._client)
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        """`request` to the current hub, else to the next ones, each once."""
+        for left in range(len(self._urls) - 1, -1, -1):
+            try:
+                response = await self._client.send(request)
+            except httpx.TransportError as exc:
+                if not left or not may_retry(request, exc):
+                    raise
+            else:
+                if not left or response.status_code not in RETRY_STATUSES:
+                    return response
+                await response.aclose()
+            self._client.base_url = self._urls.advance()
+            request = moved(request, self._urls.current)
+        raise AssertionError("unreachable")
 
     async def _drive(self, call: Call[T]) -> T:
         try:
             request = next(call)
             while True:
-                request = call.send(await self._client.send(request))
+                request = call.send(await self._send(request))
         except StopIteration as done:
             return done.value
 

@@ -37,6 +37,7 @@ from .._errors import POLICY_VIOLATION
 from ..protocol import MAX_BATCH, MAX_FRAME, ErrorFrame, decode_hub_frame
 from ._handlers import H, Handlers, Job
 from ._machine import report_stats
+from ._urls import HubURLs
 
 __all__ = ["Worker", "WorkerRejected", "ws_url"]
 
@@ -106,7 +107,7 @@ class Worker:
 
     def __init__(
         self,
-        url: str,
+        url: str | list[str],
         *,
         worker_id: str | None = None,
         token: str | None = None,
@@ -121,7 +122,9 @@ class Worker:
             raise ValueError("concurrency must be 1 or more")
         if capacity is not None and capacity < 0:
             raise ValueError("capacity must be 0 (unlimited) or more")
-        self.url = url
+        #: the hubs it may connect to (several hubs on one database: any of them relays
+        #: to the leader); it moves on to the next when a connection fails or ends
+        self.urls = HubURLs(url)
         self.worker_id = worker_id or default_worker_id()
         self.token = token
         self.concurrency = concurrency
@@ -139,6 +142,11 @@ class Worker:
         #: connections made so far (the first one included)
         self.connections = 0
         self._queue: trio.MemoryReceiveChannel[Job] | None = None
+
+    @property
+    def url(self) -> str:
+        """The hub URL it connects to now."""
+        return self.urls.current
 
     def handler(self, name: str, **filter: str | list[str]) -> Callable[[H], H]:
         """Decorator registering an async handler for task `name` (see `Handlers.handler`)."""
@@ -176,16 +184,17 @@ class Worker:
             nursery.cancel_scope.cancel()
 
     async def _connect(self, task_status: trio.TaskStatus[None]) -> None:
-        """The connection loop of `run`."""
+        """The connection loop of `run`. With several hub URLs, a failed or ended
+        connection moves on to the next URL; once each was tried, it backs off."""
         # `max`: tasks already waiting for us come as one JSON array frame (a workyard
         # extension), which costs hub and worker one frame per batch, not per task
         per_frame = min(MAX_BATCH, self.capacity or self.concurrency)
-        url = ws_url(self.url, "/work/queue", {"worker_id": self.worker_id,
-                                              "capacity": str(self.capacity),
-                                              "max": str(per_frame)})
+        params = {"worker_id": self.worker_id, "capacity": str(self.capacity),
+                  "max": str(per_frame)}
         headers = [(b"Authorization", f"Bearer {self.token}".encode())] if self.token else []
         failures = 0
         while True:
+            url = ws_url(self.url, "/work/queue", params)
             try:
                 async with open_websocket_url(url, extra_headers=headers,
                                               max_message_size=MAX_FRAME) as ws:
@@ -198,9 +207,14 @@ class Worker:
                 why = _rejection(exc)
             except (HandshakeError, ConnectionClosed, OSError) as exc:
                 why = f"{type(exc).__name__}: {exc.__cause__ or exc}"
-            delay = self.backoff(failures)
+            delay = self.backoff(failures // len(self.urls))
             failures += 1
-            log.warning("worker %s: %s; reconnecting in %.2fs", self.worker_id, why, delay)
+            if len(self.urls) > 1:
+                if failures % len(self.urls):
+                    delay = min(delay, self.backoff_min / 10)  # the next hub, at once
+                self.urls.advance()
+            log.warning("worker %s: %s; reconnecting to %s in %.2fs", self.worker_id, why,
+                        self.url, delay)
             await trio.sleep(delay)
 
     async def _serve(self, ws: WebSocketConnection, task_status: trio.TaskStatus[None]) -> str:

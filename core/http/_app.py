@@ -134,8 +134,12 @@ def create_app(hub: Hub, settings: Settings) -> QuartTrio:
 
     @app.get("/health")
     async def health() -> Response:
-        return json_response({"ok": True, "workers": len(hub.sessions),
-                              "unfinished": hub.unfinished})
+        body: dict[str, Any] = {"ok": True, "workers": len(hub.sessions),
+                                "unfinished": hub.unfinished}
+        if hub.election is not None:  # several hubs on one database: who schedules
+            body["role"] = "leader" if hub.leading else "follower"
+            body["leader"] = hub.election.leader_url
+        return json_response(body)
 
     return app
 

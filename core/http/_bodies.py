@@ -100,12 +100,16 @@ class QueueList(msgspec.Struct):
     queues: dict[str, QueueView]
 
 
-class Health(msgspec.Struct):
+class Health(msgspec.Struct, omit_defaults=True):
     ok: bool
     #: attached workers
     workers: int
     #: tasks not final
     unfinished: int
+    #: several hubs on one PostgreSQL database: "leader" (it schedules) or "follower"
+    role: str | None = None
+    #: the leader's advertised URL, as this hub last read it
+    leader: str | None = None
 
 
 class AuthInfo(msgspec.Struct):

@@ -29,11 +29,12 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 import trio.lowlevel
 
+from .._errors import Unavailable
 from .._model import Attempt, Outcome, Subscription, Task, TaskState
 from ..outbox import Feed
 from ..protocol import Answer, check_declaration
@@ -52,6 +53,9 @@ from ._events import (
 )
 from ._pools import Pools
 from ._sessions import Link, Liveness, LivenessWatch, Session, Sessions
+
+if TYPE_CHECKING:
+    from ..cluster import Election, Term
 
 __all__ = ["Hub", "QueueStats"]
 
@@ -90,10 +94,17 @@ class Hub:
         drain_budget: int | None = 256,
         wall_clock: Callable[[], float] = time.time,
         seed: int | None = None,
+        election: Election | None = None,
     ) -> None:
         self.store: Store = store if store is not None else MemoryStore()
         # seed: Policy.RANDOM's choices
+        self._scheduling = (policy, seed, drain_budget)
         self.scheduler = Scheduler(policy, seed=seed, drain_budget=drain_budget)
+        #: with several hubs on one database: this hub schedules only while elected
+        #: (`leading`); meanwhile it stores submissions for the leader and reads from
+        #: the store
+        self.election = election
+        self.leading = election is None
         self.default_capacity = default_capacity
         self.retention = retention
         self.purge_interval = purge_interval
@@ -101,10 +112,9 @@ class Hub:
         self.ping_interval = ping_interval
         self.events = EventStream(self.now)
         self.sessions = Sessions()
-        self.liveness = LivenessWatch(
-            {Liveness.CONNECTION: ping_interval + ping_timeout, Liveness.POLL: poll_liveness,
-             Liveness.HEARTBEAT: heartbeat_liveness},
-            self.now, self._expire)
+        self._windows = {Liveness.CONNECTION: ping_interval + ping_timeout,
+                         Liveness.POLL: poll_liveness, Liveness.HEARTBEAT: heartbeat_liveness}
+        self.liveness = LivenessWatch(dict(self._windows), self.now, self._expire)
         self.queue_stats: dict[str, QueueStats] = {}
         #: committed outbox events, live (the embedded stream, the relay's wake-up)
         self.feed = Feed()
@@ -118,7 +128,10 @@ class Hub:
         self._queue_wake: dict[str, trio.Event] = {}
         self._queue_until: dict[str, float] = {}
         self._drain_wake = trio.Event()
+        #: the leader's actors (None while following)
         self._nursery: trio.Nursery | None = None
+        #: the actors of the hub's whole run
+        self._lifetime: trio.Nursery | None = None
         self._offset = 0.0
         #: `ws://host:port/work/queue` of the lean worker port, set by `serve` if it runs one
         self.worker_url: str | None = None
@@ -128,22 +141,97 @@ class Hub:
     # -- lifecycle --------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[Hub] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the hub's actors until cancelled. Started once the store is recovered."""
+        """Run the hub's actors until cancelled. Started once the store is recovered
+        (with an election: once this hub leads, or knows it follows)."""
         self._offset = self._wall_clock() - trio.current_time()
         async with trio.open_nursery() as nursery:
+            self._lifetime = nursery
             await nursery.start(self.store.run)
+            if self.election is None:
+                await self._lead(task_status)
+            else:
+                await nursery.start(self.election.run)
+                await self._take_turns(self.election, task_status)
+
+    async def _lead(self, task_status: trio.TaskStatus[Hub] = trio.TASK_STATUS_IGNORED) -> None:
+        """Schedule until cancelled: the leader's actors, and what was unfinished."""
+        async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            await self.pools.load()
-            await nursery.start(self.pools.run)
-            nursery.start_soon(self._drain_actor)
-            await self._recover()
-            nursery.start_soon(self.liveness.run, self._trio_time)
-            nursery.start_soon(self._purge_actor)
-            task_status.started(self)
             try:
+                await self.pools.load()
+                await nursery.start(self.pools.run)
+                nursery.start_soon(self._drain_actor)
+                self.leading = True
+                await self._recover()
+                nursery.start_soon(self.liveness.run, self._trio_time)
+                nursery.start_soon(self._purge_actor)
+                if self.election is not None:
+                    nursery.start_soon(self._take_announcements, self.election)
+                task_status.started(self)
                 await trio.sleep_forever()
             finally:
+                if self.election is not None:
+                    self.leading = False
                 self._nursery = None
+
+    async def _take_turns(self, election: Election,
+                          task_status: trio.TaskStatus[Hub]) -> None:
+        """Follow until elected, lead until the term is lost, step down; again."""
+        if election.term is None:
+            task_status.started(self)  # a follower serves producers at once
+            task_status = trio.TASK_STATUS_IGNORED
+        while True:
+            term = await election.elected()
+            try:
+                with trio.CancelScope() as scope:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(_cancel_when_lost, term, scope)
+                        await nursery.start(self._lead)
+                        task_status.started(self)
+                        task_status = trio.TASK_STATUS_IGNORED
+            except* Unavailable as failed:  # the store failed while taking over
+                term.end(f"could not take over: {failed.exceptions[0]}")
+            self._step_down(term)
+
+    def _step_down(self, term: Term) -> None:
+        """The term is lost: stop scheduling at once. Every worker is let go (its
+        transport closes; it reconnects, through this hub's relay, to the new leader),
+        and the scheduler starts empty: the next leader loads the tasks from the store."""
+        log.warning("stopped scheduling: no longer the leader (%s)", term.reason)
+        self.store.fence = None  # type: ignore[attr-defined]  # an Election's store has one
+        reason = f"this hub is no longer the leader ({term.reason}); reconnect"
+        for session in list(self.sessions.attached.values()):
+            if session.link is not None:
+                session.link.close(reason)
+        policy, seed, budget = self._scheduling
+        self.scheduler = Scheduler(policy, seed=seed, drain_budget=budget)
+        self.sessions = Sessions()
+        self.liveness = LivenessWatch(dict(self._windows), self.now, self._expire)
+        self.pools = Pools(self.store, self.feed, self.now)
+        self._queue_wake.clear()
+        self._queue_until.clear()
+        self._drain_wake = trio.Event()
+        self._finishing.clear()
+        for waiters in self._waiters.values():
+            for waiter in waiters:  # they read the task from the store instead
+                waiter.event.set()
+        self._waiters.clear()
+
+    async def _take_announcements(self, election: Election) -> None:
+        """Schedule the tasks other hubs stored and announced (unknown ones only: the
+        load at election already had those committed before it)."""
+        async for ids in election.notices:
+            fresh = [i for i in dict.fromkeys(ids) if i not in self.scheduler.tasks
+                     and i not in self._finishing]
+            if not fresh:
+                continue
+            tasks = await self.store.tasks.unfinished_of(fresh)  # type: ignore[attr-defined]
+            now = self.now()
+            for task in tasks:
+                if task.id not in self.scheduler.tasks and task.id not in self._finishing:
+                    self.events.publish(TaskSubmitted(task=task.id, name=task.name,
+                                                      attrs=task.attrs, priority=task.priority))
+                    self._submit(task, now)
 
     async def _recover(self) -> None:
         """Queue again what was not final when the hub last stopped. An attempt that was
@@ -151,6 +239,8 @@ class Hub:
         recovered = await self.store.tasks.unfinished()
         now = self.now()
         for task in recovered:
+            if task.id in self.scheduler.tasks:  # submitted here since the election
+                continue
             if task.state is TaskState.RUNNING and task.attempts:
                 cut = task.attempts[-1]
                 cut.ended, cut.outcome = now, Outcome.WORKER_LOST
@@ -159,7 +249,8 @@ class Hub:
                 if task.lost_attempts() > task.retries:
                     task.state, task.finished = TaskState.FAILED, now
                     task.error = (f"attempt {len(task.attempts)} was cut off by a hub restart "
-                                  f"({cut.worker}); retries={task.retries} are exhausted")
+                                  f"or failover ({cut.worker}); retries={task.retries} are "
+                                  "exhausted")
                     self._apply([Finished(task, cut.worker)])
                     continue
             self._submit(task, now)
@@ -167,10 +258,11 @@ class Hub:
             log.info("recovered %d unfinished tasks from the store", len(recovered))
 
     def start_soon(self, fn: Any, *args: Any) -> None:
-        """Run another actor (e.g. a transport's liveness check) in the hub's nursery."""
-        if self._nursery is None:
+        """Run another actor (e.g. a registry's sampler) for as long as the hub runs,
+        leading or not."""
+        if self._lifetime is None:
             raise RuntimeError("the hub is not running")
-        self._nursery.start_soon(fn, *args)
+        self._lifetime.start_soon(fn, *args)
 
     def now(self) -> float:
         """Wall-clock seconds, advancing with trio's clock (virtual under MockClock)."""
@@ -182,13 +274,18 @@ class Hub:
     # -- producers --------------------------------------------------------------
 
     async def submit(self, tasks: list[Task]) -> list[str]:
-        """Store tasks durably, then schedule them. Returns ids (existing ones for known keys)."""
+        """Store tasks durably, then schedule them. Returns ids (existing ones for known keys).
+        A follower only stores them: the store announces them to the leader."""
+        if self.election is not None:  # hubs number on one line: wall-clock microseconds
+            self.scheduler.number_from(int(self._wall_clock() * 1e6))
         for task in tasks:
             self.scheduler.number(task)
         ids = await self.store.tasks.insert(tasks)
+        if not self.leading:
+            return ids
         now = self.now()
         for task, task_id in zip(tasks, ids):
-            if task.id == task_id:
+            if task.id == task_id and task.id not in self.scheduler.tasks:
                 self.events.publish(TaskSubmitted(task=task.id, name=task.name,
                                                   attrs=task.attrs, priority=task.priority))
                 self._submit(task, now)
@@ -209,6 +306,8 @@ class Hub:
 
     async def wait(self, task_id: str, timeout: float) -> Task | None:
         """The task once final, or as it stands after `timeout` seconds."""
+        if not self.leading and self.election is not None:
+            return await self._wait_in_store(task_id, timeout)
         if task_id not in self.scheduler.tasks and task_id not in self._finishing:
             return await self.store.tasks.get(task_id)
         waiter = _Waiter()
@@ -224,6 +323,19 @@ class Hub:
                     del self._waiters[task_id]
         return (waiter.task or self.scheduler.tasks.get(task_id)
                 or await self.store.tasks.get(task_id))
+
+    async def _wait_in_store(self, task_id: str, timeout: float) -> Task | None:
+        """A follower's long poll: the leader finishes the task, so read the store until
+        it is final (every 50 ms at first, then less often, at most every second)."""
+        deadline = trio.current_time() + timeout
+        pause = 0.05
+        while True:
+            task = await self.store.tasks.get(task_id)
+            left = deadline - trio.current_time()
+            if task is None or task.state.final or left <= 0 or self.leading:
+                return task if not self.leading else await self.wait(task_id, max(left, 0))
+            await trio.sleep(min(pause, left))
+            pause = min(pause * 2, 1.0)
 
     async def find(self, *, name: str | None, state: TaskState | None,
                    limit: int) -> list[Task]:
@@ -275,6 +387,9 @@ class Hub:
         it reports (`alive`), for `window` seconds if given (its registration timeout)
         instead of its kind's.
         """
+        if not self.leading:
+            raise Unavailable("this hub is not the leader: connect to the leader, or "
+                              "through a hub that relays to it")
         subscriptions = check_declaration(subscriptions)
         worker_group = self.pools.admit(worker_pool, worker_group, worker_id)
         old = self.sessions.attached.get(worker_id)
@@ -513,6 +628,11 @@ class Hub:
             purged = await self.store.tasks.purge(self.now() - self.retention)
             if purged:
                 log.info("purged %d final tasks older than %g s", purged, self.retention)
+
+
+async def _cancel_when_lost(term: Term, scope: trio.CancelScope) -> None:
+    await term.lost.wait()
+    scope.cancel()
 
 
 def _attempt_of(task: Task, worker_id: str) -> Attempt | None:

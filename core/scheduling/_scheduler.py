@@ -231,6 +231,11 @@ class Scheduler:
 
     # -- tasks ------------------------------------------------------------------
 
+    def number_from(self, floor: int) -> None:
+        """Number the next tasks above `floor` too (hubs sharing one database number
+        on one line, e.g. wall-clock microseconds)."""
+        self._last_seq = max(self._last_seq, floor)
+
     def number(self, task: Task) -> None:
         """Give a new task its place in line (FIFO within a priority)."""
         self._last_seq += 1

@@ -9,8 +9,10 @@ import socket
 from dataclasses import replace
 from functools import partial
 
+import httpx
 import trio
 from hypercorn.config import Config
+from quart import Response, request
 from quart_trio import QuartTrio
 
 from .._auth import Auth
@@ -32,7 +34,7 @@ from ..outbox._stream import add_stream_routes, bridge_hub_events
 from ..store import MemoryStore, SQLiteStore, Store
 from ..transports import PollingFleet, serve_lean_connection, serve_worker_port
 from ..transports._tls import server_context
-from ._front import serve_front
+from ._front import ConnectionHandler, serve_front
 from ._hypercorn import HTTPServer
 
 __all__ = ["build_app", "open_listener", "serve"]
@@ -126,11 +128,52 @@ def open_store(settings: Settings) -> Store:
 
 
 def open_hub(settings: Settings) -> Hub:
-    """The hub `serve` runs unless it is given one (tests build it to keep a handle)."""
-    return Hub(open_store(settings), default_capacity=settings.default_capacity,
+    """The hub `serve` runs unless it is given one (tests build it to keep a handle).
+    On PostgreSQL it takes part in the election of the database's leader."""
+    store = open_store(settings)
+    election = None
+    if is_postgres_url(settings.db):
+        from ..cluster import Election
+
+        election = Election(store, interval=settings.election_interval,  # type: ignore[arg-type]
+                            heartbeat=settings.leader_heartbeat)
+    return Hub(store, default_capacity=settings.default_capacity,
                retention=settings.retention, ping_interval=settings.ping_interval,
                ping_timeout=settings.ping_timeout, poll_liveness=settings.poll_liveness,
-               heartbeat_liveness=settings.heartbeat_liveness)
+               heartbeat_liveness=settings.heartbeat_liveness, election=election)
+
+
+def add_relay(app: QuartTrio, hub: Hub, client: httpx.AsyncClient) -> None:
+    """On a follower, every request but the producers' and the task reads goes to the
+    leader (`cluster/_relay.py`)."""
+    from ..cluster._relay import relay_request, served_by_follower
+
+    election = hub.election
+    assert election is not None
+
+    @app.before_request
+    async def relay_to_leader() -> Response | None:
+        if hub.leading or served_by_follower(request.method, request.path):
+            return None
+        return await relay_request(client, election.leader_url, election.url)
+
+
+def worker_entry(hub: Hub, lean: ConnectionHandler) -> ConnectionHandler:
+    """Worker connections: served here while this hub leads, else relayed to the leader."""
+    election = hub.election
+    if election is None:
+        return lean
+
+    async def enter(stream: trio.SocketStream, received: bytes = b"") -> None:
+        if hub.leading:
+            await lean(stream, received)
+            return
+        from ..cluster._relay import relay_connection
+
+        async with stream:
+            await relay_connection(stream, received, election.leader_url, election.url)
+
+    return enter
 
 
 async def serve(
@@ -166,7 +209,12 @@ async def serve(
     config.errorlog = logging.getLogger("hypercorn.error")
     worker_listener = None if settings.worker_port is None else open_listener(
         settings, settings.worker_port)
-    lean = partial(serve_lean_connection, hub, auth, settings)
+    lean = worker_entry(hub, partial(serve_lean_connection, hub, auth, settings))
+    if hub.election is not None:
+        hub.election.url = (settings.advertise_url or url).rstrip("/")
+        if settings.advertise_url is None and settings.host in ("0.0.0.0", "::"):
+            log.warning("other hubs will relay workers to %s while this hub leads, which "
+                        "only this machine can reach; set --advertise-url", url)
 
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
@@ -174,6 +222,12 @@ async def serve(
         await nursery.start(hub.relay.run)
         nursery.start_soon(bridge_hub_events, hub)
         app = build_app(hub, settings)
+        if hub.election is not None:
+            relay_client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0),
+                                             verify=False, follow_redirects=False,
+                                             limits=httpx.Limits(max_connections=None,
+                                                                 max_keepalive_connections=100))
+            add_relay(app, hub, relay_client)
         await nursery.start(app.extensions["workyard.observer"].run)
         http = HTTPServer(app, config)
         await nursery.start(http.run)
@@ -182,12 +236,16 @@ async def serve(
         if worker_listener is not None:
             worker_port = worker_listener.getsockname()[1]
             await nursery.start(partial(serve_worker_port, hub, auth, settings,
-                                        worker_listener, tls=tls))
+                                        worker_listener, tls=tls, handler=lean))
             hub.worker_url = f"{'wss' if tls else 'ws'}://{host}:{worker_port}/work/queue"
             log.info("workers: %s (lean worker port)", hub.worker_url)
         if settings.amqp_url:
             log.info("events: RabbitMQ %s, and the stream at %s/events",
                      settings.amqp_url.rsplit("@", 1)[-1], url)
         log.info("workyard serving on %s (store: %s)", url, describe_db(settings.db))
+        if hub.election is not None:
+            log.info("%s", "leader: this hub schedules" if hub.leading else
+                     f"follower: the leader is {hub.election.leader_url or '(being elected)'}"
+                     "; workers and other requests are relayed to it")
         log.info("%s", auth.describe())
         task_status.started(url)

@@ -32,6 +32,8 @@ class Unit:
     then: Callable[[], None] | None = None
     results: list[Result] = field(default_factory=list)
     error: BaseException | None = None
+    #: the leader's term it was handed over in, for a store that fences leaders
+    fence: int | None = None
 
 
 def describe(changes: Sequence[Change]) -> str:
@@ -48,8 +50,7 @@ class HandOver:
     _pending: list[Unit]
     _wake: trio.Event
 
-    @staticmethod
-    def _prepare(unit: Unit) -> Unit:
+    def _prepare(self, unit: Unit) -> Unit:
         raise NotImplementedError
 
     def _queue(self, unit: Unit) -> None:
@@ -65,8 +66,9 @@ class HandOver:
             assert unit.done is not None
             await unit.done.wait()
         if unit.error is not None:
+            why = " ".join(str(unit.error).split())  # one line (libpq's have several)
             raise StoreError(f"the store could not commit {describe(changes)}: "
-                             f"{unit.error}".strip()) from unit.error
+                             f"{why}".strip()) from unit.error
         return unit.results
 
     def commit_soon(self, change: Change, then: Callable[[], None] | None = None) -> None:

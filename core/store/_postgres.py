@@ -27,6 +27,12 @@ worker threads (psycopg's async API needs asyncio; the hub runs on trio):
   reused. That statement's seqs are its result, so it costs a round trip.
 * **Reads beside the writer.** Reads, and purging, use a `psycopg_pool.ConnectionPool`
   of autocommit connections, so they neither wait for nor slow down a group commit.
+* **Several hubs on one database** (`cluster.Election` sets `fence`, `channel` and
+  `on_deposed`). A unit handed over while its hub leads carries the leader's term;
+  the transaction begins with `workyard_fence(term)` (pipelined, no round trip),
+  which fails once another hub was elected: the batch fails whole (`Deposed`) and the
+  hub is told. Units handed over while it follows NOTIFY the ids they insert, at
+  commit, for the leader to schedule.
 
 The schema is versioned (`_postgres_migrations.py`) and brought up to date when `run`
 starts. `schema=` puts the store's tables in a schema of their own (created if
@@ -76,7 +82,7 @@ from ._interface import (
 from ._postgres_migrations import migrate, refuse_newer
 from ._writes import QueueWrites, TaskWrites
 
-__all__ = ["PostgresStore"]
+__all__ = ["Deposed", "PostgresStore"]
 
 T = TypeVar("T")
 
@@ -133,9 +139,19 @@ SAMPLES = ("INSERT INTO stat_samples (series, ts, value) SELECT s.id, v.ts, v.va
            "FROM json_to_recordset(%s::json) AS v(worker text, metric text, variant text, "
            "ts bigint, value float8) JOIN stat_series s USING (worker, metric, variant) "
            "ON CONFLICT (series, ts) DO UPDATE SET value = excluded.value")
+#: A leader's write transactions begin with this (migration 4): it fails with
+#: `FENCED_STATE` once another hub holds a newer term.
+FENCE = "SELECT workyard_fence(%s)"
+FENCED_STATE = "WY001"
+#: Each NOTIFY payload carries at most this many bytes of task ids (PostgreSQL: 8000).
+NOTIFY_BYTES = 7000
 REPORTS = ("INSERT INTO stat_reports (ts, worker, task) SELECT ts, worker, task "
            "FROM json_to_recordset(%s::json) AS v(ts bigint, worker text, task text) "
            "ON CONFLICT (ts, worker) DO UPDATE SET task = excluded.task")
+
+#: seconds a read waits for a pool connection before it connects on its own (the
+#: limiter keeps reads within the pool's size, so only a failing database makes it wait)
+POOL_WAIT = 2.0
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -202,6 +218,23 @@ class _ReportRow(msgspec.Struct, gc=False):
     ts: int
     worker: str
     task: str | None
+
+
+class Deposed(StoreError):
+    """A leader's write refused: another hub holds a newer term (see `fence`)."""
+
+    #: the term the refused write was handed over in
+    term: int | None = None
+
+
+def _refuse_if_fenced(exc: BaseException, fence: int | None, where: str) -> None:
+    """A leader's transaction failed its fence: another hub was elected. Nothing of the
+    batch was kept, and the hub must stop scheduling at once."""
+    if fence is not None and getattr(exc, "sqlstate", None) == FENCED_STATE:
+        deposed = Deposed(f"the store {where} refused the write: another hub was elected "
+                          f"after term {fence}")
+        deposed.term = fence
+        raise deposed from exc
 
 
 def _new_row(task: Task) -> bytes:
@@ -326,6 +359,9 @@ class _Statements:
 
     def __init__(self, db: psycopg.Connection) -> None:
         self.db = db
+        #: NOTIFY the ids of inserted tasks on this channel (a follower's submissions)
+        self.channel: str | None = None
+        self.notify: list[str] = []
         self.inserts: dict[str, bytes] = {}
         self.saves: dict[str, bytes] = {}
         #: idempotency key -> id, for the rows this transaction inserted
@@ -366,6 +402,8 @@ class _Statements:
                 self.repeats.append(row)
             else:
                 self.inserts[task_id] = row
+                if self.channel is not None:
+                    self.notify.append(task_id)
             ids.append(task_id)
         return ids
 
@@ -411,6 +449,10 @@ class _Statements:
         if self.reports:
             self.db.execute(REPORTS, (_json_array(self.reports.values()),))
             self.reports.clear()
+        if self.notify:  # delivered at commit, so the leader reads rows that are there
+            for payload in _chunks(self.notify, NOTIFY_BYTES):
+                self.db.execute("SELECT pg_notify(%s, %s)", (self.channel, payload))
+            self.notify.clear()
 
     def _stored_keys(self, keys: list[str]) -> dict[str, str]:
         if not keys:
@@ -427,6 +469,20 @@ class _Statements:
         if self.saves:
             self.db.execute(SAVE, (_json_array(self.saves.values()),))
             self.saves.clear()
+
+
+def _chunks(ids: list[str], limit: int) -> Iterable[str]:
+    """`ids` comma-separated, in pieces of at most `limit` bytes (ids are short ASCII)."""
+    piece: list[str] = []
+    size = 0
+    for task_id in ids:
+        if piece and size + len(task_id) + 1 > limit:
+            yield ",".join(piece)
+            piece, size = [], 0
+        piece.append(task_id)
+        size += len(task_id) + 1
+    if piece:
+        yield ",".join(piece)
 
 
 #: Per op type: the `_Statements` method that writes it.
@@ -472,6 +528,13 @@ class _Tasks(TaskWrites):
     async def unfinished(self) -> list[Task]:
         rows = await self._store._read(lambda db: db.execute(
             f"{SELECT} WHERE finished IS NULL ORDER BY seq").fetchall())
+        return [_task(r) for r in rows]
+
+    async def unfinished_of(self, ids: list[str]) -> list[Task]:
+        """Those of `ids` not final yet (the tasks a follower announced), in order."""
+        rows = await self._store._read(lambda db: db.execute(
+            f"{SELECT} WHERE id = ANY(%s::text[]) AND finished IS NULL ORDER BY seq",
+            (ids,)).fetchall())
         return [_task(r) for r in rows]
 
     async def purge(self, finished_before: float) -> int:
@@ -650,6 +713,14 @@ class PostgresStore(HandOver):
         self.commits = 0  # transactions committed: the group-commit ratio is writes / commits
         #: told (units of work, seconds) after each transaction, e.g. by /metrics
         self.on_commit: Callable[[int, float], None] | None = None
+        #: Several hubs on one database (`cluster.Election` sets these). While this hub
+        #: leads, `fence` is its term: each unit handed over carries it, each transaction
+        #: checks it first and fails whole (`Deposed`) once another hub was elected,
+        #: telling `on_deposed`. Units handed over while it follows announce the tasks
+        #: they insert on `channel`, for the leader.
+        self.fence: int | None = None
+        self.channel: str | None = None
+        self.on_deposed: Callable[[int, str], None] | None = None
 
     # -- connections ----------------------------------------------------------------
 
@@ -734,6 +805,9 @@ class PostgresStore(HandOver):
             await trio.to_thread.run_sync(self._write, batch)
         except Exception as exc:  # noqa: BLE001 - connection lost, database down: fail every unit
             log.error("store transaction failed (%s): %s", self.where, exc)
+            if isinstance(exc, Deposed) and exc.term is not None and \
+                    self.on_deposed is not None:
+                self.on_deposed(exc.term, str(exc))
             for unit in batch:
                 if unit.error is None:
                     unit.error, unit.results = exc, []
@@ -768,44 +842,61 @@ class PostgresStore(HandOver):
         return db
 
     def _write(self, batch: list[Unit]) -> None:
-        """One transaction for the whole batch, on a worker thread."""
+        """One transaction for the whole batch, on a worker thread. A leader's units
+        carry its term, checked first (`FENCE`); a follower's announce their inserts."""
+        fence = max((u.fence for u in batch if u.fence is not None), default=None)
+        for unit in batch:
+            if unit.fence is not None and unit.fence != fence:  # handed over in an older term
+                unit.error = Deposed(f"term {unit.fence} of this hub's leadership ended")
         db = self._connection()
         try:
             with db.pipeline(), db.transaction():
-                self._apply(db, batch)
-        except Exception:
+                if fence is not None:
+                    db.execute(FENCE, (fence,))
+                self._apply(db, batch, self.channel)
+        except Exception as exc:
             if db.broken or db.closed:
                 raise  # the connection, not a unit: the whole batch failed
+            _refuse_if_fenced(exc, fence, self.where)
             # Rolled back whole: find the failing units, commit the others.
-            with db.transaction():
-                self._apply_one_by_one(db, batch)
+            try:
+                with db.transaction():
+                    if fence is not None:
+                        db.execute(FENCE, (fence,))
+                    self._apply_one_by_one(db, batch, self.channel)
+            except Exception as again:
+                _refuse_if_fenced(again, fence, self.where)
+                raise
 
-    def _apply_one_by_one(self, db: psycopg.Connection, batch: list[Unit]) -> None:
+    def _apply_one_by_one(self, db: psycopg.Connection, batch: list[Unit],
+                          channel: str | None) -> None:
         """Apply each unit in its own SAVEPOINT; a unit that raises is rolled back alone."""
         for unit in batch:
             if unit.error is not None:
                 continue
             try:
                 with db.transaction():  # a savepoint
-                    self._apply(db, [unit])
+                    self._apply(db, [unit], channel)
             except Exception as exc:  # any failure is this unit's alone
                 if db.broken or db.closed:
                     raise
                 unit.error, unit.results = exc, []
 
     @staticmethod
-    def _apply(db: psycopg.Connection, units: list[Unit]) -> None:
-        """Apply `units` in order, as few statements as the order allows."""
+    def _apply(db: psycopg.Connection, units: list[Unit], channel: str | None) -> None:
+        """Apply `units` in order, as few statements as the order allows; a follower's
+        (no fence) inserts are announced on `channel`."""
         statements = _Statements(db)
         for unit in units:
             if unit.error is None:
+                statements.channel = channel if unit.fence is None else None
                 unit.results = [statements.apply(op) for op in unit.ops]
         statements.flush()
 
     # -- handing over writes --------------------------------------------------------
 
-    @staticmethod
-    def _prepare(unit: Unit) -> Unit:
+    def _prepare(self, unit: Unit) -> Unit:
+        unit.fence = self.fence
         try:
             for change in unit.changes:
                 prepare = _PREPARE.get(type(change))
@@ -824,8 +915,15 @@ class PostgresStore(HandOver):
             raise StoreError(f"the store {self.where} is not running")
 
         def read() -> T:
-            with pool.connection(timeout=10) as db:
-                return fn(db)
+            try:
+                with pool.connection(timeout=POOL_WAIT) as db:
+                    return fn(db)
+            except (psycopg.OperationalError, PoolTimeout):
+                # An idle connection the server dropped (the pool discards it), or none
+                # to be had: after an outage the pool reconnects with a growing backoff,
+                # so do not wait for it, connect once for this read.
+                with psycopg.connect(self.url, autocommit=True, **self._connect_args) as db:
+                    return fn(db)
 
         try:
             return await trio.to_thread.run_sync(read, limiter=self._read_limiter)

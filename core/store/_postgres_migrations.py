@@ -105,6 +105,29 @@ MIGRATIONS: tuple[Migration, ...] = (
     PRIMARY KEY (ts, worker)
 )""",
     )),
+    Migration(4, "the leader's term, for hubs electing one leader on one database", (
+        # one row: the term, moved on by each election, and the leader's advertised URL
+        """CREATE TABLE hub_leader (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    term BIGINT NOT NULL,
+    url TEXT,
+    hub TEXT,
+    since DOUBLE PRECISION
+)""",
+        "INSERT INTO hub_leader (id, term) VALUES (1, 0)",
+        # Every write transaction of a leader starts with this: it fails (SQLSTATE WY001)
+        # once another hub was elected, and FOR SHARE makes the next election's term
+        # bump wait for a transaction that passed it, so the new leader's load sees it.
+        """CREATE FUNCTION workyard_fence(expected BIGINT) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM hub_leader WHERE id = 1 AND term = expected FOR SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'this hub is no longer the leader (term % ended)', expected
+            USING ERRCODE = 'WY001';
+    END IF;
+END $$""",
+    )),
 )
 
 #: The schema version this code writes.

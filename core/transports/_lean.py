@@ -27,6 +27,7 @@ import socket
 import ssl
 import urllib.parse
 from collections import deque
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import cast
 
@@ -306,11 +307,13 @@ async def serve_worker_port(
     listener: socket.socket,
     *,
     tls: ssl.SSLContext | None = None,
+    handler: Callable[[trio.SocketStream], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `/work/queue`, and nothing else, on `listener` (a bound, listening socket)
-    until cancelled: the optional `--worker-port`; over TLS with `tls`."""
-    serve = partial(serve_lean_connection, hub, auth, settings)
+    until cancelled: the optional `--worker-port`; over TLS with `tls`. `handler` serves
+    each connection instead (a follower's relay picks per connection)."""
+    serve = handler or partial(serve_lean_connection, hub, auth, settings)
 
     async def handle(stream: trio.SocketStream) -> None:
         if tls is None:
@@ -319,7 +322,7 @@ async def serve_worker_port(
         async with stream:
             secure = await open_tls(stream, tls, peer_of(stream))
             if secure is not None:
-                await serve(secure)
+                await serve(secure)  # type: ignore[arg-type]
 
     listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(listener))]
     await trio.serve_listeners(handle, listeners, task_status=task_status)

@@ -31,7 +31,7 @@ import trio
 from werkzeug.datastructures import Headers, MultiDict
 
 from .._auth import Auth, Role, bearer
-from .._errors import Conflict, InvalidInput, Unauthorized, WorkyardError
+from .._errors import Conflict, InvalidInput, Unauthorized, Unavailable, WorkyardError
 from .._model import Subscription, Task
 from ..hub import Hub, Session
 from ..protocol import (
@@ -254,8 +254,9 @@ async def serve_worker(upgrade: WorkerUpgrade, hub: Hub, auth: Auth) -> None:
                         await _tell_if_not_ours(socket, hub, worker_id, answer.task_id)
     finally:
         hub.detach(worker_id, conn, conn.closed_because or "connection closed")
-    if conn.closed_because:  # the hub dropped it (another connection took over its id)
-        displaced = Conflict(conn.closed_because)
+    if conn.closed_because:  # the hub dropped it: another connection took over its id, or
+        # the hub stopped leading (then the worker should come back: try again later)
+        displaced = (Conflict if hub.leading else Unavailable)(conn.closed_because)
         await socket.close(displaced.close_code, displaced.reason)
 
 

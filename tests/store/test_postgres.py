@@ -342,7 +342,7 @@ async def test_a_new_schema_gets_the_current_version(postgres_schema: tuple[str,
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
         nursery.cancel_scope.cancel()
-    assert schema_version(url, schema) == VERSION == 3
+    assert schema_version(url, schema) == VERSION == 4
 
 
 async def test_stores_starting_together_on_an_empty_schema_migrate_it_once(
@@ -381,3 +381,38 @@ async def test_a_schema_from_a_newer_workyard_is_refused_and_left_alone(
         assert db.execute("SELECT table_name FROM information_schema.tables "
                           "WHERE table_schema = %s", (schema,)).fetchall() == [
             ("workyard_schema",)]
+
+
+# -- several hubs on one database -----------------------------------------------------
+
+
+async def test_a_leaders_writes_fail_whole_once_another_term_began_and_it_is_told(
+        pg: PostgresStore, postgres_schema: tuple[str, str]) -> None:
+    url, schema = postgres_schema
+    told: list[tuple[int, str]] = []
+    pg.on_deposed = lambda term, why: told.append((term, why))
+    with admin(url) as db:
+        db.execute(f"UPDATE {schema}.hub_leader SET term = 7")  # type: ignore[arg-type]
+    pg.fence = 7
+    kept = task()
+    await pg.commit(InsertTasks([kept]))  # the current term writes
+    with admin(url) as db:  # another hub is elected
+        db.execute(f"UPDATE {schema}.hub_leader SET term = 8")  # type: ignore[arg-type]
+    late = task()
+    with pytest.raises(StoreError, match="another hub was elected after term 7"):
+        await pg.commit(InsertTasks([late]))
+    assert told and told[0][0] == 7 and "term 7" in told[0][1]
+    assert await pg.tasks.get(kept.id) is not None
+    assert await pg.tasks.get(late.id) is None  # nothing of the fenced batch was kept
+
+
+async def test_a_followers_inserts_are_announced_to_listeners_at_commit(
+        pg: PostgresStore, postgres_schema: tuple[str, str]) -> None:
+    url, schema = postgres_schema
+    pg.channel = f"workyard.{schema}"
+    with admin(url) as listener:
+        listener.execute(f'LISTEN "workyard.{schema}"')  # type: ignore[arg-type]
+        tasks = [task() for _ in range(3)]
+        await pg.commit(InsertTasks(tasks))
+        heard = [n.payload for n in listener.notifies(timeout=NET_TIMEOUT, stop_after=1)]
+    assert heard == [",".join(t.id for t in tasks)]

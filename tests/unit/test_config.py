@@ -32,6 +32,8 @@ FLAGS = {
     "stats_retention": "--stats-retention",
     "allow_lockout": "--allow-lockout",
     "certfile": "--certfile", "keyfile": "--keyfile",
+    "advertise_url": "--advertise-url", "election_interval": "--election-interval",
+    "leader_heartbeat": "--leader-heartbeat",
 }
 
 #: one valid non-default text value per field, and the value it must become
@@ -52,6 +54,8 @@ VALUES = {
     "heartbeat_liveness": ("30", 30.0), "stats_retention": ("3600", 3600.0),
     "allow_lockout": ("true", True),
     "certfile": ("hub.pem", "hub.pem"), "keyfile": ("hub-key.pem", "hub-key.pem"),
+    "advertise_url": ("http://10.0.0.5:8470", "http://10.0.0.5:8470"),
+    "election_interval": ("0.2", 0.2), "leader_heartbeat": ("2", 2.0),
 }
 
 
