@@ -10,7 +10,8 @@ come within `CONFIRM_TIMEOUT`. Any failure drops the connection; the next call o
 a new one, so a restarted broker is picked up by the relay's next retry.
 
 Exchanges are declared (topic, durable) on every new connection before anything is
-published on it. Messages are persistent UTF-8 JSON.
+published on it. Messages are persistent UTF-8 JSON whose `message_id` is the
+event's outbox seq.
 """
 
 from __future__ import annotations
@@ -36,11 +37,16 @@ __all__ = ["AmqpSink"]
 
 log = logging.getLogger("workyard.outbox")
 
-_PROPERTIES = pika.BasicProperties(content_type="application/json",
-                                   content_encoding="utf-8", delivery_mode=2)
 #: seconds to connect and declare the exchanges, and for a batch's confirms
 CONNECT_TIMEOUT = 10.0
 CONFIRM_TIMEOUT = 30.0
+
+
+def _properties(row: OutboxRow) -> pika.BasicProperties:
+    """Persistent JSON; `message_id` is the outbox seq, so a consumer can drop the
+    repeats at-least-once delivery may bring."""
+    return pika.BasicProperties(content_type="application/json", content_encoding="utf-8",
+                                delivery_mode=2, message_id=str(row.seq))
 
 
 class BrokerError(Exception):
@@ -193,7 +199,7 @@ class _Connection:
             for row in batch.rows:
                 self._tag += 1
                 self._unconfirmed[self._tag] = batch
-                channel.basic_publish(row.exchange, row.routing_key, row.body, _PROPERTIES)
+                channel.basic_publish(row.exchange, row.routing_key, row.body, _properties(row))
         except Exception as exc:  # noqa: BLE001 - the connection is failing
             self._fail(BrokerError(f"publishing failed: {exc!r}"))
             self._close()
