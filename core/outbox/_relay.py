@@ -39,6 +39,8 @@ WINDOW = 4 * BATCH
 #: seconds between retries of a failed sink: doubling from the first to the last
 BACKOFF = (0.05, 2.0)
 PURGE_INTERVAL = 600.0
+#: seconds between writes of the store's copy of the cursor, at least
+CURSOR_INTERVAL = 0.05
 
 
 class Confirmation(Protocol):
@@ -111,9 +113,10 @@ class Relay:
                             await self._failed(f"could not publish events: {exc.__cause__}")
                     started = await self._start_sink()
         finally:
-            if self.sink is not None:
-                with trio.CancelScope(shield=True):
+            with trio.CancelScope(shield=True):
+                if self.sink is not None:
                     await self.sink.close()
+                await self._last_cursor()
 
     async def _start_sink(self) -> bool:
         assert self.sink is not None
@@ -194,11 +197,13 @@ class Relay:
         self._mark.set()
 
     async def _store_cursor(self) -> None:
-        """Keeps the store's copy of the cursor, one write at a time (a later one
-        covers every earlier one; lagging only means delivering again after a kill)."""
+        """Keeps the store's copy of the cursor, one write at a time and at most one per
+        CURSOR_INTERVAL (a later one covers every earlier one; lagging only means
+        delivering a few events again after a kill)."""
         stored = await self.store.outbox.delivered()
         while True:
             await self._mark.wait()
+            await trio.sleep(CURSOR_INTERVAL)
             self._mark = trio.Event()
             seq = self.cursor
             if seq <= stored:
@@ -210,6 +215,16 @@ class Relay:
                 log.warning("could not store the relay's cursor: %s", exc)
                 await trio.sleep(BACKOFF[1])
                 self._mark.set()
+
+    async def _last_cursor(self) -> None:
+        """On the way out, store the cursor if the store still takes writes (else the
+        last few events are delivered again after the restart: at least once)."""
+        with trio.move_on_after(1.0):
+            try:
+                if self.cursor > await self.store.outbox.delivered():
+                    await self.store.commit(MarkDelivered(self.cursor))
+            except StoreError:
+                pass
 
     async def _purge(self) -> None:
         try:
