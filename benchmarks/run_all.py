@@ -38,6 +38,9 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str], float]] = [
     ("demo_fleet.py", "demo_fleet", ["--runs", "3"], ["--runs", "1", "--tasks", "2000"], 300),
     ("demo_fleet.py", "demo_fleet_worker_port", ["--runs", "3", "--worker-port"],
      ["--runs", "1", "--tasks", "2000", "--worker-port"], 300),
+    # needs RabbitMQ, and stops and starts it once (rabbitmqctl) in the middle
+    ("events.py", "events", ["--runs", "3"],
+     ["--runs", "1", "--events", "2000", "--seconds", "2", "--cycles", "200"], 600),
 ]
 
 
