@@ -74,6 +74,32 @@ class _Batch:
             raise self.error
 
 
+class _CorkedConnection(pika.SelectConnection):
+    """pika's SelectConnection, writing a batch's frames to the socket at once: pika
+    hands each frame (three per message) to the socket with a send of its own, which
+    cost a third of the relay's CPU per event. Between `cork` and `uncork` frames are
+    kept and then written as one buffer. It overrides one private hook of pika's
+    (`_output_marshaled_frames`, pika 1.x): if a pika release renames it, this class
+    simply writes frame by frame again."""
+
+    _corked: list[bytes] | None = None
+
+    def _output_marshaled_frames(self, marshaled_frames: Sequence[bytes]) -> None:
+        if self._corked is None:
+            super()._output_marshaled_frames(marshaled_frames)
+            return
+        self._corked.extend(marshaled_frames)
+
+    def cork(self) -> None:
+        self._corked = []
+
+    def uncork(self) -> None:
+        frames, self._corked = self._corked, None
+        if frames:
+            super()._output_marshaled_frames([b"".join(frames)])
+            self.frames_sent += len(frames) - 1
+
+
 class _Connection:
     """One broker connection and its ioloop thread. Everything but `open`, `send` and
     `close` runs on that thread; trio hears back through its token."""
@@ -85,7 +111,7 @@ class _Connection:
         self.ready = trio.Event()
         self.error: BaseException | None = None
         self.closed = False
-        self._connection: pika.SelectConnection | None = None
+        self._connection: _CorkedConnection | None = None
         self._channel: pika.channel.Channel | None = None
         #: delivery tag -> its batch, in publish order (confirms come in that order)
         self._unconfirmed: dict[int, _Batch] = {}
@@ -154,7 +180,7 @@ class _Connection:
 
     def _run(self) -> None:
         try:
-            self._connection = pika.SelectConnection(
+            self._connection = _CorkedConnection(
                 self.params, on_open_callback=self._opened,
                 on_open_error_callback=self._open_failed, on_close_callback=self._dropped)
             self._connection.ioloop.start()
@@ -167,7 +193,7 @@ class _Connection:
             except trio.RunFinishedError:
                 pass
 
-    def _opened(self, connection: pika.SelectConnection) -> None:
+    def _opened(self, connection: _CorkedConnection) -> None:
         if self.closed:  # closed from trio while it connected
             self._close()
             return
@@ -195,11 +221,18 @@ class _Connection:
             self._tell(batch.done)
             return
         batch.unconfirmed = len(batch.rows)
+        connection = self._connection
+        assert connection is not None
         try:
-            for row in batch.rows:
-                self._tag += 1
-                self._unconfirmed[self._tag] = batch
-                channel.basic_publish(row.exchange, row.routing_key, row.body, _properties(row))
+            connection.cork()
+            try:
+                for row in batch.rows:
+                    self._tag += 1
+                    self._unconfirmed[self._tag] = batch
+                    channel.basic_publish(row.exchange, row.routing_key, row.body,
+                                          _properties(row))
+            finally:
+                connection.uncork()
         except Exception as exc:  # noqa: BLE001 - the connection is failing
             self._fail(BrokerError(f"publishing failed: {exc!r}"))
             self._close()
