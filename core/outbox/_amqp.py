@@ -188,6 +188,11 @@ class _Connection:
             self._fail(BrokerError(f"broker connection failed: {exc!r}"))
         finally:
             self.closed = True
+            if self._connection is not None:  # its poller and wake-up socket
+                try:
+                    self._connection.ioloop.close()
+                except Exception as exc:  # noqa: BLE001 - going away either way
+                    log.debug("closing the broker ioloop: %r", exc)
             try:
                 self.token.run_sync_soon(self._abandon)
             except trio.RunFinishedError:
