@@ -177,6 +177,30 @@ def rows() -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
                 lines.append(f"| - | store writes with the event loop {loop}: µs wall per task, "
                              f"one statement per row → per 128 rows | {a['wall_us_per_task']} → "
                              f"{b['wall_us_per_task']} | - | - |")
+    ev = _load("events")
+    if ev:
+        machines.append(("events", ev["machine"]))
+        s, n = ev["summary"], len(ev["runs"])
+        if s:
+            lines.append(f"| 5 | pool events: outbox → RabbitMQ with publisher confirms | "
+                         f"{_fmt(s['events_per_s'])} events/s ({_fmt(s['cpu_us_per_event'])} µs "
+                         f"CPU per event; {n} runs) | ≥ 5,000 | "
+                         f"{_ok(s['events_per_s'] >= 5000)} |")
+            lines.append(f"| 5 | pool events: committed change → RabbitMQ consumer at "
+                         f"{_fmt(ev['settings']['rate'])} events/s | p50 "
+                         f"{_fmt(s['latency_p50_ms'])} ms, p99 {_fmt(s['latency_p99_ms'])} ms | "
+                         f"p99 < 20 ms | {_ok(s['latency_p99_ms'] < 20)} |")
+        c = ev.get("cycles")
+        if c:
+            met = (not c["missing"] and c["in_order_per_pool"] and not c["rolled_back_events"]
+                   and not c["strangers"])
+            lines.append(
+                f"| 5 | pool events: {c['cycles']:,} worker attach/detach cycles in "
+                f"{c['pools']} pools, broker restarted in the middle | {c['delivered']:,} of "
+                f"{c['outbox_events']:,} events delivered ({c['repeats']} repeats), in order "
+                f"per pool: {'yes' if c['in_order_per_pool'] else 'no'}; "
+                f"{c['rolled_back_events']} events of {c['rolled_back']} rolled-back updates | "
+                f"all, in order, none rolled back | {_ok(met)} |")
     return lines, machines
 
 

@@ -43,6 +43,9 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str], float]] = [
     ("failover.py", "failover", ["--runs", "5"],
      ["--runs", "1", "--workers", "20", "--warmup", "2", "--after", "2", "--outage", "3"],
      900),
+    # needs RabbitMQ, and stops and starts it once (rabbitmqctl) in the middle
+    ("events.py", "events", ["--runs", "3"],
+     ["--runs", "1", "--events", "2000", "--seconds", "2", "--cycles", "200"], 600),
 ]
 
 

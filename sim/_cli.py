@@ -30,7 +30,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     from ._scenario import shipped_scenarios
 
     parser.add_argument("scenario", help="a shipped scenario (" + ", ".join(shipped_scenarios())
-                        + ") or the path of a TOML file")
+                        + "; with a worker pool and its provisioner: autoscale) or the path "
+                        "of a TOML file")
     parser.add_argument("--seed", type=int, help="override the scenario's seed")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="where to write the report (default: out/sim/SCENARIO)")
@@ -49,9 +50,18 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ._provisioning import is_provisioned, run_provisioned
+    from ._scenario import ScenarioError, load_scenario
+
+    if is_provisioned(args.scenario):  # a worker pool and its provisioner
+        try:
+            return run_provisioned(args.scenario, seed=args.seed, duration=args.duration,
+                                   out=args.out, quiet=args.quiet)
+        except ScenarioError as exc:
+            print(f"workyard sim: {exc}", file=sys.stderr)
+            return 2
     from ._report import metrics_document, results_table, write_outputs
     from ._runner import simulate
-    from ._scenario import ScenarioError, load_scenario
 
     try:
         scenario = load_scenario(args.scenario).scaled(args.scale)

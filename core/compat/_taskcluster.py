@@ -9,6 +9,11 @@
     GET    /workers/<id>          ?limit&continuationToken&state
     GET    /workers/<id>/<group>/<workerId>
 
+and Taskcluster's queue `pendingTasks` at `/api/queue/v1/pending/<taskQueueId>` (a
+task queue id is a worker pool id): the waiting tasks only a new worker of that pool
+would take, counted by the scheduler from the subscriptions the pool's `config`
+declares (`hub/_pools.py`), for a provisioner to scale on.
+
 The client percent-encodes the `/` in a pool id, which the server decodes: the routes
 take the rest of the path and tell the calls apart by segment count. Errors have
 Taskcluster's body `{code, message, requestInfo}` and codes (InvalidRequestArguments,
@@ -44,7 +49,7 @@ from .._config import Settings
 from .._errors import Conflict, NotFound, WorkyardError
 from ..http import json_response
 from ..hub import Hub
-from ..hub._pools import Pool, StoppedWorker, capacity_of
+from ..hub._pools import Pool, StoppedWorker, capacity_of, offer_of
 from ..hub._sessions import Session
 from ..outbox._exchanges import iso
 from ..store import PoolRecord
@@ -54,6 +59,7 @@ __all__ = ["HawkCredentials", "TaskclusterError", "add_taskcluster_routes"]
 log = logging.getLogger("workyard.taskcluster")
 
 PREFIX = "/api/worker-manager/v1"
+QUEUE_PREFIX = "/api/queue/v1"
 POOL_ID = re.compile(r"^[a-zA-Z0-9-_]{1,38}/[a-z]([-a-z0-9]{0,36}[a-z0-9])?$")
 PROVIDER_ID = re.compile(r"^([a-zA-Z0-9-_]*)$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -189,6 +195,7 @@ def _body(raw: bytes, *, update: bool, worker_pool_id: str) -> PoolRecord:
     if update and payload.get("workerPoolId", worker_pool_id) != worker_pool_id:
         raise TaskclusterError("InputError", 400,
                                "workerPoolId in the payload must match the one in the URL")
+    offer_of(payload["config"])  # what it declares its workers take: InputError if bad
     return PoolRecord(worker_pool_id, provider, description, _canonical(payload["config"]),
                       owner, payload["emailOnError"], 0.0, 0.0)
 
@@ -236,7 +243,7 @@ def _page(keys: list[str], items: dict[str, Any], name: str) -> dict[str, Any]:
 # -- answers ------------------------------------------------------------------------
 
 
-def pool_json(pool: Pool, pending: int | None = None) -> dict[str, Any]:
+def pool_json(pool: Pool, pending: int) -> dict[str, Any]:
     r = pool.record
     stopped = list(pool.stopped.values())
     running = pool.running_capacity
@@ -248,9 +255,8 @@ def pool_json(pool: Pool, pending: int | None = None) -> dict[str, Any]:
         "requestedCount": 0, "runningCount": len(pool.workers), "stoppingCount": 0,
         "stoppedCount": len(stopped), "requestedCapacity": 0, "runningCapacity": running,
         "stoppingCapacity": 0, "stoppedCapacity": sum(w.capacity for w in stopped),
+        "pendingTasks": pending,
     }
-    if pending is not None:
-        answer["pendingTasks"] = pending
     return answer
 
 
@@ -282,8 +288,7 @@ def _workers(pool: Pool) -> dict[str, dict[str, Any]]:
 Handler = Callable[..., Awaitable[Response]]
 
 
-def add_taskcluster_routes(app: QuartTrio, hub: Hub, settings: Settings, auth: Auth,
-                           pending: Callable[[Pool], int] | None = None) -> None:
+def add_taskcluster_routes(app: QuartTrio, hub: Hub, settings: Settings, auth: Auth) -> None:
     hawk = HawkCredentials(settings.taskcluster_clients)
 
     def api(name: str, write: bool = False) -> Callable[[Handler], Handler]:
@@ -320,7 +325,7 @@ def add_taskcluster_routes(app: QuartTrio, hub: Hub, settings: Settings, auth: A
             + ("admin token" if write else "token"))
 
     def _counted(pool: Pool) -> dict[str, Any]:
-        return pool_json(pool, pending(pool) if pending is not None else None)
+        return pool_json(pool, hub.pending_tasks().get(pool.record.worker_pool_id, 0))
 
     @app.get(PREFIX + "/ping")
     async def worker_manager_ping() -> Response:
@@ -373,9 +378,22 @@ def add_taskcluster_routes(app: QuartTrio, hub: Hub, settings: Settings, auth: A
     @app.get(PREFIX + "/worker-pools")
     @api("listWorkerPools")
     async def list_pools() -> Response:
-        pools = hub.pools.pools
-        return json_response(_page(sorted(pools), {k: _counted(p) for k, p in pools.items()},
-                                   "workerPools"))
+        pools, pending = hub.pools.pools, hub.pending_tasks()
+        return json_response(_page(sorted(pools), {k: pool_json(p, pending.get(k, 0))
+                                                   for k, p in pools.items()}, "workerPools"))
+
+    @app.get(QUEUE_PREFIX + "/pending/<path:taskQueueId>")
+    @api("pendingTasks")
+    async def pending_tasks(taskQueueId: str) -> Response:
+        """Taskcluster's queue.pendingTasks for a worker pool's task queue."""
+        if hub.pools.get(_pool_id(taskQueueId)) is None:
+            raise TaskclusterError("ResourceNotFound", 404,
+                                   f"no worker pool {taskQueueId!r}: pending tasks are "
+                                   "counted for worker pools")
+        provisioner, worker_type = taskQueueId.split("/")
+        return json_response({"taskQueueId": taskQueueId, "provisionerId": provisioner,
+                              "workerType": worker_type,
+                              "pendingTasks": hub.pending_tasks()[taskQueueId]})
 
     @app.get(PREFIX + "/workers/<path:rest>")
     @api("listWorkersForWorkerPool")

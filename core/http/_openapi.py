@@ -67,8 +67,9 @@ __all__ = ["FOREIGN_PREFIXES", "OPERATIONS", "UNDOCUMENTED", "Operation", "add_o
 UNDOCUMENTED = frozenset({("GET", "/work/queue"), ("GET", "/static/{filename}"),
                           ("GET", "/events")})
 #: routes of protocols described by their own references, whose clients are generated
-#: from those: Taskcluster's worker-manager, ClearML's `workers.*` and `auth.login`
-FOREIGN_PREFIXES = ("/api/worker-manager/", "/<any(", "/v{version}/<any(")
+#: from those: Taskcluster's worker-manager (and its queue's pendingTasks), ClearML's
+#: `workers.*` and `auth.login`
+FOREIGN_PREFIXES = ("/api/worker-manager/", "/api/queue/", "/<any(", "/v{version}/<any(")
 
 
 @dataclass(frozen=True)

@@ -354,6 +354,14 @@ class Hub:
             self._apply(self.scheduler.cancel(task_id, now=self.now()))
         return await self.get(task_id)
 
+    def pending_tasks(self) -> dict[str, int]:
+        """Per worker pool, the waiting tasks only a new worker of that pool would take
+        and no attached worker can take now (0 for a pool whose `config` declares no
+        subscriptions, or that is being drained): what a provisioner scales on."""
+        counts = dict.fromkeys(self.pools.pools, 0)
+        counts.update(self.scheduler.demand(self.pools.offers()))
+        return counts
+
     @property
     def unfinished(self) -> int:
         return len(self.scheduler.tasks)

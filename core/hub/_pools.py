@@ -8,6 +8,11 @@ sees it) and committed with its events in one store transaction; if the commit f
 the pool is put back as stored and the caller gets the StoreError: no event is ever
 stored for a change that was not.
 
+A pool's `config` may declare what its workers will take — `subscriptions` in the
+workers' own declaration form, and `capacityPerWorker` — so the hub can tell a
+provisioner how many waiting tasks only a new worker of that pool would take
+(`Hub.pending_tasks`, counted by the scheduler's `demand`).
+
 A pool whose providerId is `null-provider` is being drained: it admits no new
 workers, keeps the attached ones, and is removed — with an event saying so — the
 moment its last worker leaves (at once if it has none).
@@ -15,16 +20,21 @@ moment its last worker leaves (at once if it has none).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+import msgspec
 import trio
 
 from .._errors import Conflict, InvalidInput, NotFound
+from .._model import Subscription
+from ..protocol import check_declaration
 from ..outbox import POOL_REMOVED, Feed, pool_event, worker_event
 from ..store import (
     AppendEvents,
@@ -39,7 +49,7 @@ from ..store import (
 )
 from ._sessions import Session
 
-__all__ = ["DRAIN_PROVIDER", "Pool", "Pools", "StoppedWorker"]
+__all__ = ["DRAIN_PROVIDER", "Offer", "Pool", "Pools", "StoppedWorker", "offer_of"]
 
 log = logging.getLogger("workyard.pools")
 
@@ -49,6 +59,67 @@ IDENTIFIER = re.compile(r"^[a-zA-Z0-9_-]{1,38}$")
 DEFAULT_GROUP = "default"
 #: stopped workers remembered per pool, for the workers listing
 KEEP_STOPPED = 1000
+
+
+#: the largest `capacityPerWorker` a pool may declare
+MAX_CAPACITY_PER_WORKER = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """What a pool's workers will take, as its `config` declares it."""
+
+    subscriptions: tuple[Subscription, ...]
+    #: tasks in flight per worker (None: not declared)
+    capacity: int | None = None
+
+
+def offer_of(config: Mapping[str, Any]) -> Offer | None:
+    """The offer a pool's `config` declares (None: no `subscriptions`); raises
+    InvalidInput saying what is wrong with it."""
+    raw = config.get("subscriptions")
+    capacity = config.get("capacityPerWorker")
+    if raw is None:
+        if capacity is not None:
+            raise InvalidInput("config.capacityPerWorker needs config.subscriptions")
+        return None
+    if not isinstance(raw, list) or not raw:
+        raise InvalidInput('config.subscriptions must be a non-empty array of '
+                           '{"name": ..., "filter": {...}} objects')
+    subs = []
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict) or not set(entry) <= {"name", "filter"}:
+            raise InvalidInput(f'config.subscriptions[{i}] must be an object with "name" '
+                               'and optionally "filter"')
+        filter_ = entry.get("filter")
+        if filter_ is not None and not isinstance(filter_, dict):
+            raise InvalidInput(f"config.subscriptions[{i}].filter must be an object")
+        try:
+            subs.append(Subscription.of(entry.get("name"), filter_))  # type: ignore[arg-type]
+        except InvalidInput as exc:
+            raise InvalidInput(f"config.subscriptions[{i}]: {exc.message}") from None
+    try:
+        subs = check_declaration(subs)
+    except InvalidInput as exc:
+        raise InvalidInput(f"config.subscriptions: {exc.message}") from None
+    if capacity is not None and (type(capacity) is not int
+                                 or not 1 <= capacity <= MAX_CAPACITY_PER_WORKER):
+        raise InvalidInput(f"config.capacityPerWorker must be a whole number from 1 to "
+                           f"{MAX_CAPACITY_PER_WORKER:,}")
+    return Offer(tuple({s.key: s for s in subs}.values()), capacity)
+
+
+_decode_config = msgspec.json.Decoder(dict[str, Any])
+
+
+@functools.lru_cache(maxsize=1024)
+def stored_offer(config: bytes) -> Offer | None:
+    """The offer of a stored config (checked when it was set; one stored before
+    offers existed and now invalid counts as none)."""
+    try:
+        return offer_of(_decode_config.decode(config))
+    except (InvalidInput, msgspec.DecodeError, msgspec.ValidationError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +142,10 @@ class Pool:
     @property
     def draining(self) -> bool:
         return self.record.provider_id == DRAIN_PROVIDER
+
+    @property
+    def offer(self) -> Offer | None:
+        return stored_offer(self.record.config)
 
     @property
     def running_capacity(self) -> int:
@@ -279,6 +354,16 @@ class Pools:
             self._remove(pool, events)
         else:
             self._write(AppendEvents(events))
+
+    def offers(self) -> dict[str, tuple[Subscription, ...]]:
+        """The subscriptions new workers of each pool would declare: pools that declare
+        them and are not being drained (those take no new workers)."""
+        found = {}
+        for pool_id, pool in self.pools.items():
+            offer = pool.offer
+            if offer is not None and not pool.draining:
+                found[pool_id] = offer.subscriptions
+        return found
 
     def __len__(self) -> int:
         return len(self.pools)

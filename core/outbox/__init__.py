@@ -4,7 +4,8 @@ committed with the change it reports (`store.AppendEvents`), then
 * `Feed` fans each committed event out to the embedded stream's live subscribers
   and wakes the relay;
 * `Relay` delivers the outbox in order, at least once, to RabbitMQ when configured
-  (`AmqpSink`), moving the store's cursor only once the broker confirmed;
+  (`AmqpSink`), batches pipelined, moving its cursor past a batch only once the
+  broker confirmed it;
 * `add_stream_routes` serves the stream (SSE on the main port): bindings by exchange
   and topic pattern, resumable from a seq by replaying the outbox.
 

@@ -1,5 +1,5 @@
 """Committed outbox events, live: what the embedded stream's subscribers read while
-they keep up, and the relay's wake-up.
+they keep up, and what the relay delivers next without reading the store back.
 
 A subscriber never slows the hub: each has a bounded buffer, and one that falls behind
 is told so (`Behind`) and reads the rest from the store, where every event is kept in
@@ -21,6 +21,8 @@ __all__ = ["Behind", "Feed", "Subscription"]
 
 #: rows a live subscriber may fall behind by before it must read from the store
 BUFFER = 10_000
+#: committed rows kept for the relay; one that falls further behind reads the store
+RELAY_BUFFER = 20_000
 
 
 class Behind(Exception):
@@ -88,6 +90,8 @@ class Feed:
         #: subscribers binding hub events, and an event set while there are some
         self.hub_subscribers = 0
         self.hub_wanted = trio.Event()
+        #: committed rows the relay has not taken yet, in seq order
+        self._relay: deque[OutboxRow] = deque(maxlen=RELAY_BUFFER)
 
     def armed(self) -> trio.Event:
         """An event set by the next commit (take it before reading the store)."""
@@ -95,9 +99,23 @@ class Feed:
             self._wake = trio.Event()
         return self._wake
 
+    def take(self, after: int, limit: int) -> list[OutboxRow] | None:
+        """The relay's next rows after seq `after` straight from the commits, or None
+        if they are not all here (a gap: it fell behind, or just started) and it must
+        read the store."""
+        buffered = self._relay
+        while buffered and buffered[0].seq <= after:
+            buffered.popleft()
+        if not buffered:
+            return []
+        if buffered[0].seq != after + 1:
+            return None
+        return [buffered.popleft() for _ in range(min(limit, len(buffered)))]
+
     def committed(self, rows: Iterable[OutboxRow]) -> None:
         for row in rows:
             self.last_seq = max(self.last_seq, row.seq)
+            self._relay.append(row)
             for sub in self._subscribers:
                 if sub.wants(row):
                     sub.offer(row)

@@ -125,6 +125,60 @@ class Scheduler:
             return self._best(buckets)  # only the most specific level counts
         return None
 
+    def demand(self, offers: Mapping[str, Iterable[Subscription]]) -> dict[str, int]:
+        """Waiting tasks per offer — the subscriptions a new worker would declare (a
+        worker pool's) — that such a worker would be a candidate for while no other
+        offer's would be, and that no attached worker can take now.
+
+        A task counts for an offer when the offer's most specific matching
+        subscription is at least as specific as any attached worker matching it (most
+        specific wins: a less specific new worker would never get it), no other offer
+        matches it as specifically (then it is no one's alone), and no attached worker
+        at its top level is free. Costs one pass over the waiting tasks of the offered
+        names, memoized per distinct attrs routing and the offers look at.
+        """
+        counts = dict.fromkeys(offers, 0)
+        by_name: dict[str, list[tuple[str, Subscription]]] = {}
+        for owner, subs in offers.items():
+            for sub in subs:
+                by_name.setdefault(sub.name, []).append((owner, sub))
+        for name, offered in by_name.items():
+            q = self.queues.get(name)
+            if q is None or not q.queued:
+                continue
+            keys = tuple(sorted(set(q.roster.routing_keys).union(
+                *(sub.shape for _, sub in offered))))
+            memo: dict[tuple[str | None, ...], str | None] = {}
+            for g in q.backlog.groups.values():
+                for _, _, task in g.heap:
+                    if task.state is not TaskState.QUEUED:
+                        continue  # final while waiting: dropped lazily from the heap
+                    key = tuple([task.attrs.get(k) for k in keys])
+                    if key in memo:
+                        owner = memo[key]
+                    else:
+                        owner = memo[key] = self._sole_offer(q, task.attrs, offered)
+                    if owner is not None:
+                        counts[owner] += 1
+        return counts
+
+    def _sole_offer(self, q: _Queue, attrs: Mapping[str, str],
+                    offered: list[tuple[str, Subscription]]) -> str | None:
+        """The one offer a waiting task with `attrs` would go to (see `demand`)."""
+        top = q.roster.top(attrs)
+        if top is not None and any(c.best_free() is not None for c in top[1]):
+            return None  # an attached worker can take it now (a drain is pending)
+        best, owners = -1, set()
+        for owner, sub in offered:
+            if sub.matches(q.name, attrs):
+                if sub.specificity > best:
+                    best, owners = sub.specificity, {owner}
+                elif sub.specificity == best:
+                    owners.add(owner)
+        if len(owners) != 1 or (top is not None and top[0] > best):
+            return None
+        return owners.pop()
+
     def next_deadline(self, name: str) -> float | None:
         """The earliest deadline of queue `name` that can still fire.
 

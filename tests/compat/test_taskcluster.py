@@ -233,3 +233,37 @@ async def test_a_bearer_admin_token_may_manage_pools_and_others_only_read(
         assert refused.status_code == 401 and refused.json()["code"] == "AuthenticationFailed"
         read = await http.get(path, headers={"Authorization": "Bearer adm"})
         assert read.status_code == 200 and read.json()["workerPoolId"] == POOL
+
+
+async def test_a_provisioner_reads_the_tasks_only_its_pools_new_workers_would_take(
+        server: Served, http: httpx.AsyncClient) -> None:
+    wm = manager(server)
+    config = {"subscriptions": [{"name": "build", "filter": {"os": ["linux"]}}],
+              "capacityPerWorker": 2}
+    await call(wm.createWorkerPool, POOL, {**SPEC, "config": config})
+    for attrs in ({"os": "linux"}, {"os": "linux"}, {"os": "mac"}):
+        answer = await http.post("/tasks", json={"name": "build", "attrs": attrs})
+        assert answer.status_code in (200, 201), answer.text
+    queue = taskcluster.Queue({"rootUrl": server.url, "maxRetries": 0})
+    assert await call(queue.pendingTasks, POOL) == {
+        "taskQueueId": POOL, "provisionerId": "proj", "workerType": "linux", "pendingTasks": 2}
+    assert (await call(wm.workerPool, POOL))["pendingTasks"] == 2
+    # a worker of the pool takes them: nothing is pending any more
+    url = server.ws(f"/work/queue?task=build&os=linux&worker_id=w1&capacity=2"
+                    f"&worker_pool={POOL}")
+    async with open_websocket_url(url) as ws:
+        for _ in range(2):
+            with trio.fail_after(NET_TIMEOUT):
+                await ws.get_message()
+        assert (await call(queue.pendingTasks, POOL))["pendingTasks"] == 0
+    assert (await failure(queue.pendingTasks, "proj/nothing")).status_code == 404
+    assert (await failure(queue.pendingTasks, "no-slash")).body["code"] == \
+        "InvalidRequestArguments"
+
+
+async def test_a_pool_config_declaring_bad_subscriptions_is_an_input_error(
+        server: Served) -> None:
+    bad = {**SPEC, "config": {"subscriptions": [{"name": "build", "filter": {"os": 3}}]}}
+    failed = await failure(manager(server).createWorkerPool, POOL, bad)
+    assert failed.status_code == 400 and failed.body["code"] == "InputError"
+    assert "config.subscriptions[0]" in failed.body["message"]

@@ -131,6 +131,8 @@ async def test_a_consumer_bound_by_provider_gets_exactly_that_providers_pool_eve
              {"workerPoolId": POOL, "providerId": "aws", "previousProviderId": "aws"})]
         props = got[0][3]
         assert props.content_type == "application/json" and props.delivery_mode == 2
+        # the outbox seq, for consumers to drop at-least-once repeats
+        assert [p.message_id for _, _, _, p in got] == ["1", "3"]
         assert [body["workerPoolId"] for _, _, body, _ in await every.take(3)] == [
             POOL, "proj/other", POOL]
 

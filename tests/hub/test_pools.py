@@ -4,6 +4,8 @@ commits with it (`hub.pools`, on the in-memory store)."""
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,8 +13,9 @@ import pytest
 import trio
 import trio.testing
 
-from workyard import Hub, Subscription
-from workyard._errors import Conflict
+from workyard import Hub, Subscription, Task
+from workyard._errors import Conflict, InvalidInput
+from workyard.hub._pools import offer_of
 from workyard.outbox import POOL_REMOVED, WORKER_MANAGER_PREFIX
 from workyard.store import PoolRecord, StoreError
 from workyard.testing import MemoryStore, RecordingLink
@@ -151,3 +154,75 @@ async def test_a_pool_change_that_does_not_commit_is_undone_and_publishes_nothin
     assert hub.pools.get("other/pool") is None
     store.failing = False
     assert [e[0] for e in await settled(hub)] == ["worker-pool-created"]
+
+
+# -- demand: what a provisioner scales on ----------------------------------------------
+
+
+def offering(pool_id: str, *subscriptions: dict[str, Any], capacity: int = 2) -> PoolRecord:
+    config = json.dumps({"subscriptions": list(subscriptions), "capacityPerWorker": capacity})
+    return PoolRecord(pool_id, "aws", "d", config.encode(), "me@example.com", False, 0.0, 0.0)
+
+
+def task(name: str, **attrs: str) -> Task:
+    return Task(id=f"{name}-{uuid.uuid4().hex[:8]}", name=name, attrs=attrs)
+
+
+async def test_pending_tasks_count_what_only_a_new_worker_of_the_pool_would_take(
+        start_hub: StartHub) -> None:
+    hub = await start_hub()
+    await hub.pools.create(offering("proj/linux", {"name": "build", "filter": {"os": "linux"}}))
+    await hub.pools.create(offering("proj/any", {"name": "build"}, {"name": "test"}))
+    await hub.pools.create(record("proj/plain"))  # declares nothing
+    await hub.submit([task("build", os="linux"), task("build", os="linux"),
+                      task("build", os="mac"), task("test"), task("other")])
+    # linux builds go to the more specific linux pool; the rest of `build` and `test`
+    # only to `any`; `other` to no pool
+    assert hub.pending_tasks() == {"proj/linux": 2, "proj/any": 2, "proj/plain": 0}
+    # an attached, busy worker more specific than `any` will take the mac build
+    busy = RecordingLink()
+    hub.attach("mac1", [Subscription.of("build", {"os": "mac"}), Subscription.of("test")],
+               busy, capacity=1)
+    assert [t.attrs for t in busy.tasks] == [{"os": "mac"}]  # first in line
+    # the test task: `any`'s workers would be as specific as mac1, and mac1 is busy
+    assert hub.pending_tasks() == {"proj/linux": 2, "proj/any": 1, "proj/plain": 0}
+    # a free worker takes what it can at once: nothing of its own stays pending
+    hub.attach("w1", [Subscription.of("test")], RecordingLink(), capacity=10)
+    assert hub.pending_tasks() == {"proj/linux": 2, "proj/any": 0, "proj/plain": 0}
+
+
+async def test_a_task_two_pools_could_take_equally_is_neither_pools_alone(
+        start_hub: StartHub) -> None:
+    hub = await start_hub()
+    await hub.pools.create(offering("proj/a", {"name": "build"}))
+    await hub.pools.create(offering("proj/b", {"name": "build"}))
+    await hub.submit([task("build")])
+    assert hub.pending_tasks() == {"proj/a": 0, "proj/b": 0}
+
+
+async def test_a_draining_pool_has_no_demand_and_leaves_it_to_the_others(
+        start_hub: StartHub) -> None:
+    hub = await start_hub()
+    await hub.pools.create(offering("proj/a", {"name": "build"}))
+    await hub.pools.create(offering("proj/b", {"name": "build"}))
+    link = RecordingLink()
+    hub.attach("w1", [Subscription.of("x")], link, worker_pool="proj/a")
+    await hub.submit([task("build")])
+    await hub.pools.delete("proj/a")  # drains: it keeps w1, takes no new worker
+    assert hub.pending_tasks() == {"proj/a": 0, "proj/b": 1}
+
+
+@pytest.mark.parametrize(("config", "said"), [
+    ({"subscriptions": "build"}, "non-empty array"),
+    ({"subscriptions": []}, "non-empty array"),
+    ({"subscriptions": [{"name": "build", "extra": 1}]}, "subscriptions[0]"),
+    ({"subscriptions": [{"name": ""}]}, "non-empty task name"),
+    ({"subscriptions": [{"name": "b", "filter": ["os"]}]}, "filter must be an object"),
+    ({"subscriptions": [{"name": "b"}], "capacityPerWorker": 0}, "capacityPerWorker"),
+    ({"subscriptions": [{"name": "b"}], "capacityPerWorker": True}, "capacityPerWorker"),
+    ({"capacityPerWorker": 3}, "needs config.subscriptions"),
+])
+def test_a_bad_declaration_in_a_pools_config_says_what_is_wrong(
+        config: dict[str, Any], said: str) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(said)):
+        offer_of(config)
