@@ -121,7 +121,7 @@ class Scheduler:
         q = self.queues.get(name)
         if q is None:
             return None
-        for buckets in self._levels(q, attrs):
+        for buckets in q.roster.matching(attrs):
             return self._best(buckets)  # only the most specific level counts
         return None
 
@@ -279,7 +279,9 @@ class Scheduler:
         task = self.tasks.get(task_id)
         if task is None:
             return [], "unknown task, or already final"
-        if not any(a.worker == worker_id for a in task.attempts):
+        attempts = task.attempts  # the current attempt's worker answers most often
+        if not ((attempts and attempts[-1].worker == worker_id)
+                or any(a.worker == worker_id for a in attempts)):
             return [], f"task was never assigned to worker {worker_id!r}"
         effects: list[Effect] = []
         q = self.queues[task.name]
@@ -441,11 +443,6 @@ class Scheduler:
         """A free worker's place in a class heap: fewest outstanding, then the tie-break."""
         tie = w.attach_seq if self.policy is Policy.ATTACH_ORDER else w.last_assigned
         return (len(w.outstanding), tie, w.version, w.id)
-
-    def _levels(self, q: _Queue, attrs: Mapping[str, str]) -> Iterable[
-            list[dict[object, WorkerClass]]]:
-        """Non-empty matching buckets, one list per specificity level, most specific first."""
-        return q.roster.matching(attrs)
 
     def _best(self, buckets: list[dict[object, WorkerClass]]) -> WorkerState | None:
         return self._best_of([c for bucket in buckets for c in bucket.values()])
