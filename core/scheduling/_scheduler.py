@@ -119,11 +119,14 @@ class Scheduler:
     def pick(self, name: str, attrs: Mapping[str, str]) -> WorkerState | None:
         """The worker that would get a task `name` with `attrs` now, if any."""
         q = self.queues.get(name)
-        if q is None:
-            return None
-        for buckets in q.roster.matching(attrs):
-            return self._best(buckets)  # only the most specific level counts
-        return None
+        buckets = q.roster.top_buckets(attrs) if q is not None else None
+        if buckets is None:
+            return None  # only the most specific level counts
+        if len(buckets) == 1 and len(buckets[0]) == 1 and self.policy is not Policy.RANDOM:
+            for c in buckets[0].values():  # one class (the common case): its best free
+                entry = c.best_free()
+                return None if entry is None else c.members[entry[3]]
+        return self._best(buckets)
 
     def next_deadline(self, name: str) -> float | None:
         """The earliest deadline of queue `name` that can still fire.
