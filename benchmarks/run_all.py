@@ -38,6 +38,7 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str], float]] = [
     ("demo_fleet.py", "demo_fleet", ["--runs", "3"], ["--runs", "1", "--tasks", "2000"], 300),
     ("demo_fleet.py", "demo_fleet_worker_port", ["--runs", "3", "--worker-port"],
      ["--runs", "1", "--tasks", "2000", "--worker-port"], 300),
+    ("sim_big.py", "sim_big", [], ["--scale", "0.02"], 1200),
 ]
 
 
