@@ -21,6 +21,10 @@ Figures the model adds, under `scale_out` in metrics.json:
   free held fewer tasks over all hubs than the one it chose;
 * Jain's index of busy time per fleet group;
 * the speed-up the hubs' work would allow: one hub's work over the busiest hub's.
+
+A worker "holds" what the hubs count as outstanding on it, summed over its owners
+(a task on its way through a relay included), so with one hub both counts are 0 by
+construction, and what they count is what partitioning costs.
 """
 
 from __future__ import annotations
@@ -107,8 +111,9 @@ class PartitionedSimulation(_Simulation):
                                   for (hub, subs), share in zip(parts.items(), shares)]
             for hub in list(parts)[:1] if span == "relay" else parts:
                 self.books[hub].connections += g.count
-        #: tasks each worker holds over all hubs: executing, or on their way to it
-        self.load = {w.id: 0 for w in self.workers}
+        #: the hubs each group's workers are attached at
+        self.owners_of = {name: [hub for hub, _, _ in plan] for name, plan in self.plans.items()}
+        self.group_of = {w.id: w.group.name for w in self.workers}
         #: (worker, task) -> deliveries on their way
         self.flying: dict[tuple[str, str], int] = {}
         self.links: dict[tuple[str, int], _RemoteLink] = {}
@@ -163,16 +168,6 @@ class PartitionedSimulation(_Simulation):
         else:
             self._relay(home, owner, _R_ANSWER, w, answer, owner)
 
-    def _finish_execution(self, w: _Worker, task: Task, exec_id: int) -> Answer | None:
-        answer = super()._finish_execution(w, task, exec_id)
-        if answer is not None:
-            self.load[w.id] -= 1
-        return answer
-
-    def _disconnect(self, w: _Worker) -> None:
-        self.load[w.id] -= len(w.running)
-        super()._disconnect(w)
-
     async def other(self, kind: int, w: Any, item: Any, n: int) -> None:
         self._message(kind, w, item, n)
 
@@ -186,8 +181,7 @@ class PartitionedSimulation(_Simulation):
                 del self.flying[key]
             if w.connected and n == w.generation:
                 super().delivered(w, item)
-            else:  # the connection it was for is gone; its owner's detach requeues it
-                self.load[w.id] -= 1
+            # else the connection it was for is gone, and its owner's detach requeues it
         elif kind == _R_ANSWER:
             self._answer(n, w, item)
         elif kind == _R_ATTACH:
@@ -215,23 +209,31 @@ class PartitionedSimulation(_Simulation):
         if self.hubs[hub].answer(w.id, answer) is not None:
             self.ignored += 1
 
+    def _held(self, worker_id: str) -> int:
+        """Tasks the hubs count as outstanding on a worker, summed over its owners."""
+        held = 0
+        for hub in self.owners_of[self.group_of[worker_id]]:
+            state = self.hubs[hub].scheduler.workers.get(worker_id)
+            if state is not None:
+                held += len(state.outstanding)
+        return held
+
     def _handed_over(self, w: _Worker, hub: int, task: Task) -> None:
-        """Book a dispatch at the moment its hub decided it."""
+        """Book a dispatch at the moment its hub decided it (the task counts as
+        outstanding on `w` already)."""
         books = self.books[hub]
         books.dispatched[task.name] = books.dispatched.get(task.name, 0) + 1
-        held = self.load[w.id]
+        scheduler = self.hubs[hub].scheduler
+        seen = len(scheduler.workers[w.id].outstanding) - 1
+        held = self._held(w.id) - 1
         if held >= w.group.capacity:
             self.over_capacity += 1
-        scheduler = self.hubs[hub].scheduler
-        state = scheduler.workers.get(w.id)
-        seen = len(state.outstanding) - 1 if state is not None else 0
         # Only a worker holding tasks this hub cannot see may be the wrong choice: with
         # one hub the scheduler's own count is the whole truth.
         if held > seen and any(
-                c.id != w.id and c.free_for(task.name) and self.load[c.id] < held
+                c.id != w.id and c.free_for(task.name) and self._held(c.id) < held
                 for c in scheduler.candidates(task.name, task.attrs)):
             self.spread_violations += 1
-        self.load[w.id] = held + 1
 
     def in_flight(self) -> set[tuple[str, str]]:
         return set(self.flying)
