@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import resource
 import subprocess
 import sys
@@ -56,7 +57,12 @@ def main() -> int:
     result: dict[str, Any] = {"machine": machine(),
                               "settings": {"seed": args.seed, "scale": args.scale,
                                            "runs": args.runs}}
-    runs = [run_once(args.seed, args.scale, args.timeout) for _ in range(args.runs)]
+    try:
+        runs = [run_once(args.seed, args.scale, args.timeout) for _ in range(args.runs)]
+    except subprocess.TimeoutExpired:
+        print(f"big (scale {args.scale:g}): a run took longer than --timeout {args.timeout:g} s "
+              f"(load {os.getloadavg()[0]:.1f}); nothing written", file=sys.stderr)
+        return 1
     hashes = sorted({r["metrics_sha256"] for r in runs})
     result["runs"] = runs
     result["summary"] = {"wall_s": median([r["wall_s"] for r in runs]),
