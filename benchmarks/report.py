@@ -122,6 +122,19 @@ def rows() -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
                 f"| 3 | scheduler, longest call while an unlimited worker takes a backlog "
                 f"| {summ['longest_call_ms']} ms (unbudgeted: {summ['unbudgeted_call_ms']} ms) "
                 f"| ≤ 50 ms | {_ok(summ['longest_call_ms'] <= 50)} |")
+    sb = _load("sim_big")
+    if sb:
+        machines.append(("sim_big", sb["machine"]))
+        s, scale = sb["summary"], sb["settings"]["scale"]
+        sha = s["metrics_sha256"]
+        sha = sha[:16] + "…" if isinstance(sha, str) else "differs between runs"
+        full = scale == 1
+        lines.append(
+            f"| 6 | simulator, `big` (10,000 workers, ~1 M tasks, seed {sb['settings']['seed']}"
+            f"{'' if full else f', scale {scale:g}'}): wall (CPU) seconds, `sim_big.py` "
+            f"| {s['wall_s']} s ({s['cpu_s']} s CPU); metrics.json sha256 {sha} "
+            f"| < {s['target_wall_s']:g} s wall "
+            f"| {_ok(s['wall_s'] < s['target_wall_s']) if full else '(scaled run)'} |")
     c = _load("connections")
     if c:
         machines.append(("connections", c["machine"]))

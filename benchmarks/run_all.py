@@ -46,6 +46,7 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str], float]] = [
     # needs RabbitMQ, and stops and starts it once (rabbitmqctl) in the middle
     ("events.py", "events", ["--runs", "3"],
      ["--runs", "1", "--events", "2000", "--seconds", "2", "--cycles", "200"], 600),
+    ("sim_big.py", "sim_big", [], ["--scale", "0.02"], 1200),
 ]
 
 

@@ -4,7 +4,7 @@
 scheduler and actors with an in-memory store under trio's MockClock, so hours
 of a fleet's life take seconds, and reports fairness, most-specific
 violations, latency, reschedules and lost tasks. Scenarios are TOML files;
-five ship in `scenarios/`. Same scenario and seed, same metrics.json.
+six ship in `scenarios/`. Same scenario and seed, same metrics.json.
 
     from workyard.sim import load_scenario, simulate, summarize
     run = simulate(load_scenario("uniform"))

@@ -44,6 +44,15 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                         help="multiply worker counts and arrival rates (e.g. 0.01 for a quick run)")
     parser.add_argument("--duration", type=float, metavar="S",
                         help="override how long tasks arrive (simulated seconds)")
+    parser.add_argument("--hubs", type=int, metavar="N",
+                        help="run the partitioned scale-out model: N leader hubs, each owning "
+                        "the partitions of some task names (docs/scale-out.md)")
+    parser.add_argument("--relay", type=float, default=0.002, metavar="S",
+                        help="with --hubs: seconds for a message between two hubs "
+                        "(default 0.002)")
+    parser.add_argument("--span", choices=["relay", "connect"], default="relay",
+                        help="with --hubs: a worker whose task names span several hubs is "
+                        "relayed by its home hub (default) or connects to each owner")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     parser.set_defaults(run=run)
@@ -75,7 +84,14 @@ def run(args: argparse.Namespace) -> int:
     policies = list(dict.fromkeys(args.policy or [Policy.EVEN.value]))
     if args.compare:
         policies += [p for p in _POLICIES if p not in policies]
-    runs = [simulate(scenario, Policy(p), progress=not args.quiet) for p in policies]
+    if args.hubs is not None and args.hubs < 1:
+        print("workyard sim: --hubs must be at least 1", file=sys.stderr)
+        return 2
+    if args.relay < 0:
+        print("workyard sim: --relay must not be negative", file=sys.stderr)
+        return 2
+    runs = [simulate(scenario, Policy(p), progress=not args.quiet, hubs=args.hubs,
+                     relay=args.relay, span=args.span) for p in policies]
     out = args.out or Path("out") / "sim" / scenario.name
     written = write_outputs(runs, out, scale=args.scale, plots=not args.no_plots)
     if not args.quiet:

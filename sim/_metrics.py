@@ -114,6 +114,8 @@ def summarize(run: RunResult) -> dict[str, Any]:
         },
         "groups": groups,
     }
+    if run.scale_out is not None:  # the partitioned model's figures (`--hubs`)
+        summary["scale_out"] = run.scale_out
     if len(run.workers) <= MAX_LISTED_WORKERS:
         summary["workers"] = [
             {"id": w.id, "group": w.group, "assignments": w.assignments,

@@ -134,6 +134,32 @@ def _fairness_table(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _scale_out_table(doc: dict[str, Any]) -> list[str]:
+    """The partitioned model's figures, if the run was one (`--hubs`)."""
+    so = doc.get("scale_out")
+    if so is None:
+        return []
+    lines = [
+        f"## Scale-out: {so['hubs']} hub(s), workers spanning owners served by "
+        f"{so['span']}" + (f" ({1000 * so['relay']:g} ms per hop)" if so["span"] == "relay"
+                           else ""),
+        "",
+        f"Over-capacity dispatches {so['over_capacity']:,}; even-spread violations "
+        f"{so['spread_violations']:,}; speed-up the hubs' work allows "
+        f"{_n(so['speedup'], 2)}×. Jain's index of busy time: "
+        + ", ".join(f"{name} {jain:.4f}" for name, jain in so["busy_jain"].items()) + ".",
+        "",
+        "| hub | names owned | connections | submitted | dispatched | answered | relayed "
+        "| work |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for i, h in enumerate(so["per_hub"]):
+        lines.append(f"| {i} | {', '.join(h['names']) or '–'} | {h['connections']:,} "
+                     f"| {h['submitted']:,} | {sum(h['dispatched'].values()):,} "
+                     f"| {h['answered']:,} | {h['relayed']:,} | {h['work']:,} |")
+    return [*lines, ""]
+
+
 def _scenario_tables(sc: Scenario) -> list[str]:
     lines = ["| fleet group | workers | subscriptions | capacity | service time | errors "
              "| transport | churn |",
@@ -185,6 +211,7 @@ def render_report(runs: Sequence[RunResult], doc: dict[str, Any], pngs: Sequence
         *_fairness_table(doc),
         "",
     ]
+    lines += _scale_out_table(doc)
     if pngs:
         lines += ["## Plots", ""] + [f"![{name.removesuffix('.png')}]({name})" for name in pngs]
         lines.append("")

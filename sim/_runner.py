@@ -27,6 +27,7 @@ import math
 import random
 import time
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,7 @@ import trio.testing
 
 from workyard import Conflict, Hub, Policy, Task, TaskState
 from workyard.protocol import Answer, Report
-from workyard.store import Change, FinishTask
+from workyard.store import OnCommit
 from workyard.testing import MemoryStore
 from workyard.transports import Poll, Poller, PollingFleet
 
@@ -45,8 +46,9 @@ from ._scenario import FleetGroup, Scenario, Stream
 
 __all__ = ["RunResult", "WorkerStats", "simulate"]
 
-# Event kinds; an event is (kind, worker, item, n) in its tick's list.
-_ARRIVE, _DONE, _DISCONNECT, _RECONNECT, _POLL, _POLL_END, _SAMPLE = range(7)
+# Event kinds; an event is (kind, worker, item, n) in its tick's list. Kinds from
+# _OTHER on are a model's own (`_Simulation.other`).
+_ARRIVE, _DONE, _DISCONNECT, _RECONNECT, _POLL, _POLL_END, _SAMPLE, _OTHER = range(8)
 
 #: ignore float noise when converting a hub time to a tick
 _EPSILON = 1e-7
@@ -103,12 +105,29 @@ class RunResult:
     e2e: list[float]
     #: (simulated time, queued, running)
     depth: list[tuple[float, int, int]]
+    #: the partitioned model's own figures (`--hubs`), None for a plain run
+    scale_out: dict[str, Any] | None = None
 
 
 def simulate(scenario: Scenario, policy: Policy = Policy.EVEN, *,
-             progress: bool = False) -> RunResult:
-    """Run `scenario` once against a hub using `policy`."""
-    sim = _Simulation(scenario, Policy(policy), progress)
+             progress: bool = False, hubs: int | None = None,
+             relay: float = 0.002, span: str = "relay") -> RunResult:
+    """Run `scenario` once against a hub using `policy`.
+
+    `hubs`: run the partitioned scale-out model instead (docs/scale-out.md): that many
+    leader hubs, each owning the partitions of some task names, with `relay` seconds
+    for every message between two hubs, and `span` how a worker whose names span
+    several owners is served ("relay" through its home hub, or "connect" to each).
+    With one hub it is the plain run, plus its `scale_out` figures.
+    """
+    sim: _Simulation
+    if hubs is None:
+        sim = _Simulation(scenario, Policy(policy), progress)
+    else:
+        from ._scaleout import PartitionedSimulation
+
+        sim = PartitionedSimulation(scenario, Policy(policy), progress, hubs=hubs, relay=relay,
+                                    span=span)
     started = time.perf_counter()
     trio.run(sim.main, clock=trio.testing.MockClock(autojump_threshold=0))
     return sim.result(time.perf_counter() - started)
@@ -176,20 +195,54 @@ class _Arrivals:
         )
 
 
+class _RecordingTasks:
+    """The task aggregate of the simulator's store: it keeps nothing and reports every
+    final state. Nothing in a run reads a task back from the store, so copying each
+    task in on submit and again on every attempt (as `MemoryStore` does, to hold what
+    was written) only cost time: a quarter of `big`'s."""
+
+    def __init__(self, sim: _Simulation) -> None:
+        self._sim = sim
+
+    async def insert(self, tasks: Sequence[Task]) -> list[str]:
+        return [task.id for task in tasks]  # simulated tasks carry no idempotency key
+
+    def started(self, task: Task) -> None:
+        pass
+
+    def finish(self, task: Task, then: OnCommit) -> None:
+        self._sim.finished(task)
+        then(task)
+
+    async def get(self, task_id: str) -> Task | None:
+        return None
+
+    async def find(self, *, name: str | None, state: TaskState | None,
+                   limit: int) -> list[Task]:
+        return []
+
+    async def unfinished(self) -> list[Task]:
+        return []
+
+    async def purge(self, finished_before: float) -> int:
+        return 0
+
+
 class _RecordingStore(MemoryStore):
-    """An in-memory store that reports every final state and then forgets the task."""
+    """An in-memory store (queues, pools, outbox as `MemoryStore` keeps them) whose
+    tasks only report their final states to the simulation."""
 
     def __init__(self, sim: _Simulation) -> None:
         super().__init__()
-        self._sim = sim
-
-    def applied(self, change: Change) -> None:
-        if type(change) is FinishTask:
-            self.rows.pop(change.task.id, None)
-            self._sim.finished(change.task)
+        self.tasks = _RecordingTasks(sim)  # type: ignore[assignment]
 
 
 class _Simulation:
+    """One run: the hubs (one unless a model adds more), the calendar, the books."""
+
+    #: how many hubs the run drives
+    hub_count = 1
+
     def __init__(self, scenario: Scenario, policy: Policy, progress: bool) -> None:
         self.scenario = scenario
         self.policy = policy
@@ -213,9 +266,11 @@ class _Simulation:
         self.now = 0.0
         self.now_tick = 0
         # A simulated WebSocket answers every ping: its connection lasts until it drops.
-        self.hub = Hub(_RecordingStore(self), policy=policy, wall_clock=lambda: 0.0,
-                       seed=scenario.seed, ping_interval=math.inf)
-        self.fleet = PollingFleet(self.hub)
+        self.hubs = [Hub(_RecordingStore(self), policy=policy, wall_clock=lambda: 0.0,
+                         seed=scenario.seed, ping_interval=math.inf)
+                     for _ in range(self.hub_count)]
+        self.fleets = [PollingFleet(hub) for hub in self.hubs]
+        self.hub, self.fleet = self.hubs[0], self.fleets[0]
         # per task, indexed by arrival number
         self.created = array("d")
         self.assigned = array("d")
@@ -237,7 +292,8 @@ class _Simulation:
 
     async def main(self) -> None:
         async with trio.open_nursery() as nursery:
-            await nursery.start(self.hub.run)
+            for hub in self.hubs:
+                await nursery.start(hub.run)
             self._start()
             await self._loop()
             self._stop()
@@ -304,6 +360,8 @@ class _Simulation:
                         self._connect(w)
                     elif kind == _SAMPLE:
                         self._sample(now)
+                    else:
+                        await self.other(kind, w, item, n)
                 del calendar[tick]
                 self.events += i
         finally:
@@ -372,6 +430,10 @@ class _Simulation:
             self.open_streams -= 1
         else:
             self._push(arrivals.next_tick, _ARRIVE, None, arrivals)
+        await self.submit(arrivals.stream.name, batch)
+
+    async def submit(self, name: str, batch: list[Task]) -> None:
+        """A producer's batch of tasks called `name` reaches the hub."""
         await self.hub.submit(batch)
 
     def finished(self, task: Task) -> None:
@@ -424,7 +486,12 @@ class _Simulation:
 
     def _done(self, w: _Worker, task: Task, exec_id: int) -> None:
         answer = self._finish_execution(w, task, exec_id)
-        if answer is not None and self.hub.answer(w.id, answer) is not None:
+        if answer is not None:
+            self.answer(w, task, answer)
+
+    def answer(self, w: _Worker, task: Task, answer: Answer) -> None:
+        """A WebSocket worker's answer reaches the hub that dispatched the task."""
+        if self.hub.answer(w.id, answer) is not None:
             self.ignored += 1
 
     async def _report(self, w: _Worker, task: Task, exec_id: int) -> None:
@@ -435,8 +502,9 @@ class _Simulation:
         ok = answer.result == "done"
         report = (Report(task.id, "done") if ok else
                   Report(task.id, "failed", error=msgspec.Raw(b'"simulated failure"')))
-        self.fleet.poller(w.id, w.group.subscriptions[0])  # the request proves it alive
-        if await self.fleet.report(w.id, [report]):
+        fleet = self.fleet_of(w)
+        fleet.poller(w.id, w.group.subscriptions[0])  # the request proves it alive
+        if await fleet.report(w.id, [report]):
             self.ignored += 1  # its lease had ended and the task is final: a late answer
         if not (w.poll or w.poll_scheduled):
             self._schedule_poll(w, 0.0)
@@ -449,8 +517,7 @@ class _Simulation:
         if w.polling:  # attached by its first poll
             self._schedule_poll(w, 0.0)
         else:
-            self.hub.attach(w.id, g.subscriptions, w, capacity=g.capacity,
-                            transport=g.transport)
+            self.attach(w)
         if g.churn is not None:
             uptime = self.churn_rng.expovariate(1.0 / g.churn.mtbf)
             self._push(self._after(uptime), _DISCONNECT, w)
@@ -471,11 +538,12 @@ class _Simulation:
         w.poll_scheduled = False
         if w.poll is not None:  # its request is cut off
             assert w.poller is not None
-            self.fleet.close(w.poller, w.group.subscriptions[0].name, w.poll, cut_off=True)
+            self.fleet_of(w).close(w.poller, w.group.subscriptions[0].name, w.poll,
+                                   cut_off=True)
             w.poll = None
         self.oracle.detach(w.group.subscriptions)
         if not w.polling:
-            self.hub.detach(w.id, w)
+            self.detach(w)
         self._push(self._after(w.group.churn.reconnect.sample(self.churn_rng)), _RECONNECT, w)
 
     def _schedule_poll(self, w: _Worker, delay: float) -> None:
@@ -492,8 +560,9 @@ class _Simulation:
             return  # a completion polls again
         poll = w.group.poll
         sub = w.group.subscriptions[0]
-        w.poller = self.fleet.poller(w.id, sub)
-        w.poll = self.fleet.open(w.poller, sub.name, min(free, poll.max or free))
+        fleet = self.fleet_of(w)
+        w.poller = fleet.poller(w.id, sub)
+        w.poll = fleet.open(w.poller, sub.name, min(free, poll.max or free))
         if w.poll.tasks:
             self._poll_end(w)
             return
@@ -507,7 +576,7 @@ class _Simulation:
         assert w.poller is not None and w.poll is not None
         poll, w.poll = w.poll, None
         try:
-            tasks = self.fleet.close(w.poller, w.group.subscriptions[0].name, poll)
+            tasks = self.fleet_of(w).close(w.poller, w.group.subscriptions[0].name, poll)
         except Conflict:  # the hub dropped this poller meanwhile: poll again
             tasks = []
         for task in tasks:
@@ -515,10 +584,32 @@ class _Simulation:
         if w.group.capacity > len(w.running):
             self._schedule_poll(w, 0.0 if tasks else w.group.poll.interval)
 
+    # -- what a model of several hubs overrides -------------------------------------------
+
+    def attach(self, w: _Worker) -> None:
+        """A WebSocket worker's connection reaches the hub."""
+        g = w.group
+        self.hub.attach(w.id, g.subscriptions, w, capacity=g.capacity, transport=g.transport)
+
+    def detach(self, w: _Worker) -> None:
+        self.hub.detach(w.id, w)
+
+    def fleet_of(self, w: _Worker) -> PollingFleet:
+        """The polling transport a polling worker's requests reach."""
+        return self.fleet
+
+    async def other(self, kind: int, w: Any, item: Any, n: int) -> None:
+        """A model's own calendar event."""
+        raise AssertionError(f"unknown event kind {kind}")
+
+    def in_flight(self) -> set[tuple[str, str]]:
+        """(worker, task) dispatched but still on their way to the worker."""
+        return set()
+
     # -- measuring -----------------------------------------------------------------------
 
     def _sample(self, now: float) -> None:
-        queues = self.hub.scheduler.queues.values()
+        queues = [q for hub in self.hubs for q in hub.scheduler.queues.values()]
         self.depth.append((now, sum(q.queued for q in queues), sum(q.running for q in queues)))
         self._push(self._tick_of(now + self.sample_every), _SAMPLE)
 
@@ -532,9 +623,10 @@ class _Simulation:
                     w.busy += now - start
         self._sample(now)
         live = {(w.id, task_id) for w in self.workers for _, task_id in w.running.values()}
+        live |= self.in_flight()
         pollers = {w.id for w in self.workers if w.polling}
-        tracked = self.hub.scheduler.tasks
-        for task in tracked.values():
+        tracked = [task for hub in self.hubs for task in hub.scheduler.tasks.values()]
+        for task in tracked:
             if task.state is TaskState.QUEUED:
                 self.unfinished += 1
                 continue
@@ -573,7 +665,12 @@ class _Simulation:
             wait=wait,
             e2e=e2e,
             depth=self.depth,
+            scale_out=self.scale_out(),
         )
+
+    def scale_out(self) -> dict[str, Any] | None:
+        """The partitioned model's figures (None: a plain run)."""
+        return None
 
 
 def _progress(enabled: bool, total: float, name: str, policy: Policy) -> Any:

@@ -140,9 +140,11 @@ class EventStream:
         """Events the slowest subscriber has not read yet (0 with no subscriber)."""
         return max((len(sub.buffer) for sub in self._subscribers), default=0)
 
-    def publish(self, event: Event) -> Event:
+    def publish(self, event: Event) -> None:
         """Number `event`, stamp it with the hub's time and hand it to every subscriber."""
         self._seq += 1
+        if not self._subscribers:  # nobody to hand it to: skip the stamped copy
+            return
         event = msgspec.structs.replace(event, seq=self._seq, at=self._clock())
         for sub in self._subscribers:
             if len(sub.buffer) >= sub.size:
@@ -151,7 +153,6 @@ class EventStream:
                 self.dropped += 1
             sub.buffer.append(event)
             sub.wake.set()
-        return event
 
     @contextmanager
     def subscribe(self, buffer: int = DEFAULT_BUFFER) -> Iterator[AsyncIterator[Event]]:

@@ -643,10 +643,16 @@ async def _cancel_when_lost(term: Term, scope: trio.CancelScope) -> None:
     scope.cancel()
 
 
+_ANSWERED = (Outcome.DONE, Outcome.ERROR)
+
+
 def _attempt_of(task: Task, worker_id: str) -> Attempt | None:
     """`worker_id`'s attempt that ended `task`: its answer, else its last one."""
+    last = task.attempts[-1] if task.attempts else None
+    if last is not None and last.worker == worker_id and last.outcome in _ANSWERED:
+        return last  # the common case: the current attempt's worker answered
     mine = [a for a in task.attempts if a.worker == worker_id]
-    return next((a for a in reversed(mine) if a.outcome in (Outcome.DONE, Outcome.ERROR)),
+    return next((a for a in reversed(mine) if a.outcome in _ANSWERED),
                 mine[-1] if mine else None)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import heapq
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -158,27 +158,33 @@ class Roster:
         self._relevel()
         return True
 
-    def matching(self, attrs: Mapping[str, str]) -> Iterator[list[dict[object, WorkerClass]]]:
-        """Non-empty matching buckets, one list per specificity level, most specific first."""
+    def top_buckets(self, attrs: Mapping[str, str]) -> list[dict[object, WorkerClass]] | None:
+        """The non-empty matching buckets of the most specific level that has any."""
+        buckets = self.buckets
         for shapes in self.levels:
-            found = []
+            found = None
             for shape in shapes:
                 try:
                     values = tuple([attrs[k] for k in shape])
                 except KeyError:
                     continue
-                bucket = self.buckets[shape].get(values)
+                bucket = buckets[shape].get(values)
                 if bucket:
-                    found.append(bucket)
-            if found:
-                yield found
+                    if found is None:
+                        found = [bucket]
+                    else:
+                        found.append(bucket)
+            if found is not None:
+                return found
+        return None
 
     def top(self, attrs: Mapping[str, str]) -> tuple[int, list[WorkerClass]] | None:
         """The most specific matching level: (specificity, its classes), or None."""
-        for buckets in self.matching(attrs):
-            classes = [c for bucket in buckets for c in bucket.values()]
-            return classes[0].specificity, classes
-        return None
+        buckets = self.top_buckets(attrs)
+        if buckets is None:
+            return None
+        classes = [c for bucket in buckets for c in bucket.values()]
+        return classes[0].specificity, classes
 
     def _relevel(self) -> None:
         by_level: dict[int, list[Shape]] = {}

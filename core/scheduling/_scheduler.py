@@ -119,11 +119,14 @@ class Scheduler:
     def pick(self, name: str, attrs: Mapping[str, str]) -> WorkerState | None:
         """The worker that would get a task `name` with `attrs` now, if any."""
         q = self.queues.get(name)
-        if q is None:
-            return None
-        for buckets in self._levels(q, attrs):
-            return self._best(buckets)  # only the most specific level counts
-        return None
+        buckets = q.roster.top_buckets(attrs) if q is not None else None
+        if buckets is None:
+            return None  # only the most specific level counts
+        if len(buckets) == 1 and len(buckets[0]) == 1 and self.policy is not Policy.RANDOM:
+            for c in buckets[0].values():  # one class (the common case): its best free
+                entry = c.best_free()
+                return None if entry is None else c.members[entry[3]]
+        return self._best(buckets)
 
     def demand(self, offers: Mapping[str, Iterable[Subscription]]) -> dict[str, int]:
         """Waiting tasks per offer — the subscriptions a new worker would declare (a
@@ -338,7 +341,9 @@ class Scheduler:
         task = self.tasks.get(task_id)
         if task is None:
             return [], "unknown task, or already final"
-        if not any(a.worker == worker_id for a in task.attempts):
+        attempts = task.attempts  # the current attempt's worker answers most often
+        if not ((attempts and attempts[-1].worker == worker_id)
+                or any(a.worker == worker_id for a in attempts)):
             return [], f"task was never assigned to worker {worker_id!r}"
         effects: list[Effect] = []
         q = self.queues[task.name]
@@ -500,11 +505,6 @@ class Scheduler:
         """A free worker's place in a class heap: fewest outstanding, then the tie-break."""
         tie = w.attach_seq if self.policy is Policy.ATTACH_ORDER else w.last_assigned
         return (len(w.outstanding), tie, w.version, w.id)
-
-    def _levels(self, q: _Queue, attrs: Mapping[str, str]) -> Iterable[
-            list[dict[object, WorkerClass]]]:
-        """Non-empty matching buckets, one list per specificity level, most specific first."""
-        return q.roster.matching(attrs)
 
     def _best(self, buckets: list[dict[object, WorkerClass]]) -> WorkerState | None:
         return self._best_of([c for bucket in buckets for c in bucket.values()])

@@ -60,8 +60,13 @@ def test_specificity_holds_under_every_policy():
 def test_the_oracle_catches_a_scheduler_that_ignores_specificity(monkeypatch):
     def least_specific(self, name, attrs):
         q = self.queues.get(name)
-        levels = list(self._levels(q, attrs)) if q is not None else []
-        return self._best(levels[-1]) if levels else None
+        for shapes in reversed(q.roster.levels if q is not None else []):
+            matching = (q.roster.buckets[shape].get(tuple(attrs[k] for k in shape))
+                        for shape in shapes if all(k in attrs for k in shape))
+            buckets = [bucket for bucket in matching if bucket]
+            if buckets:
+                return self._best(buckets)
+        return None
 
     monkeypatch.setattr(Scheduler, "pick", least_specific)
     assert simulate(shortened("specific", 120)).violations > 100

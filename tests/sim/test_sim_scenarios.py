@@ -29,7 +29,8 @@ rate = 1
 
 
 def test_the_shipped_scenarios():
-    assert shipped_scenarios() == ["big", "churn", "heterogeneous", "specific", "uniform"]
+    assert shipped_scenarios() == ["big", "churn", "heterogeneous", "partitioned", "specific",
+                                   "uniform"]
     for name in shipped_scenarios():
         scenario = load_scenario(name)
         assert scenario.name == name and scenario.description
@@ -42,6 +43,9 @@ def test_the_shipped_scenarios():
     churn = load_scenario("churn")
     assert {g.transport for g in churn.fleet} == {"websocket", "polling"}
     assert any(g.churn for g in churn.fleet)
+    partitioned = load_scenario("partitioned")
+    assert len({s.name for s in partitioned.workload}) == 8  # names to spread over hubs
+    assert any(len({s.name for s in g.subscriptions}) == 8 for g in partitioned.fleet)
 
 
 def test_defaults_and_scaling(tmp_path):
