@@ -55,6 +55,7 @@ from .._config import Settings
 from ..hub import Hub, Liveness, Session
 from ..protocol import MAX_NAME
 from ..store import RecordStats, StatBucket, StoreError
+from ..store._rollups import SPANS
 
 __all__ = ["ClearML", "add_clearml_routes"]
 
@@ -436,8 +437,8 @@ class ClearML:
         req = _decode(_StatusReport, body)
         _check_name(req.worker, "worker")
         now = self.hub.now()
-        ts = _report_ms(req.timestamp, now)
         readings = _readings(req.machine_stats)
+        ts = _report_ms(req.timestamp, now, self.settings.stats_retention)
         entry = self.entries.get(req.worker)
         if entry is None or not self._live(entry, now):  # unknown: registered on the fly
             entry = _Entry(req.worker, caller.user, caller.ip, now, now,
@@ -558,7 +559,7 @@ class ClearML:
                 wanted.append(chosen)
         rows = await self.hub.store.stats.buckets(
             since=since, until=until, interval=interval, metrics=list(aggregations),
-            workers=req.worker_ids or None)
+            workers=req.worker_ids or None, by_variant=bool(req.split_by_variant))
         return {"workers": _series(rows, aggregations, bool(req.split_by_variant))}
 
     async def get_activity_report(self, body: bytes, caller: _Caller) -> dict[str, Any]:
@@ -592,9 +593,13 @@ class ClearML:
                 del self.entries[worker_id]
             if now - purged_at >= self.hub.purge_interval:
                 purged_at = now
-                cutoff = int((now - self.settings.stats_retention) * 1000)
+                settings = self.settings
+                cutoff = int((now - settings.stats_retention) * 1000)
+                rollups = {span: int((now - keep) * 1000) for span, keep in zip(
+                    SPANS, (settings.stats_5m_retention, settings.stats_1h_retention),
+                    strict=True)}
                 try:
-                    purged = await self.hub.store.stats.purge(cutoff)
+                    purged = await self.hub.store.stats.purge(cutoff, rollups)
                 except StoreError as exc:
                     log.error("could not purge machine statistics: %s", exc)
                 else:
@@ -654,13 +659,18 @@ def _check_name(value: str, name: str) -> None:
         raise invalid(name, "expected printable characters")
 
 
-def _report_ms(timestamp: float, now: float) -> int:
+def _report_ms(timestamp: float, now: float, retention: float) -> int:
     """A report's time in ms. Every client sends ms; a value below 1e11 (1973 in ms)
-    can only be seconds, as the docs describe it."""
+    can only be seconds, as the docs describe it. A report older than the raw retention
+    is refused: it would be purged at once, and a repeat of a purged report would count
+    twice in the rollups (`store._rollups`)."""
     ms = int(timestamp * 1000) if timestamp < 1e11 else int(timestamp)
     if ms > now * 1000 + MAX_AHEAD_MS:
         raise invalid("timestamp", f"{int(timestamp)} is more than a day ahead of the "
                                    f"server's clock (milliseconds since the epoch)")
+    if ms < (now - retention) * 1000:
+        raise invalid("timestamp", f"{int(timestamp)} is older than the statistics' raw "
+                                   f"retention ({retention:g} s, --stats-retention)")
     return ms
 
 

@@ -22,7 +22,7 @@ are committed, and the writer keeps serving.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -291,9 +291,12 @@ class StatsStore(Protocol):
         ...
 
     async def buckets(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
-                      workers: Sequence[str] | None = None) -> list[StatBucket]:
+                      workers: Sequence[str] | None = None,
+                      by_variant: bool = True) -> list[StatBucket]:
         """Per worker, metric (one of `metrics`), variant and bucket, in that order; only
-        `workers` if given."""
+        `workers` if given. With `by_variant` false, the variants of a metric are pooled
+        into one row per bucket (its variant ""). Whole rollup spans (`_rollups.SPANS`)
+        of the range are read from rollups, the rest from raw samples."""
         ...
 
     async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:
@@ -304,8 +307,10 @@ class StatsStore(Protocol):
         """The metrics stored for `workers` (all if None), sorted."""
         ...
 
-    async def purge(self, before: int) -> int:
-        """Delete reports and readings older than `before`; returns how many readings."""
+    async def purge(self, before: int, rollups_before: Mapping[int, int] | None = None) -> int:
+        """Delete raw reports and readings older than `before` rounded down to the
+        coarsest rollup span, and per rollup span in `rollups_before` its rollups that
+        start before the given time; returns how many readings."""
         ...
 
 

@@ -108,6 +108,35 @@ MIGRATIONS: tuple[Migration, ...] = (
     PRIMARY KEY (ts, worker)
 ) WITHOUT ROWID""",
     )),
+    Migration(5, "rollups of machine statistics (5-minute and hourly count, sum, min, max "
+                 "per series; who reported per span), so long ranges read few rows", (
+        """CREATE TABLE stat_rollups (
+    span INTEGER NOT NULL,
+    series INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    total REAL NOT NULL,
+    low REAL NOT NULL,
+    high REAL NOT NULL,
+    PRIMARY KEY (span, series, start)
+) WITHOUT ROWID""",
+        """CREATE TABLE stat_activity (
+    span INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    worker TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    PRIMARY KEY (span, start, worker)
+) WITHOUT ROWID""",
+        # a query names metrics, not series ids: find its series without a scan
+        "CREATE INDEX stat_series_metric ON stat_series (metric, worker)",
+        # the samples already stored, rolled up (spans as in `_rollups.SPANS`)
+        *(f"""INSERT INTO stat_rollups (span, series, start, count, total, low, high)
+SELECT {span}, series, ts / {span} * {span}, count(*), sum(value), min(value), max(value)
+FROM stat_samples GROUP BY series, ts / {span}""" for span in (300_000, 3_600_000)),
+        *(f"""INSERT INTO stat_activity (span, start, worker, active)
+SELECT {span}, ts / {span} * {span}, worker, max(task IS NOT NULL)
+FROM stat_reports GROUP BY ts / {span}, worker""" for span in (300_000, 3_600_000)),
+    )),
 )
 
 #: The schema version this code writes.

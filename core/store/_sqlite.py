@@ -24,7 +24,7 @@ import functools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,6 +51,7 @@ from ._interface import (
     StoreError,
 )
 from ._migrations import migrate, refuse_newer
+from ._rollups import SPANS, Plan, Rollups, plan, raw_cutoff
 from ._writes import QueueWrites, TaskWrites
 
 __all__ = ["SQLiteStore"]
@@ -173,6 +174,37 @@ def _reports_sql(rows: int) -> str:
             + ", ".join(["(?, ?, ?)"] * rows))
 
 
+@functools.cache
+def _rollups_sql(rows: int) -> str:
+    return ("INSERT INTO stat_rollups (span, series, start, count, total, low, high) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
+            + " ON CONFLICT (span, series, start) DO UPDATE SET count = count + excluded.count, "
+            "total = total + excluded.total, low = min(low, excluded.low), "
+            "high = max(high, excluded.high)")
+
+
+@functools.cache
+def _activity_sql(rows: int) -> str:
+    return ("INSERT INTO stat_activity (span, start, worker, active) VALUES "
+            + ", ".join(["(?, ?, ?, ?)"] * rows)
+            + " ON CONFLICT (span, start, worker) DO UPDATE SET "
+            "active = max(active, excluded.active)")
+
+
+@functools.cache
+def _stored_reports_sql(rows: int) -> str:
+    return ("SELECT ts, worker FROM stat_reports WHERE (ts, worker) IN (VALUES "
+            + ", ".join(["(?, ?)"] * rows) + ")")
+
+
+#: a bucket of a repeated report, from the raw samples (see `_rollups.Rollups.repeat`)
+REDO_ROLLUP = ("INSERT OR REPLACE INTO stat_rollups (span, series, start, count, total, low, "
+               "high) SELECT ?1, ?2, ?3, count(*), sum(value), min(value), max(value) "
+               "FROM stat_samples WHERE series = ?2 AND ts >= ?3 AND ts < ?3 + ?1")
+REDO_ACTIVITY = ("INSERT OR REPLACE INTO stat_activity (span, start, worker, active) "
+                 "SELECT ?1, ?2, ?3, max(task IS NOT NULL) FROM stat_reports "
+                 "WHERE worker = ?3 AND ts >= ?2 AND ts < ?2 + ?1")
+
 SERIES = ("INSERT INTO stat_series (worker, metric, variant) VALUES (?, ?, ?) "
           "ON CONFLICT (worker, metric, variant) DO UPDATE SET worker = excluded.worker "
           "RETURNING id")
@@ -274,6 +306,28 @@ class _Outbox:
         return await self._store._aside(delete)
 
 
+def _stored_reports(db: sqlite3.Connection, units: list[Unit]) -> set[tuple[int, str]]:
+    """The (ts, worker) of the units' reports that are stored already (repeats)."""
+    keys = list({(op.ts, op.worker) for unit in units if unit.error is None
+                 for op in unit.ops if type(op) is RecordStats})
+    found: set[tuple[int, str]] = set()
+    for i in range(0, len(keys), CHUNK):
+        part = keys[i:i + CHUNK]
+        found.update(db.execute(_stored_reports_sql(len(part)),
+                                [v for key in part for v in key]).fetchall())
+    return found
+
+
+def _write_rollups(db: sqlite3.Connection, rollups: Rollups[int]) -> None:
+    """After the raw rows: the increments, then the repeated buckets computed again."""
+    _execute_chunked(db, _rollups_sql, [(*key, *a) for key, a in rollups.add.items()])
+    _execute_chunked(db, _activity_sql, [(*key, int(a)) for key, a in rollups.active.items()])
+    if rollups.redo:
+        db.executemany(REDO_ROLLUP, sorted(rollups.redo))
+    if rollups.redo_active:
+        db.executemany(REDO_ACTIVITY, sorted(rollups.redo_active))
+
+
 def _in(values: Sequence[object]) -> str:
     return "(" + ", ".join("?" * len(values)) + ")"
 
@@ -286,31 +340,31 @@ class _Stats:
         await self._store.commit(report)
 
     async def buckets(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
-                      workers: Sequence[str] | None = None) -> list[StatBucket]:
+                      workers: Sequence[str] | None = None,
+                      by_variant: bool = True) -> list[StatBucket]:
         if not metrics or (workers is not None and not workers):
             return []
-        where = f"s.metric IN {_in(metrics)}"
-        args: list[object] = [interval, interval, *metrics]
-        if workers is not None:
-            where += f" AND s.worker IN {_in(workers)}"
-            args += workers
-        sql = ("SELECT s.worker, s.metric, s.variant, x.ts / ? * ? AS start, count(*), "
-               "sum(x.value), min(x.value), max(x.value) "
-               "FROM stat_series s JOIN stat_samples x ON x.series = s.id "
-               f"WHERE {where} AND x.ts BETWEEN ? AND ? "
-               "GROUP BY s.id, start")
-        rows = await self._store._aside(
-            lambda db: db.execute(sql, (*args, since, until)).fetchall())
+        sql, args = _buckets_sql(plan(since, until, interval), interval, metrics, workers,
+                                 by_variant)
+        rows = await self._store._aside(lambda db: db.execute(sql, args).fetchall())
         order = {m: i for i, m in enumerate(metrics)}
         rows.sort(key=lambda r: (r[0], order[r[1]], r[2], r[3]))
         return [StatBucket(*r) for r in rows]
 
     async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:
-        rows = await self._store._aside(lambda db: db.execute(
-            "SELECT ts / ? * ? AS start, count(DISTINCT worker), "
-            "count(DISTINCT CASE WHEN task IS NOT NULL THEN worker END) "
-            "FROM stat_reports WHERE ts BETWEEN ? AND ? GROUP BY start ORDER BY start",
-            (interval, interval, since, until)).fetchall())
+        p = plan(since, until, interval)
+        parts, args = [], {"interval": interval}
+        if p.span is not None:
+            parts.append("SELECT start / :interval * :interval AS b, worker, active "
+                         "FROM stat_activity WHERE span = :span AND start >= :lo AND start < :hi")
+            args.update(span=p.span, lo=p.lo, hi=p.hi)
+        for i, (a, b) in enumerate(p.raw):
+            parts.append(f"SELECT ts / :interval * :interval AS b, worker, task IS NOT NULL AS active "
+                         f"FROM stat_reports WHERE ts BETWEEN :a{i} AND :b{i}")
+            args.update({f"a{i}": a, f"b{i}": b})
+        sql = ("SELECT b, count(DISTINCT worker), count(DISTINCT CASE WHEN active THEN worker "
+               f"END) FROM ({' UNION ALL '.join(parts)}) GROUP BY b ORDER BY b")
+        rows = await self._store._aside(lambda db: db.execute(sql, args).fetchall())
         return [ActivityBucket(*r) for r in rows]
 
     async def metric_keys(self, workers: Sequence[str] | None = None) -> list[str]:
@@ -320,26 +374,66 @@ class _Stats:
         if workers is not None:
             where = f"AND s.worker IN {_in(workers)}"
         rows = await self._store._aside(lambda db: db.execute(
-            "SELECT DISTINCT s.metric FROM stat_series s WHERE EXISTS "
-            f"(SELECT 1 FROM stat_samples x WHERE x.series = s.id) {where} ORDER BY s.metric",
-            args).fetchall())
+            "SELECT DISTINCT s.metric FROM stat_series s WHERE (EXISTS "
+            "(SELECT 1 FROM stat_samples x WHERE x.series = s.id) OR EXISTS "
+            f"(SELECT 1 FROM stat_rollups r WHERE r.span IN {_in(SPANS)} AND r.series = s.id)) "
+            f"{where} ORDER BY s.metric", [*SPANS, *args]).fetchall())
         return [metric for (metric,) in rows]
 
-    async def purge(self, before: int) -> int:
+    async def purge(self, before: int, rollups_before: Mapping[int, int] | None = None) -> int:
         # On the second connection, like the tasks' purge. Series rows stay (the writer
-        # keeps their ids); the primary key (series, ts) makes each series one range.
+        # keeps their ids); the primary keys (series, ts) and (span, series, start) make
+        # each series one range.
+        cutoff = raw_cutoff(before)
+
         def delete(db: sqlite3.Connection) -> int:
             db.execute("BEGIN IMMEDIATE")
             try:
                 n = db.execute("DELETE FROM stat_samples WHERE series IN "
-                               "(SELECT id FROM stat_series) AND ts < ?", (before,)).rowcount
-                db.execute("DELETE FROM stat_reports WHERE ts < ?", (before,))
+                               "(SELECT id FROM stat_series) AND ts < ?", (cutoff,)).rowcount
+                db.execute("DELETE FROM stat_reports WHERE ts < ?", (cutoff,))
+                for span, until in (rollups_before or {}).items():
+                    db.execute("DELETE FROM stat_rollups WHERE span = ? AND series IN "
+                               "(SELECT id FROM stat_series) AND start < ?", (span, until))
+                    db.execute("DELETE FROM stat_activity WHERE span = ? AND start < ?",
+                               (span, until))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             return n
         return await self._store._aside(delete)
+
+
+def _buckets_sql(p: Plan, interval: int, metrics: Sequence[str],
+                 workers: Sequence[str] | None, by_variant: bool) -> tuple[str, dict[str, object]]:
+    """One statement: the rollups of the whole spans and the raw samples of the edges,
+    pooled per series (or per metric) and bucket. CROSS JOIN keeps SQLite's order: the
+    series first (by metric, or worker and metric), then one key range of each."""
+    args: dict[str, object] = {"interval": interval}
+    args.update({f"m{i}": m for i, m in enumerate(metrics)})
+    where = "s.metric IN (" + ", ".join(f":m{i}" for i in range(len(metrics))) + ")"
+    if workers is not None:
+        args.update({f"w{i}": w for i, w in enumerate(workers)})
+        where += " AND s.worker IN (" + ", ".join(f":w{i}" for i in range(len(workers))) + ")"
+    variant = "s.variant" if by_variant else "''"
+    parts = []
+    if p.span is not None:
+        parts.append(f"SELECT s.worker, s.metric, {variant} AS variant, "
+                     "r.start / :interval * :interval AS b, r.count AS c, r.total AS t, "
+                     "r.low AS l, r.high AS h FROM stat_series s CROSS JOIN stat_rollups r "
+                     "ON r.span = :span AND r.series = s.id AND r.start >= :lo AND r.start < :hi "
+                     f"WHERE {where}")
+        args.update(span=p.span, lo=p.lo, hi=p.hi)
+    for i, (a, b) in enumerate(p.raw):
+        parts.append(f"SELECT s.worker, s.metric, {variant} AS variant, "
+                     "x.ts / :interval * :interval AS b, 1 AS c, x.value AS t, x.value AS l, "
+                     "x.value AS h FROM stat_series s CROSS JOIN stat_samples x "
+                     f"ON x.series = s.id AND x.ts BETWEEN :a{i} AND :b{i} WHERE {where}")
+        args.update({f"a{i}": a, f"b{i}": b})
+    sql = ("SELECT worker, metric, variant, b, sum(c), sum(t), min(l), max(h) "
+           f"FROM ({' UNION ALL '.join(parts)}) GROUP BY worker, metric, variant, b")
+    return sql, args
 
 
 class SQLiteStore(HandOver):
@@ -490,6 +584,8 @@ class SQLiteStore(HandOver):
         rows = _Rows(db)
         samples: list[tuple[object, ...]] = []
         reports: list[tuple[object, ...]] = []
+        rollups: Rollups[int] = Rollups()
+        seen = _stored_reports(db, units)
         for unit in units:
             if unit.error is not None:
                 continue
@@ -519,6 +615,7 @@ class SQLiteStore(HandOver):
                     results.append(None)
                 elif type(op) is RecordStats:
                     reports.append((op.ts, op.worker, op.task))
+                    readings = []
                     for metric, variant, value in op.readings:
                         key = (op.worker, metric, variant)
                         series = self._series.get(key) or new_series.get(key)
@@ -526,6 +623,12 @@ class SQLiteStore(HandOver):
                             (series,) = db.execute(SERIES, key).fetchone()
                             new_series[key] = series
                         samples.append((series, op.ts, value))
+                        readings.append((series, value))
+                    if (op.ts, op.worker) in seen:
+                        rollups.repeat(op.worker, op.ts, [series for series, _ in readings])
+                    else:
+                        seen.add((op.ts, op.worker))
+                        rollups.report(op.worker, op.ts, op.task, readings)
                     results.append(None)
                 else:
                     raise TypeError(f"unknown change {op!r}")
@@ -533,6 +636,8 @@ class SQLiteStore(HandOver):
         rows.flush()
         _execute_chunked(db, _samples_sql, samples)
         _execute_chunked(db, _reports_sql, reports)
+        if rollups:
+            _write_rollups(db, rollups)
 
     # -- handing over writes --------------------------------------------------------
 

@@ -29,7 +29,8 @@ FLAGS = {
     "summary_interval": "--summary-interval", "backlog": "--backlog",
     "taskcluster_clients": "--taskcluster-client", "amqp_url": "--amqp-url",
     "event_retention": "--event-retention", "heartbeat_liveness": "--heartbeat-liveness",
-    "stats_retention": "--stats-retention",
+    "stats_retention": "--stats-retention", "stats_5m_retention": "--stats-5m-retention",
+    "stats_1h_retention": "--stats-1h-retention",
     "allow_lockout": "--allow-lockout",
 }
 
@@ -49,6 +50,7 @@ VALUES = {
     "amqp_url": ("amqp://guest:guest@127.0.0.1:5672/", "amqp://guest:guest@127.0.0.1:5672/"),
     "event_retention": ("60", 60.0),
     "heartbeat_liveness": ("30", 30.0), "stats_retention": ("3600", 3600.0),
+    "stats_5m_retention": ("86400", 86400.0), "stats_1h_retention": ("7200", 7200.0),
     "allow_lockout": ("true", True),
 }
 
