@@ -54,7 +54,7 @@ from .._auth import Auth, Role
 from .._config import Settings
 from ..hub import Hub, Liveness, Session
 from ..protocol import MAX_NAME
-from ..store import RecordStats, StatBucket, StoreError
+from ..store import RecordStats, StatSeries, StoreError
 from ..store._rollups import SPANS
 
 __all__ = ["ClearML", "add_clearml_routes"]
@@ -557,7 +557,7 @@ class ClearML:
             wanted = aggregations.setdefault(item.key, [])
             if chosen not in wanted:
                 wanted.append(chosen)
-        rows = await self.hub.store.stats.buckets(
+        rows = await self.hub.store.stats.series(
             since=since, until=until, interval=interval, metrics=list(aggregations),
             workers=req.worker_ids or None, by_variant=bool(req.split_by_variant))
         return {"workers": _series(rows, aggregations, bool(req.split_by_variant))}
@@ -724,44 +724,22 @@ def _tags_match(tags: Sequence[str], wanted: Sequence[str] | None) -> bool:
     return not include or any(t in tags for t in include)
 
 
-def _series(rows: list[StatBucket], aggregations: dict[str, list[str]],
+def _series(rows: list[StatSeries], aggregations: dict[str, list[str]],
             split: bool) -> list[dict[str, Any]]:
-    """Store buckets as get_stats' answer: per worker, per metric (and variant if
-    split), dates in ms and one value list per aggregation."""
-    # worker -> (metric, variant or None) -> start -> [count, total, low, high]
-    pooled: dict[str, dict[tuple[str, str | None], dict[int, list[float]]]] = {}
+    """Store series as get_stats' answer: per worker, per metric (and variant if split),
+    dates in ms and one value list per aggregation. The store's JSON arrays go into the
+    answer as they are (`msgspec.Raw`): no Python work per point."""
+    by_worker: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        key = (r.metric, r.variant if split else None)
-        buckets = pooled.setdefault(r.worker, {}).setdefault(key, {})
-        acc = buckets.get(r.start)
-        if acc is None:
-            buckets[r.start] = [r.count, r.total, r.low, r.high]
-        else:
-            acc[0] += r.count
-            acc[1] += r.total
-            acc[2] = min(acc[2], r.low)
-            acc[3] = max(acc[3], r.high)
-    order = {m: i for i, m in enumerate(aggregations)}
-    workers = []
-    for worker in sorted(pooled):
-        metrics = []
-        for (metric, variant), buckets in sorted(
-                pooled[worker].items(), key=lambda kv: (order[kv[0][0]], kv[0][1] or "")):
-            starts = sorted(buckets)
-            stats = []
-            for aggregation in aggregations[metric]:
-                if aggregation == "avg":
-                    values = [buckets[s][1] / buckets[s][0] for s in starts]
-                else:
-                    values = [buckets[s][2 if aggregation == "min" else 3] for s in starts]
-                stats.append({"aggregation": aggregation, "values": values})
-            series: dict[str, Any] = {"metric": metric}
-            if split:
-                series["variant"] = variant
-            series.update(dates=starts, stats=stats)
-            metrics.append(series)
-        workers.append({"worker": worker, "metrics": metrics})
-    return workers
+        pick = {"avg": r.avg, "min": r.low, "max": r.high}
+        series: dict[str, Any] = {"metric": r.metric}
+        if split:
+            series["variant"] = r.variant
+        series["dates"] = msgspec.Raw(r.dates.encode())
+        series["stats"] = [{"aggregation": a, "values": msgspec.Raw(pick[a].encode())}
+                           for a in aggregations[r.metric]]
+        by_worker.setdefault(r.worker, []).append(series)
+    return [{"worker": worker, "metrics": by_worker[worker]} for worker in sorted(by_worker)]
 
 
 # -- the routes ------------------------------------------------------------------------

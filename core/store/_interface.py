@@ -52,6 +52,7 @@ __all__ = [
     "SavePool",
     "StartAttempt",
     "StatBucket",
+    "StatSeries",
     "StatsStore",
     "Store",
     "StoreError",
@@ -273,6 +274,22 @@ class StatBucket(NamedTuple):
     high: float
 
 
+class StatSeries(NamedTuple):
+    """One series of buckets (a worker's metric, or one variant of it) with its arrays as
+    JSON text, one element per bucket: built by the store, so that a long series costs
+    no Python per point."""
+
+    worker: str
+    metric: str
+    #: "" when the variants are pooled
+    variant: str
+    #: bucket starts, ms since the epoch, ascending
+    dates: str
+    avg: str
+    low: str
+    high: str
+
+
 class ActivityBucket(NamedTuple):
     """Distinct workers that reported in one time bucket, and how many of them with a task."""
 
@@ -297,6 +314,13 @@ class StatsStore(Protocol):
         `workers` if given. With `by_variant` false, the variants of a metric are pooled
         into one row per bucket (its variant ""). Whole rollup spans (`_rollups.SPANS`)
         of the range are read from rollups, the rest from raw samples."""
+        ...
+
+    async def series(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
+                     workers: Sequence[str] | None = None,
+                     by_variant: bool = True) -> list[StatSeries]:
+        """The same buckets as `buckets`, one `StatSeries` per worker, metric and variant
+        (or metric, with `by_variant` false), in that order."""
         ...
 
     async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:

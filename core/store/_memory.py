@@ -35,9 +35,10 @@ from ._interface import (
     SavePool,
     StartAttempt,
     StatBucket,
+    StatSeries,
     StoreError,
 )
-from ._rollups import Rollups, plan, raw_cutoff
+from ._rollups import POOLED, SCALAR, Rollups, as_series, plan, raw_cutoff
 from ._writes import QueueWrites, TaskWrites
 
 __all__ = ["MemoryStore"]
@@ -176,6 +177,7 @@ class _Stats:
         if p.span is not None:
             for (span, (worker, metric, variant), start), r in store.rollups.items():
                 if (span == p.span and p.lo <= start < p.hi and metric in wanted
+                        and (variant != POOLED if by_variant else variant in (POOLED, SCALAR))
                         and (among is None or worker in among)):
                     add(worker, metric, variant, start, *r)
         for (worker, metric, variant, ts), value in store.readings.items():
@@ -186,6 +188,13 @@ class _Stats:
         return [StatBucket(w, m, v, start, int(a[0]), a[1], a[2], a[3])
                 for (w, m, v, start), a in sorted(
                     acc.items(), key=lambda kv: (kv[0][0], order[kv[0][1]], *kv[0][2:]))]
+
+    async def series(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
+                     workers: Sequence[str] | None = None,
+                     by_variant: bool = True) -> list[StatSeries]:
+        return as_series(await self.buckets(since=since, until=until, interval=interval,
+                                            metrics=metrics, workers=workers,
+                                            by_variant=by_variant))
 
     async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:
         store, p = self._store, plan(since, until, interval)
@@ -299,6 +308,12 @@ class MemoryStore:
                       if (w, m, var) == series and start <= ts < start + span]
             undo.set(self.rollups, (span, series, start),
                      (len(values), sum(values), min(values), max(values)))
+        for span, (worker, metric, _), start in rollups.redo_pooled:
+            values = [v for (w, m, var, ts), v in self.readings.items()
+                      if w == worker and m == metric and var != SCALAR
+                      and start <= ts < start + span]
+            undo.set(self.rollups, (span, (worker, metric, POOLED), start),
+                     (len(values), sum(values), min(values), max(values)))
         for span, start, worker in rollups.redo_active:
             undo.set(self.activity, (span, start, worker), any(
                 task is not None for (w, ts), task in self.reports.items()
@@ -365,10 +380,12 @@ class MemoryStore:
             values = [((w, metric, variant), float(value))
                       for metric, variant, value in change.readings]
             rollups: Rollups[tuple[str, str, str]] = Rollups()
+            pooled = [((w, m, POOLED), value) for (_, m, v), value in values if v != SCALAR]
             if (w, ts) in self.reports:
-                rollups.repeat(w, ts, [series for series, _ in values])
+                rollups.repeat(w, ts, [series for series, _ in values],
+                               {series for series, _ in pooled})
             else:
-                rollups.report(w, ts, change.task, values)
+                rollups.report(w, ts, change.task, values + pooled)
             undo.set(self.reports, (w, ts), change.task)
             for (_, metric, variant), value in values:
                 undo.set(self.readings, (w, metric, variant, ts), value)

@@ -133,6 +133,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         *(f"""INSERT INTO stat_rollups (span, series, start, count, total, low, high)
 SELECT {span}, series, ts / {span} * {span}, count(*), sum(value), min(value), max(value)
 FROM stat_samples GROUP BY series, ts / {span}""" for span in (300_000, 3_600_000)),
+        # a listed metric's variants pooled, in a series of variant "" (`_rollups.POOLED`)
+        """INSERT INTO stat_series (worker, metric, variant)
+SELECT DISTINCT worker, metric, '' FROM stat_series WHERE variant NOT IN ('', 'total')""",
+        *(f"""INSERT INTO stat_rollups (span, series, start, count, total, low, high)
+SELECT {span}, p.id, x.ts / {span} * {span}, count(*), sum(x.value), min(x.value), max(x.value)
+FROM stat_series p JOIN stat_series s ON s.worker = p.worker AND s.metric = p.metric
+AND s.variant NOT IN ('', 'total') JOIN stat_samples x ON x.series = s.id
+WHERE p.variant = '' GROUP BY p.id, x.ts / {span}""" for span in (300_000, 3_600_000)),
         *(f"""INSERT INTO stat_activity (span, start, worker, active)
 SELECT {span}, ts / {span} * {span}, worker, max(task IS NOT NULL)
 FROM stat_reports GROUP BY ts / {span}, worker""" for span in (300_000, 3_600_000)),

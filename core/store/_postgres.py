@@ -71,10 +71,11 @@ from ._interface import (
     SavePool,
     StartAttempt,
     StatBucket,
+    StatSeries,
     StoreError,
 )
 from ._postgres_migrations import migrate, refuse_newer
-from ._rollups import SPANS, Rollups, plan, raw_cutoff
+from ._rollups import POOLED, SCALAR, SPANS, Rollups, as_series, plan, raw_cutoff
 from ._writes import QueueWrites, TaskWrites
 
 __all__ = ["PostgresStore"]
@@ -162,6 +163,17 @@ REDO_ROLLUPS = ("INSERT INTO stat_rollups AS r (span, series, start, count, tota
                 "AND x.ts < k.start + k.span GROUP BY k.span, s.id, k.start "
                 "ON CONFLICT (span, series, start) DO UPDATE SET count = excluded.count, "
                 "total = excluded.total, low = excluded.low, high = excluded.high")
+REDO_POOLED = ("INSERT INTO stat_rollups AS r (span, series, start, count, total, low, high) "
+               "SELECT k.span, p.id, k.start, count(*), sum(x.value), min(x.value), "
+               "max(x.value) FROM json_to_recordset(%s::json) AS k(span bigint, worker text, "
+               "metric text, start bigint) "
+               "JOIN stat_series p ON p.worker = k.worker AND p.metric = k.metric "
+               "AND p.variant = '' JOIN stat_series s ON s.worker = k.worker "
+               "AND s.metric = k.metric AND s.variant NOT IN ('', 'total') "
+               "JOIN stat_samples x ON x.series = s.id AND x.ts >= k.start "
+               "AND x.ts < k.start + k.span GROUP BY k.span, p.id, k.start "
+               "ON CONFLICT (span, series, start) DO UPDATE SET count = excluded.count, "
+               "total = excluded.total, low = excluded.low, high = excluded.high")
 REDO_ACTIVITY = ("INSERT INTO stat_activity AS a (span, start, worker, active) "
                  "SELECT k.span, k.start, k.worker, bool_or(x.task IS NOT NULL) "
                  "FROM json_to_recordset(%s::json) AS k(span bigint, start bigint, worker text) "
@@ -370,6 +382,8 @@ class _Statements:
         self.reports: dict[tuple[int, str], bytes] = {}
         #: per report key: its task and readings, merged over repeats in this transaction
         self.merged: dict[tuple[int, str], tuple[str | None, dict[tuple[str, str], float]]] = {}
+        #: the pooled rollup series (variant "") the held-back reports need
+        self.pooled: set[tuple[str, str, str]] = set()
 
     def apply(self, op: _Op) -> Result:
         method = _APPLY.get(type(op))
@@ -435,6 +449,9 @@ class _Statements:
             self.samples.pop(sample, None)
             self.samples[sample] = row
         change = op.change
+        for _, metric, variant, _ in (key for key, _ in op.samples):
+            if variant != SCALAR:
+                self.pooled.add((change.worker, metric, POOLED))
         _, readings = self.merged.get(report, (None, {}))
         readings.update({(m, v): float(value) for m, v, value in change.readings})
         self.merged[report] = (change.task, readings)
@@ -464,15 +481,22 @@ class _Statements:
         stored = set(self.db.execute(STORED_REPORTS, (keys.decode(),)).fetchall())
         for (ts, worker), (task, readings) in self.merged.items():
             values = [((worker, m, v), value) for (m, v), value in readings.items()]
+            pooled = [((worker, m, POOLED), value) for (m, v), value in readings.items()
+                      if v != SCALAR]
             if (ts, worker) in stored:
-                rollups.repeat(worker, ts, [series for series, _ in values])
+                rollups.repeat(worker, ts, [series for series, _ in values],
+                               {series for series, _ in pooled})
             else:
-                rollups.report(worker, ts, task, values)
+                rollups.report(worker, ts, task, values + pooled)
         self.merged.clear()
         return rollups
 
     def _write_rollups(self, rollups: Rollups[tuple[str, str, str]]) -> None:
         db = self.db
+        if self.pooled:
+            db.execute(SERIES, (_encode([{"worker": w, "metric": m, "variant": v}
+                                         for w, m, v in self.pooled]).decode(),))
+            self.pooled.clear()
         if rollups.add:
             db.execute(ROLLUPS, (_encode([
                 {"span": span, "worker": w, "metric": m, "variant": v, "start": start,
@@ -486,6 +510,10 @@ class _Statements:
             db.execute(REDO_ROLLUPS, (_encode([
                 {"span": span, "worker": w, "metric": m, "variant": v, "start": start}
                 for span, (w, m, v), start in rollups.redo]).decode(),))
+        if rollups.redo_pooled:
+            db.execute(REDO_POOLED, (_encode([
+                {"span": span, "worker": w, "metric": m, "start": start}
+                for span, (w, m, _), start in rollups.redo_pooled]).decode(),))
         if rollups.redo_active:
             db.execute(REDO_ACTIVITY, (_encode([
                 {"span": span, "start": start, "worker": w}
@@ -646,7 +674,8 @@ class _Stats:
                          "r.count AS c, r.total AS t, r.low AS l, r.high AS h "
                          "FROM stat_series s JOIN stat_rollups r ON r.span = %(span)s::bigint "
                          "AND r.series = s.id AND r.start >= %(lo)s::bigint "
-                         f"AND r.start < %(hi)s::bigint WHERE {where}")
+                         f"AND r.start < %(hi)s::bigint WHERE {where} AND "
+                         + ("s.variant != ''" if by_variant else "s.variant IN ('', 'total')"))
             args.update(span=p.span, lo=p.lo, hi=p.hi)
         for i, (a, b) in enumerate(p.raw):
             parts.append(f"SELECT s.worker, s.metric, {variant} AS variant, "
@@ -662,6 +691,13 @@ class _Stats:
         order = {m: i for i, m in enumerate(metrics)}
         rows.sort(key=lambda r: (r[0], order[r[1]], r[2], r[3]))
         return [StatBucket(*r) for r in rows]
+
+    async def series(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
+                     workers: Sequence[str] | None = None,
+                     by_variant: bool = True) -> list[StatSeries]:
+        return as_series(await self.buckets(since=since, until=until, interval=interval,
+                                            metrics=metrics, workers=workers,
+                                            by_variant=by_variant))
 
     async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:
         p = plan(since, until, interval)

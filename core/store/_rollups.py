@@ -11,6 +11,11 @@ so a query reads the coarsest such span for the part of its range that covers wh
 spans (`plan`) and raw samples only for the ragged edges: results are exactly what
 the raw samples give, as long as the raw samples of the edges are kept.
 
+A metric sent as a list (variants "0", "1", ...; a number's variant is "total") has
+one more rollup series, its variant "" (`POOLED`): its variants pooled, so a query
+that pools variants (get_stats without split_by_variant) reads one series per metric
+(variants "" and "total") and one row per bucket, with nothing to sort.
+
 A report is added to the rollups as an increment, once. A report that repeats one
 already stored (same worker and millisecond: its readings replace the old ones) makes
 its buckets be computed again from the raw samples instead (`Rollups.repeat`), which
@@ -19,14 +24,25 @@ is exact because raw samples are purged in whole spans of the coarsest size only
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-__all__ = ["SPANS", "Plan", "Rollups", "plan", "raw_cutoff", "span_for"]
+import msgspec
+
+from ._interface import StatBucket, StatSeries
+
+__all__ = ["POOLED", "SCALAR", "SPANS", "Plan", "Rollups", "as_series", "join_series", "plan", "raw_cutoff",
+           "span_for"]
+
+_encode = msgspec.json.Encoder().encode
 
 #: rollup spans in ms, finest first; each divides the next
 SPANS = (300_000, 3_600_000)
+#: the variant of a rollup series that pools a listed metric's variants
+POOLED = ""
+#: the variant of a number (not a list)
+SCALAR = "total"
 
 K = TypeVar("K", bound=Hashable)
 
@@ -77,6 +93,8 @@ class Rollups(Generic[K]):
     add: dict[tuple[int, K, int], list[float]] = field(default_factory=dict)
     #: (span, series, start) to compute again from the raw samples
     redo: set[tuple[int, K, int]] = field(default_factory=set)
+    #: (span, pooled series, start) to compute again from the raw samples of its variants
+    redo_pooled: set[tuple[int, K, int]] = field(default_factory=set)
     #: (span, start, worker) -> whether it reported with a task
     active: dict[tuple[int, int, str], bool] = field(default_factory=dict)
     #: (span, start, worker) to compute again from the raw reports
@@ -106,14 +124,58 @@ class Rollups(Generic[K]):
                     if value > a[3]:
                         a[3] = value
 
-    def repeat(self, worker: str, ts: int, series: Iterable[K]) -> None:
+    def repeat(self, worker: str, ts: int, series: Iterable[K], pooled: Iterable[K]) -> None:
         """A report that replaces a stored one: its buckets are computed again once its
         readings are written."""
-        keys = list(series)
+        keys, pools = list(series), list(pooled)
         for span in SPANS:
             start = ts // span * span
             self.redo_active.add((span, start, worker))
             self.redo.update((span, s, start) for s in keys)
+            self.redo_pooled.update((span, s, start) for s in pools)
 
     def __bool__(self) -> bool:
-        return bool(self.add or self.redo or self.active or self.redo_active)
+        return bool(self.add or self.redo or self.redo_pooled or self.active
+                    or self.redo_active)
+
+
+def as_series(buckets: Sequence[StatBucket]) -> list[StatSeries]:
+    """`buckets` (in `StatsStore.buckets` order) as one `StatSeries` per series."""
+    out: list[StatSeries] = []
+    i, n = 0, len(buckets)
+    while i < n:
+        first = buckets[i]
+        j = i
+        while j < n and buckets[j][:3] == first[:3]:
+            j += 1
+        run = buckets[i:j]
+        out.append(StatSeries(
+            first.worker, first.metric, first.variant,
+            _encode([b.start for b in run]).decode(),
+            _encode([b.total / b.count for b in run]).decode(),
+            _encode([b.low for b in run]).decode(), _encode([b.high for b in run]).decode()))
+        i = j
+    return out
+
+
+def _cat(*arrays: str) -> str:
+    """JSON arrays joined into one."""
+    inner = [a[1:-1] for a in arrays if len(a) > 2]
+    return "[" + ",".join(inner) + "]"
+
+
+def join_series(head: Sequence[StatSeries], middle: Sequence[StatSeries],
+                tail: Sequence[StatSeries], order: Sequence[str]) -> list[StatSeries]:
+    """Series of three consecutive parts of a range, joined per series, in `order` of
+    metrics (then worker, variant as `StatsStore.series` gives them)."""
+    parts: dict[tuple[str, str, str], list[StatSeries]] = {}
+    for part in (head, middle, tail):
+        for s in part:
+            parts.setdefault((s.worker, s.metric, s.variant), []).append(s)
+    rank = {m: i for i, m in enumerate(order)}
+    out = []
+    for (worker, metric, variant), run in sorted(
+            parts.items(), key=lambda kv: (kv[0][0], rank[kv[0][1]], kv[0][2])):
+        out.append(StatSeries(worker, metric, variant, *(
+            _cat(*(getattr(s, name) for s in run)) for name in ("dates", "avg", "low", "high"))))
+    return out

@@ -48,10 +48,11 @@ from ._interface import (
     SavePool,
     StartAttempt,
     StatBucket,
+    StatSeries,
     StoreError,
 )
 from ._migrations import migrate, refuse_newer
-from ._rollups import SPANS, Plan, Rollups, plan, raw_cutoff
+from ._rollups import POOLED, SCALAR, SPANS, Plan, Rollups, as_series, join_series, plan, raw_cutoff, span_for
 from ._writes import QueueWrites, TaskWrites
 
 __all__ = ["SQLiteStore"]
@@ -201,6 +202,12 @@ def _stored_reports_sql(rows: int) -> str:
 REDO_ROLLUP = ("INSERT OR REPLACE INTO stat_rollups (span, series, start, count, total, low, "
                "high) SELECT ?1, ?2, ?3, count(*), sum(value), min(value), max(value) "
                "FROM stat_samples WHERE series = ?2 AND ts >= ?3 AND ts < ?3 + ?1")
+REDO_POOLED = ("INSERT OR REPLACE INTO stat_rollups (span, series, start, count, total, low, "
+               "high) SELECT ?1, ?2, ?3, count(*), sum(x.value), min(x.value), max(x.value) "
+               "FROM stat_series p JOIN stat_series s ON s.worker = p.worker "
+               "AND s.metric = p.metric AND s.variant NOT IN ('', 'total') "
+               "JOIN stat_samples x ON x.series = s.id AND x.ts >= ?3 AND x.ts < ?3 + ?1 "
+               "WHERE p.id = ?2")
 REDO_ACTIVITY = ("INSERT OR REPLACE INTO stat_activity (span, start, worker, active) "
                  "SELECT ?1, ?2, ?3, max(task IS NOT NULL) FROM stat_reports "
                  "WHERE worker = ?3 AND ts >= ?2 AND ts < ?2 + ?1")
@@ -324,6 +331,8 @@ def _write_rollups(db: sqlite3.Connection, rollups: Rollups[int]) -> None:
     _execute_chunked(db, _activity_sql, [(*key, int(a)) for key, a in rollups.active.items()])
     if rollups.redo:
         db.executemany(REDO_ROLLUP, sorted(rollups.redo))
+    if rollups.redo_pooled:
+        db.executemany(REDO_POOLED, sorted(rollups.redo_pooled))
     if rollups.redo_active:
         db.executemany(REDO_ACTIVITY, sorted(rollups.redo_active))
 
@@ -350,6 +359,30 @@ class _Stats:
         order = {m: i for i, m in enumerate(metrics)}
         rows.sort(key=lambda r: (r[0], order[r[1]], r[2], r[3]))
         return [StatBucket(*r) for r in rows]
+
+    async def series(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
+                     workers: Sequence[str] | None = None,
+                     by_variant: bool = True) -> list[StatSeries]:
+        # The buckets wholly inside the range are whole rollup spans: SQLite reads them
+        # and writes their JSON arrays itself (`_middle_sql`); the (at most two) ragged
+        # buckets at the ends go through `buckets`.
+        lo, hi = -(-since // interval) * interval, (until + 1) // interval * interval
+        span = span_for(interval)
+        if span is None or lo >= hi or not metrics or (workers is not None and not workers):
+            return as_series(await self.buckets(since=since, until=until, interval=interval,
+                                                metrics=metrics, workers=workers,
+                                                by_variant=by_variant))
+        kw = {"interval": interval, "metrics": metrics, "workers": workers,
+              "by_variant": by_variant}
+        head = await self.buckets(since=since, until=lo - 1, **kw) if since < lo else []
+        tail = await self.buckets(since=hi, until=until, **kw) if hi <= until else []
+        sql, args = _middle_sql(span, lo, hi, interval, metrics, workers, by_variant)
+        middle = await self._store._aside(lambda db: db.execute(sql, args).fetchall())
+        if len({tuple(r[:3]) for r in middle}) < len(middle):  # a metric sent as a number
+            # and as a list: its "total" and "" series pool in the general query
+            return as_series(await self.buckets(since=since, until=until, **kw))
+        return join_series(as_series(head), [StatSeries(*r) for r in middle], as_series(tail),
+                           metrics)
 
     async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:
         p = plan(since, until, interval)
@@ -405,6 +438,50 @@ class _Stats:
         return await self._store._aside(delete)
 
 
+def _series_filter(metrics: Sequence[str], workers: Sequence[str] | None,
+                   args: dict[str, object]) -> str:
+    args.update({f"m{i}": m for i, m in enumerate(metrics)})
+    where = "s.metric IN (" + ", ".join(f":m{i}" for i in range(len(metrics))) + ")"
+    if workers is not None:
+        args.update({f"w{i}": w for i, w in enumerate(workers)})
+        where += " AND s.worker IN (" + ", ".join(f":w{i}" for i in range(len(workers))) + ")"
+    return where
+
+
+def _rollup_variants(by_variant: bool) -> str:
+    """The rollup series a query reads: each variant, or the pooled ones (`POOLED`, and
+    `SCALAR` for a metric sent as a number)."""
+    return "s.variant != ''" if by_variant else "s.variant IN ('', 'total')"
+
+
+def _middle_sql(span: int, lo: int, hi: int, interval: int, metrics: Sequence[str],
+                workers: Sequence[str] | None, by_variant: bool) -> tuple[str, dict[str, object]]:
+    """Whole buckets `lo <= start < hi` from the rollups of `span`, as JSON arrays per
+    series (or metric). Per variant and with one span per bucket, rows come in the
+    order of the groups (series by metric and worker, then start): no sort at all."""
+    args: dict[str, object] = {"span": span, "lo": lo, "hi": hi, "interval": interval}
+    where = _series_filter(metrics, workers, args)
+    arrays = ("json_group_array(b), json_group_array(t / c), json_group_array(l), "
+              "json_group_array(h)")
+    source = ("FROM stat_series s CROSS JOIN stat_rollups r ON r.span = :span "
+              f"AND r.series = s.id AND r.start >= :lo AND r.start < :hi WHERE {where} "
+              f"AND {_rollup_variants(by_variant)}")
+    if span == interval:  # one row per bucket (variants pooled: the "" or "total" series)
+        variant = "s.variant" if by_variant else "''"
+        return (f"SELECT worker, metric, variant, {arrays} FROM (SELECT s.worker, s.metric, "
+                f"{variant} AS variant, s.id, r.start AS b, r.count AS c, r.total AS t, "
+                f"r.low AS l, r.high AS h {source}) GROUP BY metric, worker, id"), args
+    if by_variant:
+        key, group = "s.variant AS variant, s.id AS id", "s.metric, s.worker, s.id"
+    else:
+        key, group = "'' AS variant", "s.metric, s.worker"
+    return (f"SELECT worker, metric, variant, {arrays} FROM (SELECT s.worker, s.metric, "
+            f"{key}, r.start / :interval * :interval AS b, sum(r.count) AS c, "
+            "sum(r.total) AS t, min(r.low) AS l, max(r.high) AS h "
+            f"{source} GROUP BY {group}, b ORDER BY {group}, b) "
+            f"GROUP BY metric, worker{', id' if by_variant else ''}"), args
+
+
 def _buckets_sql(p: Plan, interval: int, metrics: Sequence[str],
                  workers: Sequence[str] | None, by_variant: bool) -> tuple[str, dict[str, object]]:
     """One statement: the rollups of the whole spans and the raw samples of the edges,
@@ -423,7 +500,7 @@ def _buckets_sql(p: Plan, interval: int, metrics: Sequence[str],
                      "r.start / :interval * :interval AS b, r.count AS c, r.total AS t, "
                      "r.low AS l, r.high AS h FROM stat_series s CROSS JOIN stat_rollups r "
                      "ON r.span = :span AND r.series = s.id AND r.start >= :lo AND r.start < :hi "
-                     f"WHERE {where}")
+                     f"WHERE {where} AND {_rollup_variants(by_variant)}")
         args.update(span=p.span, lo=p.lo, hi=p.hi)
     for i, (a, b) in enumerate(p.raw):
         parts.append(f"SELECT s.worker, s.metric, {variant} AS variant, "
@@ -615,20 +692,20 @@ class SQLiteStore(HandOver):
                     results.append(None)
                 elif type(op) is RecordStats:
                     reports.append((op.ts, op.worker, op.task))
-                    readings = []
+                    readings, pooled = [], []
                     for metric, variant, value in op.readings:
-                        key = (op.worker, metric, variant)
-                        series = self._series.get(key) or new_series.get(key)
-                        if series is None:
-                            (series,) = db.execute(SERIES, key).fetchone()
-                            new_series[key] = series
+                        series = self._series_id(db, (op.worker, metric, variant), new_series)
                         samples.append((series, op.ts, value))
                         readings.append((series, value))
+                        if variant != SCALAR:
+                            pooled.append((self._series_id(db, (op.worker, metric, POOLED),
+                                                           new_series), value))
                     if (op.ts, op.worker) in seen:
-                        rollups.repeat(op.worker, op.ts, [series for series, _ in readings])
+                        rollups.repeat(op.worker, op.ts, [series for series, _ in readings],
+                                       {series for series, _ in pooled})
                     else:
                         seen.add((op.ts, op.worker))
-                        rollups.report(op.worker, op.ts, op.task, readings)
+                        rollups.report(op.worker, op.ts, op.task, readings + pooled)
                     results.append(None)
                 else:
                     raise TypeError(f"unknown change {op!r}")
@@ -638,6 +715,14 @@ class SQLiteStore(HandOver):
         _execute_chunked(db, _reports_sql, reports)
         if rollups:
             _write_rollups(db, rollups)
+
+    def _series_id(self, db: sqlite3.Connection, key: tuple[str, str, str],
+                   new_series: dict[tuple[str, str, str], int]) -> int:
+        series = self._series.get(key) or new_series.get(key)
+        if series is None:
+            (series,) = db.execute(SERIES, key).fetchone()
+            new_series[key] = series
+        return series
 
     # -- handing over writes --------------------------------------------------------
 

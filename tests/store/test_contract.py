@@ -617,3 +617,23 @@ async def test_a_stats_report_committed_with_a_failing_change_is_not_kept(store:
     (bucket,) = await store.stats.buckets(since=0, until=9_000, interval=1_000,
                                           metrics=["cpu_usage"])
     assert bucket.total == 2.0
+
+
+async def test_series_are_the_buckets_as_json_arrays_per_series(store: Store) -> None:
+    reports = _reports(400)
+    for i in range(0, len(reports), 100):
+        await store.commit(*reports[i:i + 100])
+    metrics = ["gpu_usage", "cpu_usage"]
+    for since, until, interval in RANGES:
+        for by_variant in (True, False):
+            got = await store.stats.series(since=since, until=until, interval=interval,
+                                           metrics=metrics, by_variant=by_variant)
+            want = _expected(reports, since, until, interval, metrics, by_variant)
+            flat = [StatBucket(s.worker, s.metric, s.variant, d, 0, a, lo, hi)
+                    for s in got for d, a, lo, hi in zip(*(
+                        msgspec.json.decode(x) for x in (s.dates, s.avg, s.low, s.high)),
+                        strict=True)]
+            assert [(b.worker, b.metric, b.variant, b.start, b.low, b.high) for b in flat] == [
+                (b.worker, b.metric, b.variant, b.start, b.low, b.high) for b in want]
+            assert [b.total for b in flat] == pytest.approx(
+                [b.total / b.count for b in want], rel=1e-12), (since, until, interval)
