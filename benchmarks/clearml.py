@@ -128,6 +128,61 @@ def _series() -> list[tuple[str, list[str]]]:
             + [(m, ["0", "1", "2", "3"]) for m in GPU])
 
 
+def ingest_inprocess(args: argparse.Namespace) -> dict[str, Any]:
+    """status_report through `ClearML.handle` in this process, no HTTP: `--conns` x
+    `--procs` concurrent senders, the hub on a SQLite file; what the handler and the
+    store's group commit cost on their own."""
+    import trio
+
+    from workyard import Hub, Settings, SQLiteStore
+    from workyard.compat import ClearML
+
+    workers = [f"agent-{i:04d}" for i in range(args.workers)]
+    senders = args.conns * args.procs
+    latencies: list[float] = []
+    counter = [0, 0]
+
+    async def main(db: str) -> tuple[float, float]:
+        async with trio.open_nursery() as nursery:
+            hub = Hub(store=SQLiteStore(db))  # it runs its store
+            await nursery.start(hub.run)
+            clearml = ClearML(hub, Settings(db=db))
+            deadline = time.monotonic() + args.seconds
+            t0, cpu0 = time.monotonic(), time.process_time()
+
+            async def sender(k: int) -> None:
+                i = k
+                while time.monotonic() < deadline:
+                    body = json.dumps({"worker": workers[i % len(workers)],
+                                       "timestamp": int(time.time() * 1000) + i % 1000,
+                                       "task": None if i % 3 else f"task-{i}", "queues": ["q"],
+                                       "machine_stats": machine_stats(i)}).encode()
+                    i += senders
+                    sent = time.monotonic()
+                    status, _ = await clearml.handle("workers", "status_report", None, {},
+                                                     body, {}, "127.0.0.1")
+                    latencies.append(time.monotonic() - sent)
+                    counter[0 if status == 200 else 1] += 1
+
+            async with trio.open_nursery() as inner:
+                for k in range(senders):
+                    inner.start_soon(sender, k)
+            elapsed, cpu = time.monotonic() - t0, time.process_time() - cpu0
+            nursery.cancel_scope.cancel()
+        return elapsed, cpu
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = str(Path(tmp) / "inprocess.db")
+        elapsed, cpu = trio.run(main, db)
+        with sqlite3.connect(db) as conn:
+            stored = conn.execute("SELECT count(*) FROM stat_reports").fetchone()[0]
+    return {"reports_per_s": round(counter[0] / elapsed), "answered": counter[0],
+            "errors": counter[1], "stored_reports": stored,
+            "p50_ms": round(percentile(latencies, 50) * 1000, 2),
+            "p99_ms": round(percentile(latencies, 99) * 1000, 2),
+            "cpu_us_per_report": round(cpu / max(counter[0], 1) * 1e6)}
+
+
 def prefill(db: str, workers: int, hours: float, every: int, days: float) -> tuple[int, int]:
     """Write `workers` x `hours` of reports every `every` s straight into a migrated file,
     rolled up as the store rolls them up; before them, hourly rollups only (raw samples
@@ -231,35 +286,50 @@ def main(argv: list[str] | None = None) -> int:
                         help="history of the month case (hourly rollups before --hours)")
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--no-ingest", action="store_true", help="measure get_stats only")
+    parser.add_argument("--no-stats", action="store_true", help="measure ingest only")
     parser.add_argument("--out", help="JSON file (default benchmarks/results/clearml.json)")
     args = parser.parse_args(argv)
     started = machine()
     runs = []
+    inprocess = []
     for run in range(0 if args.no_ingest else args.runs):
         result = ingest(args)
         runs.append(result)
         print(f"ingest run {run + 1}: {result}", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        db = str(Path(tmp) / "stats.db")
-        t0 = time.monotonic()
-        samples, rollups = prefill(db, args.stats_workers, args.hours, 30, args.days)
-        print(f"prefilled {samples:,} samples and {rollups:,} rollup rows in "
-              f"{time.monotonic() - t0:.1f} s", flush=True)
-        stats = [get_stats(args, db) for _ in range(args.runs)]
+        local = ingest_inprocess(args)
+        inprocess.append(local)
+        print(f"ingest in-process run {run + 1}: {local}", flush=True)
+    stats: list[dict[str, Any]] = []
+    samples = rollups = 0
+    if not args.no_stats:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = str(Path(tmp) / "stats.db")
+            t0 = time.monotonic()
+            samples, rollups = prefill(db, args.stats_workers, args.hours, 30, args.days)
+            print(f"prefilled {samples:,} samples and {rollups:,} rollup rows in "
+                  f"{time.monotonic() - t0:.1f} s", flush=True)
+            stats = [get_stats(args, db) for _ in range(args.runs)]
     for s in stats:
         print(f"get_stats: {s}", flush=True)
     summary = {
         "reports_per_s": median([r["reports_per_s"] for r in runs]) if runs else None,
         "ingest_p99_ms": median([r["p99_ms"] for r in runs]) if runs else None,
-        "get_stats_p50_ms": median([s["day"]["p50_ms"] for s in stats]),
-        "get_stats_month_p50_ms": median([s["month"]["p50_ms"] for s in stats]),
+        "inprocess_reports_per_s": (median([r["reports_per_s"] for r in inprocess])
+                                    if inprocess else None),
+        "inprocess_p99_ms": median([r["p99_ms"] for r in inprocess]) if inprocess else None,
+        "inprocess_cpu_us_per_report": (median([r["cpu_us_per_report"] for r in inprocess])
+                                        if inprocess else None),
+        "get_stats_p50_ms": median([s["day"]["p50_ms"] for s in stats]) if stats else None,
+        "get_stats_month_p50_ms": (median([s["month"]["p50_ms"] for s in stats])
+                                   if stats else None),
         "prefilled_samples": samples, "prefilled_rollups": rollups,
         "targets": {"reports_per_s": 3000, "ingest_p99_ms": 50, "get_stats_p50_ms": 100,
                     "get_stats_month_p50_ms": 200},
     }
     result = {"benchmark": "clearml", "machine": started,
               "settings": {k: v for k, v in vars(args).items() if k != "out"},
-              "summary": summary, "ingest_runs": runs, "get_stats_runs": stats}
+              "summary": summary, "ingest_runs": runs, "ingest_inprocess_runs": inprocess,
+              "get_stats_runs": stats}
     path = write_result("clearml", result, args.out)
     print(f"median: {summary} -> {path}")
     return 0

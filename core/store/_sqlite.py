@@ -194,8 +194,10 @@ def _activity_sql(rows: int) -> str:
 
 @functools.cache
 def _stored_reports_sql(rows: int) -> str:
-    return ("SELECT ts, worker FROM stat_reports WHERE (ts, worker) IN (VALUES "
-            + ", ".join(["(?, ?)"] * rows) + ")")
+    # A join from the values, not `(ts, worker) IN (VALUES ...)`: SQLite scans the whole
+    # table for that one.
+    return ("SELECT r.ts, r.worker FROM (VALUES " + ", ".join(["(?, ?)"] * rows)
+            + ") AS v CROSS JOIN stat_reports r ON r.ts = v.column1 AND r.worker = v.column2")
 
 
 #: a bucket of a repeated report, from the raw samples (see `_rollups.Rollups.repeat`)
