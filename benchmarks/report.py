@@ -119,6 +119,32 @@ def rows() -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
         lines.append(f"| 4 | connections: hub RSS growth per idle WebSocket worker ({n:,}) | "
                      f"{_fmt(s['kib_per_connection'])} KiB | ≤ 64 KiB | "
                      f"{_ok(s['kib_per_connection'] <= 64)} |")
+    cm = _load("clearml")
+    if cm:
+        machines.append(("clearml", cm["machine"]))
+        s, w = cm["summary"], cm["settings"]
+        if s.get("reports_per_s") is not None:
+            ok = (s["reports_per_s"] or 0) >= 3000 and (s["ingest_p99_ms"] or 1e9) < 50
+            lines.append(
+                f"| 10 | clearml: status_report over HTTP, {w['workers']:,} workers, 14 metrics "
+                f"| {_fmt(s['reports_per_s'])} reports/s, p99 {_fmt(s['ingest_p99_ms'])} ms "
+                f"({_fmt(s.get('hub_cpu_us_per_report'))} µs hub CPU per report) | ≥ 3,000/s, "
+                f"p99 < 50 ms | {_ok(ok)} |")
+        if s.get("inprocess_reports_per_s") is not None:
+            lines.append(
+                f"| 10 | clearml: status_report through `ClearML.handle` in-process (no HTTP) "
+                f"| {_fmt(s['inprocess_reports_per_s'])} reports/s, p99 "
+                f"{_fmt(s['inprocess_p99_ms'])} ms ({_fmt(s['inprocess_cpu_us_per_report'])} µs "
+                f"CPU per report) | reported | - |")
+        if s.get("get_stats_p50_ms") is not None:
+            lines.append(
+                f"| 10 | clearml: get_stats, {w['stats_workers']} workers × 24 h at 300 s, "
+                f"3 metrics | p50 {_fmt(s['get_stats_p50_ms'])} ms | < 100 ms | "
+                f"{_ok(s['get_stats_p50_ms'] < 100)} |")
+            lines.append(
+                f"| 10 | clearml: get_stats, {w['stats_workers']} workers × {_fmt(w['days'])} days "
+                f"at 3,600 s (hourly rollups) | p50 {_fmt(s['get_stats_month_p50_ms'])} ms | "
+                f"< 200 ms | {_ok(s['get_stats_month_p50_ms'] < 200)} |")
     st = _load("store")
     if st:
         machines.append(("store", st["machine"]))

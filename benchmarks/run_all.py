@@ -38,6 +38,9 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str], float]] = [
     ("demo_fleet.py", "demo_fleet", ["--runs", "3"], ["--runs", "1", "--tasks", "2000"], 300),
     ("demo_fleet.py", "demo_fleet_worker_port", ["--runs", "3", "--worker-port"],
      ["--runs", "1", "--tasks", "2000", "--worker-port"], 300),
+    ("clearml.py", "clearml", ["--runs", "3", "--queries", "10"],
+     ["--runs", "1", "--seconds", "3", "--stats-workers", "10", "--hours", "2", "--days", "3",
+      "--queries", "3"], 1500),
 ]
 
 

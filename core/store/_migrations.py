@@ -129,6 +129,9 @@ MIGRATIONS: tuple[Migration, ...] = (
 ) WITHOUT ROWID""",
         # a query names metrics, not series ids: find its series without a scan
         "CREATE INDEX stat_series_metric ON stat_series (metric, worker)",
+        # 5-minute spans with rollup increments committed raw but not yet rolled up
+        # (the store writes those every second or so): rolled up again at start
+        "CREATE TABLE stat_pending (start INTEGER PRIMARY KEY)",
         # the samples already stored, rolled up (spans as in `_rollups.SPANS`)
         *(f"""INSERT INTO stat_rollups (span, series, start, count, total, low, high)
 SELECT {span}, series, ts / {span} * {span}, count(*), sum(value), min(value), max(value)

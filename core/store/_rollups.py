@@ -134,6 +134,24 @@ class Rollups(Generic[K]):
             self.redo.update((span, s, start) for s in keys)
             self.redo_pooled.update((span, s, start) for s in pools)
 
+    def absorb(self, other: Rollups[K]) -> None:
+        """Add `other`'s writes to these (a later transaction's, kept back together)."""
+        add = self.add
+        for key, (count, total, low, high) in other.add.items():
+            a = add.get(key)
+            if a is None:
+                add[key] = [count, total, low, high]
+            else:
+                a[0] += count
+                a[1] += total
+                a[2] = min(a[2], low)
+                a[3] = max(a[3], high)
+        for akey, busy in other.active.items():
+            self.active[akey] = self.active.get(akey, False) or busy
+        self.redo |= other.redo
+        self.redo_pooled |= other.redo_pooled
+        self.redo_active |= other.redo_active
+
     def __bool__(self) -> bool:
         return bool(self.add or self.redo or self.redo_pooled or self.active
                     or self.redo_active)

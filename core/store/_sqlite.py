@@ -210,9 +210,36 @@ REDO_POOLED = ("INSERT OR REPLACE INTO stat_rollups (span, series, start, count,
                "AND s.metric = p.metric AND s.variant NOT IN ('', 'total') "
                "JOIN stat_samples x ON x.series = s.id AND x.ts >= ?3 AND x.ts < ?3 + ?1 "
                "WHERE p.id = ?2")
+#: rollups of one span from the raw rows (`SQLiteStore._recover`): ?1 span, ?2 start
+RECOVER_ROLLUPS = ("INSERT OR REPLACE INTO stat_rollups (span, series, start, count, total, "
+                   "low, high) SELECT ?1, series, ?2, count(*), sum(value), min(value), "
+                   "max(value) FROM stat_samples WHERE series IN (SELECT id FROM stat_series) "
+                   "AND ts >= ?2 AND ts < ?2 + ?1 GROUP BY series")
+RECOVER_POOLED = ("INSERT OR REPLACE INTO stat_rollups (span, series, start, count, total, "
+                  "low, high) SELECT ?1, p.id, ?2, count(*), sum(x.value), min(x.value), "
+                  "max(x.value) FROM stat_series p JOIN stat_series s ON s.worker = p.worker "
+                  "AND s.metric = p.metric AND s.variant NOT IN ('', 'total') "
+                  "JOIN stat_samples x ON x.series = s.id AND x.ts >= ?2 AND x.ts < ?2 + ?1 "
+                  "WHERE p.variant = '' GROUP BY p.id")
+RECOVER_ACTIVITY = ("INSERT OR REPLACE INTO stat_activity (span, start, worker, active) "
+                    "SELECT ?1, ?2, worker, max(task IS NOT NULL) FROM stat_reports "
+                    "WHERE ts >= ?2 AND ts < ?2 + ?1 GROUP BY worker")
 REDO_ACTIVITY = ("INSERT OR REPLACE INTO stat_activity (span, start, worker, active) "
                  "SELECT ?1, ?2, ?3, max(task IS NOT NULL) FROM stat_reports "
                  "WHERE worker = ?3 AND ts >= ?2 AND ts < ?2 + ?1")
+
+@functools.cache
+def _series_sql(rows: int) -> str:
+    return ("INSERT INTO stat_series (worker, metric, variant) VALUES "
+            + ", ".join(["(?, ?, ?)"] * rows)
+            + " ON CONFLICT (worker, metric, variant) DO UPDATE SET worker = excluded.worker "
+            "RETURNING id, worker, metric, variant")
+
+
+#: seconds rollup increments are held back at most (`SQLiteStore._roll_up`), and how
+#: many rows of them
+ROLLUP_EVERY = 1.0
+ROLLUP_MAX_HELD = 200_000
 
 SERIES = ("INSERT INTO stat_series (worker, metric, variant) VALUES (?, ?, ?) "
           "ON CONFLICT (worker, metric, variant) DO UPDATE SET worker = excluded.worker "
@@ -355,6 +382,7 @@ class _Stats:
                       by_variant: bool = True) -> list[StatBucket]:
         if not metrics or (workers is not None and not workers):
             return []
+        await self._store._rolled_up()
         sql, args = _buckets_sql(plan(since, until, interval), interval, metrics, workers,
                                  by_variant)
         rows = await self._store._aside(lambda db: db.execute(sql, args).fetchall())
@@ -374,6 +402,7 @@ class _Stats:
             return as_series(await self.buckets(since=since, until=until, interval=interval,
                                                 metrics=metrics, workers=workers,
                                                 by_variant=by_variant))
+        await self._store._rolled_up()
         kw = {"interval": interval, "metrics": metrics, "workers": workers,
               "by_variant": by_variant}
         head = await self.buckets(since=since, until=lo - 1, **kw) if since < lo else []
@@ -387,6 +416,7 @@ class _Stats:
                            metrics)
 
     async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:
+        await self._store._rolled_up()
         p = plan(since, until, interval)
         parts, args = [], {"interval": interval}
         if p.span is not None:
@@ -535,6 +565,11 @@ class SQLiteStore(HandOver):
         self.stats = _Stats(self)
         #: stat_series ids by (worker, metric, variant), as committed (writer thread only)
         self._series: dict[tuple[str, str, str], int] = {}
+        #: rollup increments committed raw but not yet rolled up (writer thread only),
+        #: when they last were, and whether a read asked for them (`_roll_up`)
+        self._held: Rollups[int] = Rollups()
+        self._flushed_at = 0.0
+        self._flush_asked = False
         self.commits = 0  # transactions committed: the group-commit ratio is writes / commits
         #: told (units of work, seconds) after each transaction, e.g. by /metrics
         self.on_commit: Callable[[int, float], None] | None = None
@@ -555,6 +590,7 @@ class SQLiteStore(HandOver):
             db.execute("PRAGMA journal_mode = WAL")
             db.execute(f"PRAGMA synchronous = {self.synchronous}")
             migrate(db, self.path)
+            self._recover(db)
             self._series = {(w, m, v): i for i, w, m, v in db.execute(
                 "SELECT id, worker, metric, variant FROM stat_series")}
         except BaseException:
@@ -589,9 +625,9 @@ class SQLiteStore(HandOver):
             # Cancelled: flush what callers already handed over, then close.
             with trio.CancelScope(shield=True):
                 self._closed = True
-                if self._pending:
-                    batch, self._pending = self._pending, []
-                    await self._commit(writer, batch)
+                self._flush_asked = True  # the held-back rollups too
+                batch, self._pending = self._pending, []
+                await self._commit(writer, batch)
                 writer.close()
                 # Closing a connection a read is using on a worker thread crashes the
                 # process: wait for the read (it holds the limiter), then close.
@@ -626,45 +662,108 @@ class SQLiteStore(HandOver):
     def _write(self, db: sqlite3.Connection, batch: list[Unit]) -> None:
         """One transaction for the whole batch, on the writer thread."""
         new_series: dict[tuple[str, str, str], int] = {}
+        rollups: Rollups[int] = Rollups()
+        asked, self._flush_asked = self._flush_asked, False
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute("SAVEPOINT batch")
             try:
-                self._apply(db, batch, new_series)
+                self._apply(db, batch, new_series, rollups)
                 db.execute("RELEASE batch")
             except Exception:  # noqa: BLE001 - find the failing units, commit the others
                 db.execute("ROLLBACK TO batch")
                 db.execute("RELEASE batch")
                 new_series.clear()  # ids of a rolled-back unit were never stored
-                self._apply_one_by_one(db, batch)
+                rollups = Rollups()
+                self._apply_one_by_one(db, batch, rollups)
+            flushed = self._roll_up(db, rollups, asked)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
         self._series.update(new_series)
+        if flushed:
+            self._held, self._flushed_at = Rollups(), time.monotonic()
+        elif self._held:
+            self._held.absorb(rollups)
+        else:
+            self._held = rollups
 
-    def _apply_one_by_one(self, db: sqlite3.Connection, batch: list[Unit]) -> None:
+    def _roll_up(self, db: sqlite3.Connection, rollups: Rollups[int], asked: bool) -> bool:
+        """Hold a transaction's rollup increments back, to write many transactions' at
+        once (a worker's next reports add to the same rows), marking their 5-minute
+        spans pending so that a crash meanwhile loses nothing (`_recover`). Write them
+        all now if asked (a read), if it is time, or if a repeat is to be computed
+        again from raw samples (after the increments of its buckets). Whether it did."""
+        held = self._held
+        if not (asked or rollups.redo or rollups.redo_pooled or rollups.redo_active
+                or time.monotonic() - self._flushed_at >= ROLLUP_EVERY
+                or len(held.add) + len(rollups.add) > ROLLUP_MAX_HELD):
+            starts = {start for span, _, start in rollups.add if span == SPANS[0]}
+            if starts:
+                db.executemany("INSERT OR IGNORE INTO stat_pending (start) VALUES (?)",
+                               [(start,) for start in starts])
+            return False
+        if not (held or rollups):
+            return True
+        if held:
+            merged: Rollups[int] = Rollups()  # `held` stays as it is if this rolls back
+            merged.absorb(held)
+            merged.absorb(rollups)
+        else:
+            merged = rollups
+        _write_rollups(db, merged)
+        db.execute("DELETE FROM stat_pending")
+        return True
+
+    def _recover(self, db: sqlite3.Connection) -> None:
+        """Roll up again, from the raw rows, the spans whose increments were held back
+        when the store last stopped (a crash, or a close before they were written)."""
+        pending = [start for (start,) in db.execute("SELECT start FROM stat_pending")]
+        if not pending:
+            return
+        hours = sorted({start // SPANS[-1] * SPANS[-1] for start in pending})
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for span, starts in ((SPANS[0], sorted(pending)), (SPANS[-1], hours)):
+                for start in starts:
+                    db.execute(RECOVER_ROLLUPS, (span, start))
+                    db.execute(RECOVER_POOLED, (span, start))
+                    db.execute(RECOVER_ACTIVITY, (span, start))
+            db.execute("DELETE FROM stat_pending")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        log.info("rolled up %d span(s) of machine statistics left pending", len(pending))
+
+    def _apply_one_by_one(self, db: sqlite3.Connection, batch: list[Unit],
+                          rollups: Rollups[int]) -> None:
         """Apply each unit in its own SAVEPOINT; a unit that raises is rolled back alone."""
         for unit in batch:
             if unit.error is not None:
                 continue
             db.execute("SAVEPOINT unit")
+            mine: Rollups[int] = Rollups()
             try:
-                self._apply(db, [unit], {})  # new series ids are looked up again next time
+                self._apply(db, [unit], {}, mine)  # new series ids: looked up next time
             except Exception as exc:  # noqa: BLE001 - any failure is this unit's alone
                 db.execute("ROLLBACK TO unit")
                 unit.error, unit.results = exc, []
+            else:
+                rollups.absorb(mine)
             db.execute("RELEASE unit")
 
     def _apply(self, db: sqlite3.Connection, units: list[Unit],
-               new_series: dict[tuple[str, str, str], int]) -> None:
-        """Apply `units` in order, as few statements as the order allows (`_Rows`)."""
+               new_series: dict[tuple[str, str, str], int], rollups: Rollups[int]) -> None:
+        """Apply `units` in order, as few statements as the order allows (`_Rows`);
+        their rollup writes go to `rollups`."""
         rows = _Rows(db)
         samples: list[tuple[object, ...]] = []
         reports: list[tuple[object, ...]] = []
-        rollups: Rollups[int] = Rollups()
         seen = _stored_reports(db, units)
+        self._add_series(db, units, new_series)
         for unit in units:
             if unit.error is not None:
                 continue
@@ -715,8 +814,29 @@ class SQLiteStore(HandOver):
         rows.flush()
         _execute_chunked(db, _samples_sql, samples)
         _execute_chunked(db, _reports_sql, reports)
-        if rollups:
-            _write_rollups(db, rollups)
+
+    def _add_series(self, db: sqlite3.Connection, units: list[Unit],
+                    new_series: dict[tuple[str, str, str], int]) -> None:
+        """Store the series the units' reports name for the first time, in multi-row
+        statements (a new worker brings some thirty)."""
+        known, missing = self._series, {}
+        for unit in units:
+            if unit.error is not None:
+                continue
+            for op in unit.ops:
+                if type(op) is not RecordStats:
+                    continue
+                for metric, variant, _ in op.readings:
+                    for key in ((op.worker, metric, variant), (op.worker, metric, POOLED)):
+                        if key not in known and key not in new_series:
+                            missing[key] = None
+                        if variant == SCALAR:
+                            break
+        keys = list(missing)
+        for i in range(0, len(keys), CHUNK):
+            part = keys[i:i + CHUNK]
+            for id_, *key in db.execute(_series_sql(len(part)), [v for k in part for v in k]):
+                new_series[tuple(key)] = id_  # type: ignore[index]
 
     def _series_id(self, db: sqlite3.Connection, key: tuple[str, str, str],
                    new_series: dict[tuple[str, str, str], int]) -> int:
@@ -741,6 +861,12 @@ class SQLiteStore(HandOver):
         except Exception as exc:  # noqa: BLE001 - the unit fails alone, reported as usual
             unit.error = exc
         return unit
+
+    async def _rolled_up(self) -> None:
+        """Have the rollup increments of every committed write written, for a read."""
+        if self._held:  # set after the commit and before its writer is woken
+            self._flush_asked = True
+            await self.commit()
 
     async def _aside(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` on the second connection: reads, and the rare writes (purge) that

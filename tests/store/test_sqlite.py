@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import logging
 import sqlite3
+import time
 
 import pytest
 import trio
@@ -406,3 +407,42 @@ def test_a_stats_query_reads_index_ranges_of_the_series_asked_not_whole_tables(
             assert "SEARCH r USING PRIMARY KEY (span=? AND series=? AND start>? AND start<?)" \
                 in plan_text or "SEARCH x USING PRIMARY KEY (series=? AND ts>? AND ts<?)" \
                 in plan_text, plan_text
+
+
+async def test_rollups_held_back_when_the_store_stopped_are_rolled_up_at_the_next_start(
+        hub_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rollup increments are written every second or so; a store killed in between
+    loses none of them: their spans are marked pending with the raw rows."""
+    from workyard.store import _sqlite
+    from workyard.store._handover import Unit
+
+    monkeypatch.setattr(_sqlite, "ROLLUP_EVERY", 3600.0)
+    hour = 3_600_000
+    killed = SQLiteStore(hub_db)
+    db = killed._open_writer()
+    reports = [RecordStats("w1", 1_000, "t", [("gpu_usage", "0", 2.0), ("gpu_usage", "1", 4.0)]),
+               RecordStats("w1", 400_000, None, [("gpu_usage", "0", 6.0)]),
+               RecordStats("w2", hour + 1, None, [("memory_used", "total", 0.0)])]
+    killed._flushed_at = time.monotonic()
+    for report in reports:  # all held back: their three spans are pending
+        killed._write(db, [killed._prepare(Unit([report]))])
+    assert db.execute("SELECT count(*) FROM stat_pending").fetchone() == (3,)
+    db.close()  # as kill -9 would: no final write of the held-back increments
+    store = SQLiteStore(hub_db)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        await store.stats.purge(2 * hour)  # from here on, only rollups answer
+        got = await store.stats.series(since=0, until=2 * hour - 1, interval=300_000,
+                                       metrics=["gpu_usage", "memory_used"])
+        assert [(s.worker, s.variant, s.dates, s.avg) for s in got] == [
+            ("w1", "0", "[0,300000]", "[2.0,6.0]"), ("w1", "1", "[0]", "[4.0]"),
+            ("w2", "total", f"[{hour}]", "[0.0]")]
+        (pooled,) = await store.stats.series(since=0, until=hour - 1, interval=hour,
+                                             metrics=["gpu_usage"], by_variant=False)
+        assert (pooled.avg, pooled.low, pooled.high) == ("[4.0]", "[2.0]", "[6.0]")
+        assert await store.stats.activity(since=0, until=2 * hour - 1, interval=300_000) == [
+            ActivityBucket(0, 1, 1), ActivityBucket(300_000, 1, 0),
+            ActivityBucket(hour, 1, 0)]
+        nursery.cancel_scope.cancel()
+    with sqlite3.connect(hub_db) as check:
+        assert check.execute("SELECT count(*) FROM stat_pending").fetchone() == (0,)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+
+import pytest
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -34,3 +36,20 @@ def test_run_all_tells_a_miss_from_ok_and_from_a_failure() -> None:
 def test_every_benchmark_run_writes_its_own_result_file() -> None:
     names = [name for _, name, *_ in RUNS]
     assert len(names) == len(set(names))
+
+
+def test_the_clearml_rows_say_met_or_missed_for_each_of_its_four_targets(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import report
+
+    summary = {"reports_per_s": 2999, "ingest_p99_ms": 12.0, "hub_cpu_us_per_report": 300,
+               "inprocess_reports_per_s": 5000, "inprocess_p99_ms": 9.0,
+               "inprocess_cpu_us_per_report": 200, "get_stats_p50_ms": 99.0,
+               "get_stats_month_p50_ms": 250.0}
+    fake = {"machine": {}, "summary": summary,
+            "settings": {"workers": 1000, "stats_workers": 100, "days": 30.0}}
+    monkeypatch.setattr(report, "_load", lambda name: fake if name == "clearml" else None)
+    lines, _ = report.rows()
+    clearml = [line for line in lines if "clearml" in line]
+    assert [line.rsplit("|", 2)[-2].strip() for line in clearml] == [
+        "**missed**", "-", "met", "**missed**"]
