@@ -33,6 +33,7 @@ from ..store import MemoryStore, SQLiteStore, Store
 from ..transports import PollingFleet, serve_lean_connection, serve_worker_port
 from ._front import serve_front
 from ._hypercorn import HTTPServer
+from ._lane_server import LaneServer
 
 __all__ = ["build_app", "open_listener", "serve"]
 
@@ -174,7 +175,10 @@ async def serve(
         await nursery.start(app.extensions["workyard.observer"].run)
         http = HTTPServer(app, config)
         await nursery.start(http.run)
-        await nursery.start(serve_front, listener, lean, http.serve_connection)
+        fast = LaneServer(app.extensions["workyard.lane"], http.serve_connection,
+                          max_body=settings.max_body, body_timeout=app.config["BODY_TIMEOUT"],
+                          keep_alive=config.keep_alive_timeout)
+        await nursery.start(serve_front, listener, lean, http.serve_connection, fast)
         if worker_listener is not None:
             worker_port = worker_listener.getsockname()[1]
             await nursery.start(serve_worker_port, hub, auth, settings, worker_listener)
