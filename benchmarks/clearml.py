@@ -292,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--no-ingest", action="store_true", help="measure get_stats only")
     parser.add_argument("--no-stats", action="store_true", help="measure ingest only")
+    parser.add_argument("--stats-db", help="the get_stats file: prefilled unless it exists "
+                        "(then reused as it is, e.g. for several runs of one commit)")
     parser.add_argument("--out", help="JSON file (default benchmarks/results/clearml.json)")
     args = parser.parse_args(argv)
     started = machine()
@@ -308,10 +310,16 @@ def main(argv: list[str] | None = None) -> int:
     samples = rollups = 0
     if not args.no_stats:
         with tempfile.TemporaryDirectory() as tmp:
-            db = str(Path(tmp) / "stats.db")
+            db = args.stats_db or str(Path(tmp) / "stats.db")
             t0 = time.monotonic()
-            samples, rollups = prefill(db, args.stats_workers, args.hours, 30, args.days)
-            print(f"prefilled {samples:,} samples and {rollups:,} rollup rows in "
+            if args.stats_db and Path(db).exists():
+                with sqlite3.connect(db) as conn:
+                    (samples,) = conn.execute("SELECT count(*) FROM stat_samples").fetchone()
+                    (rollups,) = conn.execute("SELECT count(*) FROM stat_rollups").fetchone()
+                print(f"reusing {db}", flush=True)
+            else:
+                samples, rollups = prefill(db, args.stats_workers, args.hours, 30, args.days)
+            print(f"{samples:,} samples and {rollups:,} rollup rows, "
                   f"{time.monotonic() - t0:.1f} s", flush=True)
             stats = [get_stats(args, db) for _ in range(args.runs)]
     for s in stats:
