@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import functools
 import logging
 import math
 import re
@@ -681,26 +682,36 @@ def _readings(stats: dict[str, msgspec.Raw] | None) -> list[tuple[str, str, floa
         return []
     if len(stats) > MAX_METRICS:
         raise invalid("machine_stats", f"at most {MAX_METRICS} metrics, not {len(stats)}")
-    readings = []
+    readings: list[tuple[str, str, float]] = []
     for metric, raw in stats.items():
-        where = f"machine_stats.{metric[:64]}"
-        if not _METRIC.fullmatch(metric):
-            raise invalid(where, "a metric name is 1 to 64 letters, digits, '_', '.' or '-'")
+        if not _metric_name(metric):
+            raise invalid(f"machine_stats.{metric[:64]}",
+                          "a metric name is 1 to 64 letters, digits, '_', '.' or '-'")
         try:
-            value = _reading.decode(raw)
+            value = _reading.decode(raw)  # floats: msgspec turns integers into floats
         except msgspec.ValidationError as exc:
             match = _AT.match(str(exc))
             assert match is not None
-            raise invalid(where + (match["path"] or ""),
+            raise invalid(f"machine_stats.{metric[:64]}" + (match["path"] or ""),
                           match["detail"].replace("`", "")) from None
         if value is None:
             continue
-        if isinstance(value, list):
-            readings += [(metric, str(i), float(v)) for i, v in enumerate(value)
+        if type(value) is list:
+            readings += [(metric, _VARIANTS[i], v) for i, v in enumerate(value)
                          if v is not None]
         else:
-            readings.append((metric, "total", float(value)))
+            readings.append((metric, "total", value))  # type: ignore[arg-type]
     return readings
+
+
+#: a list element's variant by its index
+_VARIANTS = tuple(str(i) for i in range(MAX_VARIANTS))
+
+
+@functools.lru_cache(maxsize=4096)
+def _metric_name(metric: str) -> bool:
+    """Whether `metric` is a valid name (a fleet sends the same few again and again)."""
+    return _METRIC.fullmatch(metric) is not None
 
 
 def _range(req: _Range) -> tuple[int, int, int]:
