@@ -558,9 +558,18 @@ class ClearML:
             wanted = aggregations.setdefault(item.key, [])
             if chosen not in wanted:
                 wanted.append(chosen)
-        rows = await self.hub.store.stats.series(
-            since=since, until=until, interval=interval, metrics=list(aggregations),
-            workers=req.worker_ids or None, by_variant=bool(req.split_by_variant))
+        # One read per set of aggregations asked, so each builds only the arrays it needs.
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for metric, chosen in aggregations.items():
+            groups.setdefault(tuple(chosen), []).append(metric)
+        rows = []
+        for chosen, metrics in groups.items():
+            rows += await self.hub.store.stats.series(
+                since=since, until=until, interval=interval, metrics=metrics,
+                workers=req.worker_ids or None, by_variant=bool(req.split_by_variant),
+                aggregations=chosen)
+        order = {m: i for i, m in enumerate(aggregations)}
+        rows.sort(key=lambda r: (r.worker, order[r.metric], r.variant))
         return {"workers": _series(rows, aggregations, bool(req.split_by_variant))}
 
     async def get_activity_report(self, body: bytes, caller: _Caller) -> dict[str, Any]:

@@ -22,7 +22,7 @@ are committed, and the writer keeps serving.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -274,6 +274,10 @@ class StatBucket(NamedTuple):
     high: float
 
 
+#: what a `StatSeries` can carry per bucket
+AGGREGATIONS = ("avg", "min", "max")
+
+
 class StatSeries(NamedTuple):
     """One series of buckets (a worker's metric, or one variant of it) with its arrays as
     JSON text, one element per bucket: built by the store, so that a long series costs
@@ -317,10 +321,11 @@ class StatsStore(Protocol):
         ...
 
     async def series(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
-                     workers: Sequence[str] | None = None,
-                     by_variant: bool = True) -> list[StatSeries]:
+                     workers: Sequence[str] | None = None, by_variant: bool = True,
+                     aggregations: Collection[str] = AGGREGATIONS) -> list[StatSeries]:
         """The same buckets as `buckets`, one `StatSeries` per worker, metric and variant
-        (or metric, with `by_variant` false), in that order."""
+        (or metric, with `by_variant` false), in that order. Only the arrays of
+        `aggregations` (of "avg", "min", "max") are filled; the others are "[]"."""
         ...
 
     async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:

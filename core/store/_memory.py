@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -20,6 +20,7 @@ import trio
 
 from .._model import Task, TaskState
 from ._interface import (
+    AGGREGATIONS,
     ActivityBucket,
     AppendEvents,
     Change,
@@ -190,11 +191,11 @@ class _Stats:
                     acc.items(), key=lambda kv: (kv[0][0], order[kv[0][1]], *kv[0][2:]))]
 
     async def series(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
-                     workers: Sequence[str] | None = None,
-                     by_variant: bool = True) -> list[StatSeries]:
+                     workers: Sequence[str] | None = None, by_variant: bool = True,
+                     aggregations: Collection[str] = AGGREGATIONS) -> list[StatSeries]:
         return as_series(await self.buckets(since=since, until=until, interval=interval,
                                             metrics=metrics, workers=workers,
-                                            by_variant=by_variant))
+                                            by_variant=by_variant), aggregations)
 
     async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:
         store, p = self._store, plan(since, until, interval)

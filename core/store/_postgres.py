@@ -43,7 +43,7 @@ import logging
 import re
 import select
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -57,6 +57,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from .._model import Attempt, Task, TaskState
 from ._handover import HandOver, Unit, describe
 from ._interface import (
+    AGGREGATIONS,
     ActivityBucket,
     AppendEvents,
     ConfigureQueue,
@@ -693,11 +694,11 @@ class _Stats:
         return [StatBucket(*r) for r in rows]
 
     async def series(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
-                     workers: Sequence[str] | None = None,
-                     by_variant: bool = True) -> list[StatSeries]:
+                     workers: Sequence[str] | None = None, by_variant: bool = True,
+                     aggregations: Collection[str] = AGGREGATIONS) -> list[StatSeries]:
         return as_series(await self.buckets(since=since, until=until, interval=interval,
                                             metrics=metrics, workers=workers,
-                                            by_variant=by_variant))
+                                            by_variant=by_variant), aggregations)
 
     async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:
         p = plan(since, until, interval)

@@ -24,13 +24,13 @@ is exact because raw samples are purged in whole spans of the coarsest size only
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import msgspec
 
-from ._interface import StatBucket, StatSeries
+from ._interface import AGGREGATIONS, StatBucket, StatSeries
 
 __all__ = ["POOLED", "SCALAR", "SPANS", "Plan", "Rollups", "as_series", "join_series", "plan", "raw_cutoff",
            "span_for"]
@@ -157,8 +157,10 @@ class Rollups(Generic[K]):
                     or self.redo_active)
 
 
-def as_series(buckets: Sequence[StatBucket]) -> list[StatSeries]:
-    """`buckets` (in `StatsStore.buckets` order) as one `StatSeries` per series."""
+def as_series(buckets: Sequence[StatBucket],
+              aggregations: Collection[str] = AGGREGATIONS) -> list[StatSeries]:
+    """`buckets` (in `StatsStore.buckets` order) as one `StatSeries` per series, with
+    the arrays of `aggregations` only (the others "[]")."""
     out: list[StatSeries] = []
     i, n = 0, len(buckets)
     while i < n:
@@ -170,8 +172,9 @@ def as_series(buckets: Sequence[StatBucket]) -> list[StatSeries]:
         out.append(StatSeries(
             first.worker, first.metric, first.variant,
             _encode([b.start for b in run]).decode(),
-            _encode([b.total / b.count for b in run]).decode(),
-            _encode([b.low for b in run]).decode(), _encode([b.high for b in run]).decode()))
+            _encode([b.total / b.count for b in run]).decode() if "avg" in aggregations else "[]",
+            _encode([b.low for b in run]).decode() if "min" in aggregations else "[]",
+            _encode([b.high for b in run]).decode() if "max" in aggregations else "[]"))
         i = j
     return out
 

@@ -24,7 +24,7 @@ import functools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +34,7 @@ import trio
 from .._model import Attempt, Task, TaskState
 from ._handover import HandOver, Unit, describe
 from ._interface import (
+    AGGREGATIONS,
     ActivityBucket,
     AppendEvents,
     ConfigureQueue,
@@ -391,8 +392,8 @@ class _Stats:
         return [StatBucket(*r) for r in rows]
 
     async def series(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
-                     workers: Sequence[str] | None = None,
-                     by_variant: bool = True) -> list[StatSeries]:
+                     workers: Sequence[str] | None = None, by_variant: bool = True,
+                     aggregations: Collection[str] = AGGREGATIONS) -> list[StatSeries]:
         # The buckets wholly inside the range are whole rollup spans: SQLite reads them
         # and writes their JSON arrays itself (`_middle_sql`); the (at most two) ragged
         # buckets at the ends go through `buckets`.
@@ -401,19 +402,20 @@ class _Stats:
         if span is None or lo >= hi or not metrics or (workers is not None and not workers):
             return as_series(await self.buckets(since=since, until=until, interval=interval,
                                                 metrics=metrics, workers=workers,
-                                                by_variant=by_variant))
+                                                by_variant=by_variant), aggregations)
         await self._store._rolled_up()
         kw = {"interval": interval, "metrics": metrics, "workers": workers,
               "by_variant": by_variant}
         head = await self.buckets(since=since, until=lo - 1, **kw) if since < lo else []
         tail = await self.buckets(since=hi, until=until, **kw) if hi <= until else []
-        sql, args = _middle_sql(span, lo, hi, interval, metrics, workers, by_variant)
+        sql, args = _middle_sql(span, lo, hi, interval, metrics, workers, by_variant,
+                                aggregations)
         middle = await self._store._aside(lambda db: db.execute(sql, args).fetchall())
         if len({tuple(r[:3]) for r in middle}) < len(middle):  # a metric sent as a number
             # and as a list: its "total" and "" series pool in the general query
-            return as_series(await self.buckets(since=since, until=until, **kw))
-        return join_series(as_series(head), [StatSeries(*r) for r in middle], as_series(tail),
-                           metrics)
+            return as_series(await self.buckets(since=since, until=until, **kw), aggregations)
+        return join_series(as_series(head, aggregations), [StatSeries(*r) for r in middle],
+                           as_series(tail, aggregations), metrics)
 
     async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:
         await self._store._rolled_up()
@@ -487,14 +489,17 @@ def _rollup_variants(by_variant: bool) -> str:
 
 
 def _middle_sql(span: int, lo: int, hi: int, interval: int, metrics: Sequence[str],
-                workers: Sequence[str] | None, by_variant: bool) -> tuple[str, dict[str, object]]:
+                workers: Sequence[str] | None, by_variant: bool,
+                aggregations: Collection[str] = AGGREGATIONS) -> tuple[str, dict[str, object]]:
     """Whole buckets `lo <= start < hi` from the rollups of `span`, as JSON arrays per
     series (or metric). Per variant and with one span per bucket, rows come in the
     order of the groups (series by metric and worker, then start): no sort at all."""
     args: dict[str, object] = {"span": span, "lo": lo, "hi": hi, "interval": interval}
     where = _series_filter(metrics, workers, args)
-    arrays = ("json_group_array(b), json_group_array(t / c), json_group_array(l), "
-              "json_group_array(h)")
+    # only the arrays asked for: formatting floats is most of the work per row
+    arrays = ", ".join(["json_group_array(b)"] + [
+        f"json_group_array({expr})" if name in aggregations else "'[]'"
+        for name, expr in (("avg", "t / c"), ("min", "l"), ("max", "h"))])
     # INDEXED BY: series in (metric, worker, id) order, the GROUP BY's, whatever the filter
     source = ("FROM stat_series s INDEXED BY stat_series_metric CROSS JOIN stat_rollups r "
               "ON r.span = :span "

@@ -637,3 +637,15 @@ async def test_series_are_the_buckets_as_json_arrays_per_series(store: Store) ->
                 (b.worker, b.metric, b.variant, b.start, b.low, b.high) for b in want]
             assert [b.total for b in flat] == pytest.approx(
                 [b.total / b.count for b in want], rel=1e-12), (since, until, interval)
+
+
+async def test_series_fill_only_the_arrays_of_the_aggregations_asked(store: Store) -> None:
+    await store.commit(*_reports(60))
+    for since, until, interval in RANGES[:4]:
+        full = await store.stats.series(since=since, until=until, interval=interval,
+                                        metrics=["gpu_usage"], by_variant=False)
+        just_max = await store.stats.series(since=since, until=until, interval=interval,
+                                            metrics=["gpu_usage"], by_variant=False,
+                                            aggregations=("max",))
+        assert [(s.dates, s.high) for s in just_max] == [(s.dates, s.high) for s in full]
+        assert {(s.avg, s.low) for s in just_max} <= {("[]", "[]")}
