@@ -710,8 +710,8 @@ class _Stats:
             args.update(span=p.span, lo=p.lo, hi=p.hi)
         for i, (a, b) in enumerate(p.raw):
             parts.append("SELECT ts / %(interval)s::bigint * %(interval)s::bigint AS b, worker, "
-                         f"task IS NOT NULL AS active FROM stat_reports WHERE ts BETWEEN %(a{i})s::bigint "
-                         f"AND %(b{i})s::bigint")
+                         "task IS NOT NULL AS active FROM stat_reports "
+                         f"WHERE ts BETWEEN %(a{i})s::bigint AND %(b{i})s::bigint")
             args.update({f"a{i}": a, f"b{i}": b})
         query = ("SELECT b, count(DISTINCT worker), count(DISTINCT worker) FILTER (WHERE active) "
                  f"FROM ({' UNION ALL '.join(parts)}) u GROUP BY b ORDER BY b")

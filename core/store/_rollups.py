@@ -32,8 +32,8 @@ import msgspec
 
 from ._interface import AGGREGATIONS, StatBucket, StatSeries
 
-__all__ = ["POOLED", "SCALAR", "SPANS", "Plan", "Rollups", "as_series", "join_series", "plan", "raw_cutoff",
-           "span_for"]
+__all__ = ["POOLED", "SCALAR", "SPANS", "Plan", "Rollups", "as_series", "join_series", "plan",
+           "raw_cutoff", "span_for"]
 
 _encode = msgspec.json.Encoder().encode
 

@@ -53,7 +53,18 @@ from ._interface import (
     StoreError,
 )
 from ._migrations import migrate, refuse_newer
-from ._rollups import POOLED, SCALAR, SPANS, Plan, Rollups, as_series, join_series, plan, raw_cutoff, span_for
+from ._rollups import (
+    POOLED,
+    SCALAR,
+    SPANS,
+    Plan,
+    Rollups,
+    as_series,
+    join_series,
+    plan,
+    raw_cutoff,
+    span_for,
+)
 from ._writes import QueueWrites, TaskWrites
 
 __all__ = ["SQLiteStore"]
@@ -426,7 +437,8 @@ class _Stats:
                          "FROM stat_activity WHERE span = :span AND start >= :lo AND start < :hi")
             args.update(span=p.span, lo=p.lo, hi=p.hi)
         for i, (a, b) in enumerate(p.raw):
-            parts.append(f"SELECT ts / :interval * :interval AS b, worker, task IS NOT NULL AS active "
+            parts.append("SELECT ts / :interval * :interval AS b, worker, "
+                         "task IS NOT NULL AS active "
                          f"FROM stat_reports WHERE ts BETWEEN :a{i} AND :b{i}")
             args.update({f"a{i}": a, f"b{i}": b})
         sql = ("SELECT b, count(DISTINCT worker), count(DISTINCT CASE WHEN active THEN worker "
