@@ -114,7 +114,7 @@ class Lane:
 
     def __init__(self) -> None:
         self.routes: list[Route] = []
-        self._map = Map(strict_slashes=False, merge_slashes=False)
+        self._map = Map()  # quart's defaults: a slash off or doubled is quart's to redirect
         self._adapter = self._map.bind("lane", "/")
         #: called with (pattern, method, status) after each answer the lane gives itself
         self.counted: Callable[[str, str, int], None] | None = None
