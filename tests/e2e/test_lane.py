@@ -139,12 +139,13 @@ async def test_a_route_added_to_the_lane_is_matched_and_mounted_in_quart() -> No
     app = QuartTrio("lane-test")
     lane.mount(app)
 
-    @lane.route("POST", "/<any(things,stuff):kind>.<action>")
+    @lane.route(("POST", "PUT"), "/<any(things,stuff):kind>.<action>")
     async def poke(request: LaneRequest) -> LaneResponse:
         return json_reply({"kind": request.view_args["kind"], "body": (await request.body()).decode()})
 
     route, args = lane.match("POST", "/things.poke") or (None, None)
     assert route is not None and args == {"kind": "things", "action": "poke"}
+    assert lane.match("PUT", "/things.poke") is not None
     assert lane.match("GET", "/things.poke") is None  # quart answers that one (405)
     assert lane.match("POST", "/other.poke") is None
     assert lane.match("HEAD", "/things.poke") is None
