@@ -81,7 +81,35 @@ def rows() -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
         r = pl["submit_to_poll_response"]
         lines.append(f"| 2 | polling: submit → response of a parked long poll "
                      f"({pl['rounds']:,} rounds, `poll_latency.py`) | p50 {r['p50_ms']} ms, "
-                     f"p99 {r['p99_ms']} ms | reported | - |")
+                     f"p99 {r['p99_ms']} ms | p50 < 3 ms, p99 < 10 ms | "
+                     f"{_ok(r['p50_ms'] <= 3 and r['p99_ms'] <= 10)} |")
+        lone = pl.get("lone_submit")
+        if lone:
+            lines.append(f"| 3 | producers: a lone single-task POST /tasks round trip "
+                         f"({pl['submits']:,} in a row, `poll_latency.py`) | p50 "
+                         f"{lone['p50_ms']} ms, p99 {lone['p99_ms']} ms "
+                         f"({pl['hub_cpu_us_per_lone_submit']} µs hub CPU each) | p50 < 2 ms | "
+                         f"{_ok(lone['p50_ms'] <= 2)} |")
+    pc = _load("peer_celery")
+    if pc:
+        machines.append(("peer_celery", pc["machine"]))
+        t = pc["throughput"]
+        wy, ce = t["workyard"], t["celery"]
+        lines.append(
+            f"| 4 | peer: {pc['settings']['tasks']:,} no-op tasks, 4 workers each, to the last "
+            f"result read (`peer_celery.py`): workyard / Celery 5.7 + Redis | {t['ratio']}× "
+            f"({_fmt(wy['tasks_per_s'])} vs {_fmt(ce['tasks_per_s'])} tasks/s; µs CPU per task: "
+            f"hub {wy['hub_cpu_us_per_task']}, workers {wy['workers_cpu_us_per_task']} vs "
+            f"{ce['workers_cpu_us_per_task']}, producer {wy['producer_cpu_us_per_task']} vs "
+            f"{ce['producer_cpu_us_per_task']}) | ≥ 10× | {_ok(t['ratio'] >= 10)} |")
+        for name, label in (("workyard", "workyard"), ("celery_default", "Celery, defaults"),
+                            ("celery_tuned", "Celery, prefetch 1 + acks_late")):
+            m = pc["mixed"][name]
+            lines.append(
+                f"| 4 | peer, mixed durations ({pc['settings']['mixed']} tasks, 1 in 10 of 1 s, "
+                f"4 workers of concurrency 1): {label} | makespan {m['makespan_s']} s "
+                f"({m['vs_ideal']}× the ideal {m['ideal_s']} s), Jain's index of busy time "
+                f"{m['jain_busy']} | reported | - |")
     sc = _load("scheduler")
     if sc:
         machines.append(("scheduler", sc["machine"]))

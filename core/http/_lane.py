@@ -17,7 +17,7 @@ Adding a route (say, from a compat module):
 
     lane: Lane = app.extensions["workyard.lane"]
 
-    @lane.route("POST", "/things/<thing_id>")
+    @lane.route("POST", "/things/<thing_id>")      # or ("GET", "POST"), ...
     async def poke(request: LaneRequest) -> LaneResponse:
         require(auth, Role.WORKER, request)        # tokens, as any route
         body = await request.body()                # --max-body and the body timeout apply
@@ -104,7 +104,7 @@ Handler = Callable[[LaneRequest], Awaitable[LaneResponse]]
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    method: str
+    methods: tuple[str, ...]
     pattern: str
     handler: Handler
 
@@ -114,19 +114,23 @@ class Lane:
 
     def __init__(self) -> None:
         self.routes: list[Route] = []
-        self._map = Map(strict_slashes=False, merge_slashes=False)
+        self._map = Map()  # quart's defaults: a slash off or doubled is quart's to redirect
         self._adapter = self._map.bind("lane", "/")
         #: called with (pattern, method, status) after each answer the lane gives itself
         self.counted: Callable[[str, str, int], None] | None = None
         self.methods: frozenset[bytes] = frozenset()
         self._mounted: QuartTrio | None = None
 
-    def route(self, method: str, pattern: str) -> Callable[[Handler], Handler]:
+    def route(self, method: str | tuple[str, ...], pattern: str
+              ) -> Callable[[Handler], Handler]:
+        """Add `handler` for `method` (or each of several) on `pattern`."""
+        methods = (method,) if isinstance(method, str) else tuple(method)
+
         def add(handler: Handler) -> Handler:
             index = len(self.routes)
-            self.routes.append(Route(method, pattern, handler))
-            self._map.add(Rule(pattern, endpoint=index, methods=[method]))
-            self.methods = self.methods | {method.encode()}
+            self.routes.append(Route(methods, pattern, handler))
+            self._map.add(Rule(pattern, endpoint=index, methods=list(methods)))
+            self.methods = self.methods | {m.encode() for m in methods}
             if self._mounted is not None:
                 _mount_one(self._mounted, self.routes[index])
             return handler
@@ -168,8 +172,8 @@ def _mount_one(app: QuartTrio, route: Route) -> None:
         reply = await route.handler(lane_request)  # errors: the app's own handlers
         return to_quart(reply)
 
-    name = f"lane:{route.method}:{route.pattern}"
-    app.add_url_rule(route.pattern, name, view, methods=[route.method])
+    name = f"lane:{','.join(route.methods)}:{route.pattern}"
+    app.add_url_rule(route.pattern, name, view, methods=list(route.methods))
 
 
 def to_quart(reply: LaneResponse) -> Response:
