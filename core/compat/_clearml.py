@@ -792,7 +792,6 @@ def add_clearml_routes(app: QuartTrio, clearml: ClearML) -> None:
                                             request.args, request.remote_addr)
         return LaneResponse(status, data)
 
-    for method in ("GET", "POST", "PUT"):
-        for pattern in (f"/<any({services}):service>.<action>",
-                        f"/v<version>/<any({services}):service>.<action>"):
-            lane.route(method, pattern)(endpoint)
+    for pattern in (f"/<any({services}):service>.<action>",
+                    f"/v<version>/<any({services}):service>.<action>"):
+        lane.route(("GET", "POST", "PUT"), pattern)(endpoint)
