@@ -92,7 +92,35 @@ def rows() -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
         r = pl["submit_to_poll_response"]
         lines.append(f"| 2 | polling: submit → response of a parked long poll "
                      f"({pl['rounds']:,} rounds, `poll_latency.py`) | p50 {r['p50_ms']} ms, "
-                     f"p99 {r['p99_ms']} ms | reported | - |")
+                     f"p99 {r['p99_ms']} ms | p50 < 3 ms, p99 < 10 ms | "
+                     f"{_ok(r['p50_ms'] <= 3 and r['p99_ms'] <= 10)} |")
+        lone = pl.get("lone_submit")
+        if lone:
+            lines.append(f"| 3 | producers: a lone single-task POST /tasks round trip "
+                         f"({pl['submits']:,} in a row, `poll_latency.py`) | p50 "
+                         f"{lone['p50_ms']} ms, p99 {lone['p99_ms']} ms "
+                         f"({pl['hub_cpu_us_per_lone_submit']} µs hub CPU each) | p50 < 2 ms | "
+                         f"{_ok(lone['p50_ms'] <= 2)} |")
+    pc = _load("peer_celery")
+    if pc:
+        machines.append(("peer_celery", pc["machine"]))
+        t = pc["throughput"]
+        wy, ce = t["workyard"], t["celery"]
+        lines.append(
+            f"| 4 | peer: {pc['settings']['tasks']:,} no-op tasks, 4 workers each, to the last "
+            f"result read (`peer_celery.py`): workyard / Celery 5.7 + Redis | {t['ratio']}× "
+            f"({_fmt(wy['tasks_per_s'])} vs {_fmt(ce['tasks_per_s'])} tasks/s; µs CPU per task: "
+            f"hub {wy['hub_cpu_us_per_task']}, workers {wy['workers_cpu_us_per_task']} vs "
+            f"{ce['workers_cpu_us_per_task']}, producer {wy['producer_cpu_us_per_task']} vs "
+            f"{ce['producer_cpu_us_per_task']}) | ≥ 10× | {_ok(t['ratio'] >= 10)} |")
+        for name, label in (("workyard", "workyard"), ("celery_default", "Celery, defaults"),
+                            ("celery_tuned", "Celery, prefetch 1 + acks_late")):
+            m = pc["mixed"][name]
+            lines.append(
+                f"| 4 | peer, mixed durations ({pc['settings']['mixed']} tasks, 1 in 10 of 1 s, "
+                f"4 workers of concurrency 1): {label} | makespan {m['makespan_s']} s "
+                f"({m['vs_ideal']}× the ideal {m['ideal_s']} s), Jain's index of busy time "
+                f"{m['jain_busy']} | reported | - |")
     sc = _load("scheduler")
     if sc:
         machines.append(("scheduler", sc["machine"]))
@@ -180,6 +208,32 @@ def rows() -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
                 f"| 5 | outage: after the restore, accepting / dispatching again | "
                 f"{_fmt(o['accepting_again_after_s'], ' s')} / "
                 f"{_fmt(o['dispatch_after_restore_s'], ' s')} (by themselves) | reported | - |")
+    cm = _load("clearml")
+    if cm:
+        machines.append(("clearml", cm["machine"]))
+        s, w = cm["summary"], cm["settings"]
+        if s.get("reports_per_s") is not None:
+            ok = (s["reports_per_s"] or 0) >= 3000 and (s["ingest_p99_ms"] or 1e9) < 50
+            lines.append(
+                f"| 10 | clearml: status_report over HTTP, {w['workers']:,} workers, 14 metrics "
+                f"| {_fmt(s['reports_per_s'])} reports/s, p99 {_fmt(s['ingest_p99_ms'])} ms "
+                f"({_fmt(s.get('hub_cpu_us_per_report'))} µs hub CPU per report) | ≥ 3,000/s, "
+                f"p99 < 50 ms | {_ok(ok)} |")
+        if s.get("inprocess_reports_per_s") is not None:
+            lines.append(
+                f"| 10 | clearml: status_report through `ClearML.handle` in-process (no HTTP) "
+                f"| {_fmt(s['inprocess_reports_per_s'])} reports/s, p99 "
+                f"{_fmt(s['inprocess_p99_ms'])} ms ({_fmt(s['inprocess_cpu_us_per_report'])} µs "
+                f"CPU per report) | reported | - |")
+        if s.get("get_stats_p50_ms") is not None:
+            lines.append(
+                f"| 10 | clearml: get_stats, {w['stats_workers']} workers × 24 h at 300 s, "
+                f"3 metrics | p50 {_fmt(s['get_stats_p50_ms'])} ms | < 100 ms | "
+                f"{_ok(s['get_stats_p50_ms'] < 100)} |")
+            lines.append(
+                f"| 10 | clearml: get_stats, {w['stats_workers']} workers × {_fmt(w['days'])} days "
+                f"at 3,600 s (hourly rollups) | p50 {_fmt(s['get_stats_month_p50_ms'])} ms | "
+                f"< 200 ms | {_ok(s['get_stats_month_p50_ms'] < 200)} |")
     st = _load("store")
     if st:
         machines.append(("store", st["machine"]))

@@ -35,8 +35,10 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str], float]] = [
      1800),
     ("polling.py", "polling", ["--runs", "3"],
      ["--runs", "1", "--tasks", "5000", "--latency-seconds", "2"], 900),
-    ("poll_latency.py", "poll_latency", ["--rounds", "1000"], ["--rounds", "100"], 300),
+    ("poll_latency.py", "poll_latency", ["--rounds", "1000"],
+     ["--rounds", "100", "--submits", "200"], 300),
     ("demo_fleet.py", "demo_fleet", ["--runs", "3"], ["--runs", "1", "--tasks", "2000"], 300),
+    ("peer_celery.py", "peer_celery", [], ["--tasks", "2000", "--mixed", "40"], 300),
     ("demo_fleet.py", "demo_fleet_worker_port", ["--runs", "3", "--worker-port"],
      ["--runs", "1", "--tasks", "2000", "--worker-port"], 300),
     # needs PostgreSQL (WORKYARD_TEST_POSTGRES, default the local one)
@@ -47,6 +49,9 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str], float]] = [
     ("events.py", "events", ["--runs", "3"],
      ["--runs", "1", "--events", "2000", "--seconds", "2", "--cycles", "200"], 600),
     ("sim_big.py", "sim_big", [], ["--scale", "0.02"], 1200),
+    ("clearml_registry.py", "clearml", ["--runs", "3", "--queries", "10"],
+     ["--runs", "1", "--seconds", "3", "--stats-workers", "10", "--hours", "2", "--days", "3",
+      "--queries", "3"], 1500),
 ]
 
 

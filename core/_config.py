@@ -108,7 +108,13 @@ class Settings:
         metavar="S")
     stats_retention: Annotated[float, Meta(gt=0, le=100 * YEAR)] = setting(
         2 * 24 * 3600.0, "seconds raw machine statistics (workers.status_report samples) "
-        "are kept", metavar="S")
+        "are kept; older reports are refused", metavar="S")
+    stats_5m_retention: Annotated[float, Meta(gt=0, le=100 * YEAR)] = setting(
+        14 * 24 * 3600.0, "seconds 5-minute rollups of machine statistics are kept (they "
+        "answer get_stats for intervals that are multiples of 300 s)", metavar="S")
+    stats_1h_retention: Annotated[float, Meta(gt=0, le=100 * YEAR)] = setting(
+        400 * 24 * 3600.0, "seconds hourly rollups of machine statistics are kept (they "
+        "answer intervals that are multiples of 3600 s)", metavar="S")
     max_body: Bytes = setting(MAX_BODY, "largest HTTP request body, in bytes", metavar="BYTES")
     max_frame: Bytes = setting(MAX_FRAME, "largest WebSocket message, in bytes",
                                metavar="BYTES")

@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 from trio_websocket import WebSocketConnection, open_websocket_url
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Ping, Request, TextMessage
@@ -118,6 +119,15 @@ async def silent_worker(url: str) -> tuple[trio.SocketStream, dict[str, Any]]:
         pass  # left unanswered
     assert isinstance(event, TextMessage), event
     return stream, json.loads(event.data)
+
+
+async def until(condition: Callable[[], bool], limit: int = 1000) -> None:
+    """Let everything else run until `condition()` holds (bounded, no sleeping)."""
+    for _ in range(limit):
+        if condition():
+            return
+        await trio.testing.wait_all_tasks_blocked()
+    raise AssertionError("condition never held")
 
 
 StartServer = Callable[..., Awaitable[Served]]

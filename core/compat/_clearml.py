@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import functools
 import logging
 import math
 import re
@@ -46,15 +47,16 @@ import jwt
 import msgspec
 import trio
 from msgspec import Meta
-from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from .._auth import Auth, Role
 from .._config import Settings
+from ..http._lane import Lane, LaneRequest, LaneResponse
 from ..hub import Hub, Liveness, Session
 from ..protocol import MAX_NAME
-from ..store import RecordStats, StatBucket, StoreError
+from ..store import RecordStats, StatSeries, StoreError
+from ..store._rollups import SPANS
 
 __all__ = ["ClearML", "add_clearml_routes"]
 
@@ -436,8 +438,8 @@ class ClearML:
         req = _decode(_StatusReport, body)
         _check_name(req.worker, "worker")
         now = self.hub.now()
-        ts = _report_ms(req.timestamp, now)
         readings = _readings(req.machine_stats)
+        ts = _report_ms(req.timestamp, now, self.settings.stats_retention)
         entry = self.entries.get(req.worker)
         if entry is None or not self._live(entry, now):  # unknown: registered on the fly
             entry = _Entry(req.worker, caller.user, caller.ip, now, now,
@@ -556,9 +558,18 @@ class ClearML:
             wanted = aggregations.setdefault(item.key, [])
             if chosen not in wanted:
                 wanted.append(chosen)
-        rows = await self.hub.store.stats.buckets(
-            since=since, until=until, interval=interval, metrics=list(aggregations),
-            workers=req.worker_ids or None)
+        # One read per set of aggregations asked, so each builds only the arrays it needs.
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for metric, chosen in aggregations.items():
+            groups.setdefault(tuple(chosen), []).append(metric)
+        rows = []
+        for chosen, metrics in groups.items():
+            rows += await self.hub.store.stats.series(
+                since=since, until=until, interval=interval, metrics=metrics,
+                workers=req.worker_ids or None, by_variant=bool(req.split_by_variant),
+                aggregations=chosen)
+        order = {m: i for i, m in enumerate(aggregations)}
+        rows.sort(key=lambda r: (r.worker, order[r.metric], r.variant))
         return {"workers": _series(rows, aggregations, bool(req.split_by_variant))}
 
     async def get_activity_report(self, body: bytes, caller: _Caller) -> dict[str, Any]:
@@ -592,9 +603,13 @@ class ClearML:
                 del self.entries[worker_id]
             if now - purged_at >= self.hub.purge_interval:
                 purged_at = now
-                cutoff = int((now - self.settings.stats_retention) * 1000)
+                settings = self.settings
+                cutoff = int((now - settings.stats_retention) * 1000)
+                rollups = {span: int((now - keep) * 1000) for span, keep in zip(
+                    SPANS, (settings.stats_5m_retention, settings.stats_1h_retention),
+                    strict=True)}
                 try:
-                    purged = await self.hub.store.stats.purge(cutoff)
+                    purged = await self.hub.store.stats.purge(cutoff, rollups)
                 except StoreError as exc:
                     log.error("could not purge machine statistics: %s", exc)
                 else:
@@ -654,13 +669,18 @@ def _check_name(value: str, name: str) -> None:
         raise invalid(name, "expected printable characters")
 
 
-def _report_ms(timestamp: float, now: float) -> int:
+def _report_ms(timestamp: float, now: float, retention: float) -> int:
     """A report's time in ms. Every client sends ms; a value below 1e11 (1973 in ms)
-    can only be seconds, as the docs describe it."""
+    can only be seconds, as the docs describe it. A report older than the raw retention
+    is refused: it would be purged at once, and a repeat of a purged report would count
+    twice in the rollups (`store._rollups`)."""
     ms = int(timestamp * 1000) if timestamp < 1e11 else int(timestamp)
     if ms > now * 1000 + MAX_AHEAD_MS:
         raise invalid("timestamp", f"{int(timestamp)} is more than a day ahead of the "
                                    f"server's clock (milliseconds since the epoch)")
+    if ms < (now - retention) * 1000:
+        raise invalid("timestamp", f"{int(timestamp)} is older than the statistics' raw "
+                                   f"retention ({retention:g} s, --stats-retention)")
     return ms
 
 
@@ -671,26 +691,36 @@ def _readings(stats: dict[str, msgspec.Raw] | None) -> list[tuple[str, str, floa
         return []
     if len(stats) > MAX_METRICS:
         raise invalid("machine_stats", f"at most {MAX_METRICS} metrics, not {len(stats)}")
-    readings = []
+    readings: list[tuple[str, str, float]] = []
     for metric, raw in stats.items():
-        where = f"machine_stats.{metric[:64]}"
-        if not _METRIC.fullmatch(metric):
-            raise invalid(where, "a metric name is 1 to 64 letters, digits, '_', '.' or '-'")
+        if not _metric_name(metric):
+            raise invalid(f"machine_stats.{metric[:64]}",
+                          "a metric name is 1 to 64 letters, digits, '_', '.' or '-'")
         try:
-            value = _reading.decode(raw)
+            value = _reading.decode(raw)  # floats: msgspec turns integers into floats
         except msgspec.ValidationError as exc:
             match = _AT.match(str(exc))
             assert match is not None
-            raise invalid(where + (match["path"] or ""),
+            raise invalid(f"machine_stats.{metric[:64]}" + (match["path"] or ""),
                           match["detail"].replace("`", "")) from None
         if value is None:
             continue
-        if isinstance(value, list):
-            readings += [(metric, str(i), float(v)) for i, v in enumerate(value)
+        if type(value) is list:
+            readings += [(metric, _VARIANTS[i], v) for i, v in enumerate(value)
                          if v is not None]
         else:
-            readings.append((metric, "total", float(value)))
+            readings.append((metric, "total", value))  # type: ignore[arg-type]
     return readings
+
+
+#: a list element's variant by its index
+_VARIANTS = tuple(str(i) for i in range(MAX_VARIANTS))
+
+
+@functools.lru_cache(maxsize=4096)
+def _metric_name(metric: str) -> bool:
+    """Whether `metric` is a valid name (a fleet sends the same few again and again)."""
+    return _METRIC.fullmatch(metric) is not None
 
 
 def _range(req: _Range) -> tuple[int, int, int]:
@@ -714,76 +744,54 @@ def _tags_match(tags: Sequence[str], wanted: Sequence[str] | None) -> bool:
     return not include or any(t in tags for t in include)
 
 
-def _series(rows: list[StatBucket], aggregations: dict[str, list[str]],
+def _series(rows: list[StatSeries], aggregations: dict[str, list[str]],
             split: bool) -> list[dict[str, Any]]:
-    """Store buckets as get_stats' answer: per worker, per metric (and variant if
-    split), dates in ms and one value list per aggregation."""
-    # worker -> (metric, variant or None) -> start -> [count, total, low, high]
-    pooled: dict[str, dict[tuple[str, str | None], dict[int, list[float]]]] = {}
+    """Store series as get_stats' answer: per worker, per metric (and variant if split),
+    dates in ms and one value list per aggregation. The store's JSON arrays go into the
+    answer as they are (`msgspec.Raw`): no Python work per point."""
+    by_worker: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        key = (r.metric, r.variant if split else None)
-        buckets = pooled.setdefault(r.worker, {}).setdefault(key, {})
-        acc = buckets.get(r.start)
-        if acc is None:
-            buckets[r.start] = [r.count, r.total, r.low, r.high]
-        else:
-            acc[0] += r.count
-            acc[1] += r.total
-            acc[2] = min(acc[2], r.low)
-            acc[3] = max(acc[3], r.high)
-    order = {m: i for i, m in enumerate(aggregations)}
-    workers = []
-    for worker in sorted(pooled):
-        metrics = []
-        for (metric, variant), buckets in sorted(
-                pooled[worker].items(), key=lambda kv: (order[kv[0][0]], kv[0][1] or "")):
-            starts = sorted(buckets)
-            stats = []
-            for aggregation in aggregations[metric]:
-                if aggregation == "avg":
-                    values = [buckets[s][1] / buckets[s][0] for s in starts]
-                else:
-                    values = [buckets[s][2 if aggregation == "min" else 3] for s in starts]
-                stats.append({"aggregation": aggregation, "values": values})
-            series: dict[str, Any] = {"metric": metric}
-            if split:
-                series["variant"] = variant
-            series.update(dates=starts, stats=stats)
-            metrics.append(series)
-        workers.append({"worker": worker, "metrics": metrics})
-    return workers
+        pick = {"avg": r.avg, "min": r.low, "max": r.high}
+        series: dict[str, Any] = {"metric": r.metric}
+        if split:
+            series["variant"] = r.variant
+        series["dates"] = msgspec.Raw(r.dates.encode())
+        series["stats"] = [{"aggregation": a, "values": msgspec.Raw(pick[a].encode())}
+                           for a in aggregations[r.metric]]
+        by_worker.setdefault(r.worker, []).append(series)
+    return [{"worker": worker, "metrics": by_worker[worker]} for worker in sorted(by_worker)]
 
 
 # -- the routes ------------------------------------------------------------------------
 
 
 def add_clearml_routes(app: QuartTrio, clearml: ClearML) -> None:
-    """`/<service>.<action>` and `/v<X.Y>/<service>.<action>` for ClearML's services."""
+    """`/<service>.<action>` and `/v<X.Y>/<service>.<action>` for ClearML's services, on
+    the fast lane (`http/_lane.py`): the front door answers them without quart."""
     services = ", ".join(SERVICES)
+    lane: Lane = app.extensions["workyard.lane"]
 
     @app.before_serving
     async def start() -> None:
         clearml.hub.start_soon(clearml.run)
 
-    async def endpoint(service: str, action: str, version: str | None = None) -> Response:
+    async def endpoint(request: LaneRequest) -> LaneResponse:
+        service, action = request.view_args["service"], request.view_args["action"]
+        version = request.view_args.get("version")
         try:
-            body = await request.get_data(cache=False)
-        except HTTPException as exc:  # too large: ClearML's envelope, not quart's
+            body = await request.body()
+        except HTTPException as exc:  # too large, or too slow: ClearML's envelope
             code = exc.code or 400
-            status, data = code, envelope(f"{service}.{action}", version or API_VERSION,
-                                          API_VERSION, code=code, subcode=0,
-                                          message=f"the request body is too large "
-                                                  f"(at most {clearml.settings.max_body} "
-                                                  "bytes)")
-            response = Response(data, status=status, content_type="application/json")
-            response.headers["Connection"] = "close"
-            return response
+            message = (f"the request body is too large (at most {clearml.settings.max_body} "
+                       "bytes)" if code == 413 else f"the request body: {exc.description}")
+            return LaneResponse(code, envelope(f"{service}.{action}", version or API_VERSION,
+                                               API_VERSION, code=code, subcode=0,
+                                               message=message),
+                                headers=[("Connection", "close")])
         status, data = await clearml.handle(service, action, version, request.headers, body,
                                             request.args, request.remote_addr)
-        return Response(data, status=status, content_type="application/json")
+        return LaneResponse(status, data)
 
-    methods = ["GET", "POST", "PUT"]
-    app.add_url_rule(f"/<any({services}):service>.<action>", "clearml", endpoint,
-                     methods=methods)
-    app.add_url_rule(f"/v<version>/<any({services}):service>.<action>", "clearml_versioned",
-                     endpoint, methods=methods)
+    for pattern in (f"/<any({services}):service>.<action>",
+                    f"/v<version>/<any({services}):service>.<action>"):
+        lane.route(("GET", "POST", "PUT"), pattern)(endpoint)

@@ -33,6 +33,7 @@ from .._auth import Auth, Role
 from .._errors import InvalidInput
 from .._model import Subscription
 from ..http import json_response, require
+from ..http._lane import Lane, LaneRequest, LaneResponse, json_reply
 from ..protocol import (
     MAX_BATCH,
     MAX_POLL_TASKS,
@@ -104,12 +105,12 @@ def _decode_reports(entries: list[msgspec.Raw]) -> list[Report | Problem]:
     return reports
 
 
-def _problem_response(problems: list[Problem], total: int) -> Response:
+def _problem_response(problems: list[Problem], total: int) -> LaneResponse:
     statuses = {p.error.status for p in problems}
     status = statuses.pop() if len(statuses) == 1 else 400
     shown = "; ".join(p.error.message for p in problems[:5])
     more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
-    return json_response({
+    return json_reply({
         "error": f"{len(problems)} of {total} reports rejected: {shown}{more}",
         "rejected": [{"_id": p.task_id, "status": p.error.status, "error": p.error.message}
                      for p in problems],
@@ -120,6 +121,7 @@ def _problem_response(problems: list[Problem], total: int) -> Response:
 def add_polling_routes(app: QuartTrio, fleet: PollingFleet, auth: Auth,
                        configurations: QueueConfigurations) -> None:
     app.before_serving(configurations.load)
+    lane: Lane = app.extensions["workyard.lane"]
 
     @app.get("/v1/queue/")
     @app.post("/v1/queue/")
@@ -142,11 +144,11 @@ def add_polling_routes(app: QuartTrio, fleet: PollingFleet, auth: Auth,
         await configurations.set(queue, settings)
         return json_response({"configuration": configurations.get(queue)})
 
-    @app.post("/v1/queue/<queue>")
-    async def poll(queue: str) -> Response:
-        require(auth, Role.WORKER)
-        _params.name(queue, "queue")
-        raw = await request.get_data(cache=False)
+    @lane.route("POST", "/v1/queue/<queue>")
+    async def poll(req: LaneRequest) -> LaneResponse:
+        require(auth, Role.WORKER, req)
+        queue = _params.name(req.view_args["queue"], "queue")
+        raw = await req.body()
         try:
             body = _poll_body.decode(raw) if raw.strip() else PollBody()
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -154,19 +156,19 @@ def add_polling_routes(app: QuartTrio, fleet: PollingFleet, auth: Auth,
                                f"{{\"tasks\": [...]}}: {error_text(exc)}") from None
         if len(body.tasks) > MAX_BATCH:
             raise InvalidInput(f"at most {MAX_BATCH} reports per request, not {len(body.tasks)}")
-        worker_id = _params.worker_id(body.worker_id, _params.WORKER_HEADER)
-        room = _params.bounded(body.max, "max", 1, MAX_POLL_TASKS)
+        worker_id = _params.worker_id(body.worker_id, _params.WORKER_HEADER, req=req)
+        room = _params.bounded(body.max, "max", 1, MAX_POLL_TASKS, req)
         if room != int(room):
             raise InvalidInput("`max` must be a whole number")
-        wait = _params.bounded(body.wait, "wait", 0.0, MAX_POLL_WAIT)
+        wait = _params.bounded(body.wait, "wait", 0.0, MAX_POLL_WAIT, req)
         try:
-            subscription = Subscription.of(queue, filters_from_query(request.args))
+            subscription = Subscription.of(queue, filters_from_query(req.args))
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
 
         # `worker_pool`/`worker_group`: the Taskcluster worker pool of a named poller
-        pool = request.args.get("worker_pool") or None
-        group = request.args.get("worker_group") or None
+        pool = req.args.get("worker_pool") or None
+        group = req.args.get("worker_group") or None
         if pool is not None and worker_id is None:
             raise InvalidInput("a poller in a worker pool needs a `worker_id`")
         # a named poller attaches first: its report is also its proof of life
@@ -176,10 +178,10 @@ def add_polling_routes(app: QuartTrio, fleet: PollingFleet, auth: Auth,
         if problems:
             return _problem_response(problems, len(body.tasks))
         if room == 0:
-            return Response("", status=204)
+            return LaneResponse(204, content_type=None)
         if poller is None:
             poller = fleet.poller(None, subscription)
         tasks = await fleet.take(poller, queue, int(room), wait)
         if not tasks:
-            return Response("", status=204)
-        return json_response({"tasks": [PolledTask.of(t) for t in tasks]})
+            return LaneResponse(204, content_type=None)
+        return json_reply({"tasks": [PolledTask.of(t) for t in tasks]})

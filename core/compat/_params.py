@@ -19,19 +19,23 @@ def name(value: str, what: str) -> str:
     return check_name(value, what)
 
 
-def worker_id(body_value: str | None, *headers: str) -> str | None:
-    """The worker's id from the body, else the first of `headers`, else `?worker_id=`."""
-    candidates = [body_value, *(request.headers.get(h) for h in headers),
-                  request.args.get("worker_id")]
+def worker_id(body_value: str | None, *headers: str, req: Any = None) -> str | None:
+    """The worker's id from the body, else the first of `headers`, else `?worker_id=`;
+    `req`: a lane request, else quart's current one."""
+    req = request if req is None else req
+    candidates = [body_value, *(req.headers.get(h) for h in headers),
+                  req.args.get("worker_id")]
     value = next((c for c in candidates if c is not None), None)
     if value is None:
         return None
     return check_worker_id(value)  # the WebSocket transport's check too
 
 
-def bounded(body_value: float | None, param: str, default: float, high: float) -> float:
+def bounded(body_value: float | None, param: str, default: float, high: float,
+            req: Any = None) -> float:
     """A number from the body, else the query, within 0 … `high`."""
-    raw: Any = body_value if body_value is not None else request.args.get(param)
+    args = (request if req is None else req).args
+    raw: Any = body_value if body_value is not None else args.get(param)
     if raw is None:
         return default
     try:

@@ -1,13 +1,15 @@
 """The HTTP face of the hub: the producer API and the fleet views (quart-trio).
 
-Worker protocols register their own routes (`compat`).
+The producer routes are the fast lane's (`_lane.py`): the front door serves them
+without quart, and quart through the same handlers. Worker protocols register their
+own routes (`compat`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import Any, Protocol
 
 from quart import Response, has_request_context, request, websocket
 from quart_trio import QuartTrio
@@ -15,10 +17,11 @@ from werkzeug.exceptions import HTTPException
 
 from .._auth import Auth, Role, bearer
 from .._config import Settings
-from .._errors import Conflict, InvalidInput, NotFound, TooLarge, Unauthorized, WorkyardError
+from .._errors import Conflict, InvalidInput, NotFound, Unauthorized, WorkyardError
 from .._model import TaskState
 from ..hub import Hub, queue_views, worker_views
 from ..protocol import BODY_TIMEOUT, MAX_LIST, MAX_TASK_WAIT, decode_submission, encode
+from ._lane import Lane, LaneRequest, LaneResponse, error_reply, json_reply, to_quart
 
 __all__ = ["create_app", "json_response"]
 
@@ -29,13 +32,26 @@ def json_response(body: Any, status: int = 200) -> Response:
     return Response(encode(body), status=status, content_type="application/json")
 
 
-def require(auth: Auth, role: Role) -> None:
-    if not auth.allows(bearer(request.headers, request.args), role):
+class Incoming(Protocol):
+    """What the checks read of a request: quart's `request` or a `LaneRequest`."""
+
+    @property
+    def headers(self) -> Any: ...
+    @property
+    def args(self) -> Any: ...
+
+
+def require(auth: Auth, role: Role, req: Incoming | None = None) -> None:
+    """Refuse the request (401) unless its token holds `role`; `req` defaults to
+    quart's current request."""
+    req = request if req is None else req
+    if not auth.allows(bearer(req.headers, req.args), role):
         raise Unauthorized(f"a valid {role.value} bearer token is required")
 
 
-def number_arg(name: str, default: float, low: float, high: float) -> float:
-    raw = request.args.get(name)
+def number_arg(name: str, default: float, low: float, high: float,
+               req: Incoming | None = None) -> float:
+    raw = (request if req is None else req).args.get(name)
     if raw is None:
         return default
     try:
@@ -54,20 +70,16 @@ def create_app(hub: Hub, settings: Settings) -> QuartTrio:
     auth = Auth(settings)
     app.extensions["workyard.hub"] = hub
     app.extensions["workyard.auth"] = auth
+    lane = app.extensions["workyard.lane"] = Lane()
+    lane.mount(app)
 
     @app.errorhandler(WorkyardError)
     async def workyard_error(exc: WorkyardError) -> Response:
-        response = json_response(exc.body(), exc.status)
-        if exc.status == TooLarge.status:
-            response.headers["Connection"] = "close"  # as below: the body was not read
-        return response
+        return to_quart(error_reply(exc, ""))  # a 413 closes: its body was not read
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
-        response = json_response({"error": exc.description or exc.name}, exc.code or 500)
-        if exc.code == 413:  # the rest of the body is never read: don't let the client reuse
-            response.headers["Connection"] = "close"  # the connection (hypercorn stalls it)
-        return response
+        return to_quart(error_reply(exc, ""))  # hypercorn would stall a reused 413 one
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Response:
@@ -78,49 +90,50 @@ def create_app(hub: Hub, settings: Settings) -> QuartTrio:
         log.exception("unexpected error on %s", where)
         return json_response({"error": f"internal error: {type(exc).__name__}"}, 500)
 
-    @app.post("/tasks")
-    async def submit() -> Response:
-        require(auth, Role.PRODUCER)
-        body = await request.get_data(cache=False, as_text=False, parse_form_data=False)
-        specs, batch = decode_submission(body)
+    @lane.route("POST", "/tasks")
+    async def submit(req: LaneRequest) -> LaneResponse:
+        require(auth, Role.PRODUCER, req)
+        specs, batch = decode_submission(await req.body())
         now = hub.now()
         tasks = [spec.to_task(now) for spec in specs]
         ids = await hub.submit(tasks)  # the store's failures are Unavailable (503)
         if batch:
-            return json_response({"ids": ids}, 201)
+            return json_reply({"ids": ids}, 201)
         created = ids[0] == tasks[0].id
-        return json_response({"id": ids[0], "created": created}, 201 if created else 200)
+        return json_reply({"id": ids[0], "created": created}, 201 if created else 200)
 
-    @app.get("/tasks/<task_id>")
-    async def get_task(task_id: str) -> Response:
-        require(auth, Role.PRODUCER)
-        wait = number_arg("wait", 0.0, 0.0, MAX_TASK_WAIT)
+    @lane.route("GET", "/tasks/<task_id>")
+    async def get_task(req: LaneRequest) -> LaneResponse:
+        require(auth, Role.PRODUCER, req)
+        task_id = req.view_args["task_id"]
+        wait = number_arg("wait", 0.0, 0.0, MAX_TASK_WAIT, req)
         task = await (hub.wait(task_id, wait) if wait > 0 else hub.get(task_id))
         if task is None:
             raise NotFound(f"no task {task_id!r}")
-        return json_response(task)
+        return json_reply(task)
 
-    @app.delete("/tasks/<task_id>")
-    async def cancel_task(task_id: str) -> Response:
-        require(auth, Role.PRODUCER)
+    @lane.route("DELETE", "/tasks/<task_id>")
+    async def cancel_task(req: LaneRequest) -> LaneResponse:
+        require(auth, Role.PRODUCER, req)
+        task_id = req.view_args["task_id"]
         task = await hub.get(task_id)
         if task is None:
             raise NotFound(f"no task {task_id!r}")
         if task.state.final:
             raise Conflict(f"task {task_id!r} is already {task.state.value}", task=task)
-        return json_response(await hub.cancel(task_id))
+        return json_reply(await hub.cancel(task_id))
 
-    @app.get("/tasks")
-    async def list_tasks() -> Response:
-        require(auth, Role.PRODUCER)
-        state_arg = request.args.get("state")
+    @lane.route("GET", "/tasks")
+    async def list_tasks(req: LaneRequest) -> LaneResponse:
+        require(auth, Role.PRODUCER, req)
+        state_arg = req.args.get("state")
         try:
             state = TaskState(state_arg) if state_arg else None
         except ValueError:
             raise InvalidInput(f"`state` must be one of {', '.join(TaskState)}") from None
-        limit = int(number_arg("limit", 100, 1, MAX_LIST))
-        name = request.args.get("name")
-        return json_response({"tasks": await hub.find(name=name, state=state, limit=limit)})
+        limit = int(number_arg("limit", 100, 1, MAX_LIST, req))
+        name = req.args.get("name")
+        return json_reply({"tasks": await hub.find(name=name, state=state, limit=limit)})
 
     @app.get("/workers")
     async def workers() -> Response:
@@ -132,14 +145,14 @@ def create_app(hub: Hub, settings: Settings) -> QuartTrio:
         require(auth, Role.ANY)
         return json_response({"queues": queue_views(hub)})
 
-    @app.get("/health")
-    async def health() -> Response:
+    @lane.route("GET", "/health")
+    async def health(req: LaneRequest) -> LaneResponse:
         body: dict[str, Any] = {"ok": True, "workers": len(hub.sessions),
                                 "unfinished": hub.unfinished}
         if hub.election is not None:  # several hubs on one database: who schedules
             body["role"] = "leader" if hub.leading else "follower"
             body["leader"] = hub.election.leader_url
-        return json_response(body)
+        return json_reply(body)
 
     return app
 

@@ -29,6 +29,8 @@ def add_observability(app: QuartTrio, hub: Hub, settings: Settings) -> Observer:
     registry = metrics_registry(HubCollector(
         hub, observer, requests, per_worker=settings.metrics_per_worker, sse_clients=streams))
 
+    app.extensions["workyard.lane"].counted = requests.count  # what the lane answers itself
+
     @app.after_request
     async def count_request(response: Response) -> Response:
         rule = request.url_rule

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 
@@ -36,6 +37,7 @@ from ..transports import PollingFleet, serve_lean_connection, serve_worker_port
 from ..transports._tls import server_context
 from ._front import ConnectionHandler, serve_front
 from ._hypercorn import HTTPServer
+from ._lane_server import LaneServer
 
 __all__ = ["build_app", "open_listener", "serve"]
 
@@ -158,6 +160,17 @@ def add_relay(app: QuartTrio, hub: Hub, client: httpx.AsyncClient) -> None:
         return await relay_request(client, election.leader_url, election.url)
 
 
+def serves_here(hub: Hub) -> Callable[[str, str], bool] | None:
+    """Which requests this hub answers itself now (None: all): a follower leaves the
+    others to the app, whose `relay_to_leader` sends them on."""
+    election = hub.election
+    if election is None:
+        return None
+    from ..cluster._relay import served_by_follower
+
+    return lambda method, path: hub.leading or served_by_follower(method, path)
+
+
 def worker_entry(hub: Hub, lean: ConnectionHandler) -> ConnectionHandler:
     """Worker connections: served here while this hub leads, else relayed to the leader."""
     election = hub.election
@@ -231,7 +244,10 @@ async def serve(
         await nursery.start(app.extensions["workyard.observer"].run)
         http = HTTPServer(app, config)
         await nursery.start(http.run)
-        await nursery.start(partial(serve_front, listener, lean, http.serve_connection,
+        fast = LaneServer(app.extensions["workyard.lane"], http.serve_connection,
+                          max_body=settings.max_body, body_timeout=app.config["BODY_TIMEOUT"],
+                          keep_alive=config.keep_alive_timeout, serves=serves_here(hub))
+        await nursery.start(partial(serve_front, listener, lean, http.serve_connection, fast,
                                     tls=tls))
         if worker_listener is not None:
             worker_port = worker_listener.getsockname()[1]

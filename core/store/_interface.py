@@ -22,7 +22,7 @@ are committed, and the writer keeps serving.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -52,6 +52,7 @@ __all__ = [
     "SavePool",
     "StartAttempt",
     "StatBucket",
+    "StatSeries",
     "StatsStore",
     "Store",
     "StoreError",
@@ -273,6 +274,26 @@ class StatBucket(NamedTuple):
     high: float
 
 
+#: what a `StatSeries` can carry per bucket
+AGGREGATIONS = ("avg", "min", "max")
+
+
+class StatSeries(NamedTuple):
+    """One series of buckets (a worker's metric, or one variant of it) with its arrays as
+    JSON text, one element per bucket: built by the store, so that a long series costs
+    no Python per point."""
+
+    worker: str
+    metric: str
+    #: "" when the variants are pooled
+    variant: str
+    #: bucket starts, ms since the epoch, ascending
+    dates: str
+    avg: str
+    low: str
+    high: str
+
+
 class ActivityBucket(NamedTuple):
     """Distinct workers that reported in one time bucket, and how many of them with a task."""
 
@@ -291,9 +312,20 @@ class StatsStore(Protocol):
         ...
 
     async def buckets(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
-                      workers: Sequence[str] | None = None) -> list[StatBucket]:
+                      workers: Sequence[str] | None = None,
+                      by_variant: bool = True) -> list[StatBucket]:
         """Per worker, metric (one of `metrics`), variant and bucket, in that order; only
-        `workers` if given."""
+        `workers` if given. With `by_variant` false, the variants of a metric are pooled
+        into one row per bucket (its variant ""). Whole rollup spans (`_rollups.SPANS`)
+        of the range are read from rollups, the rest from raw samples."""
+        ...
+
+    async def series(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
+                     workers: Sequence[str] | None = None, by_variant: bool = True,
+                     aggregations: Collection[str] = AGGREGATIONS) -> list[StatSeries]:
+        """The same buckets as `buckets`, one `StatSeries` per worker, metric and variant
+        (or metric, with `by_variant` false), in that order. Only the arrays of
+        `aggregations` (of "avg", "min", "max") are filled; the others are "[]"."""
         ...
 
     async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:
@@ -304,8 +336,10 @@ class StatsStore(Protocol):
         """The metrics stored for `workers` (all if None), sorted."""
         ...
 
-    async def purge(self, before: int) -> int:
-        """Delete reports and readings older than `before`; returns how many readings."""
+    async def purge(self, before: int, rollups_before: Mapping[int, int] | None = None) -> int:
+        """Delete raw reports and readings older than `before` rounded down to the
+        coarsest rollup span, and per rollup span in `rollups_before` its rollups that
+        start before the given time; returns how many readings."""
         ...
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -20,6 +20,7 @@ import trio
 
 from .._model import Task, TaskState
 from ._interface import (
+    AGGREGATIONS,
     ActivityBucket,
     AppendEvents,
     Change,
@@ -35,8 +36,10 @@ from ._interface import (
     SavePool,
     StartAttempt,
     StatBucket,
+    StatSeries,
     StoreError,
 )
+from ._rollups import POOLED, SCALAR, Rollups, as_series, plan, raw_cutoff
 from ._writes import QueueWrites, TaskWrites
 
 __all__ = ["MemoryStore"]
@@ -154,47 +157,82 @@ class _Stats:
         await self._store.commit(report)
 
     async def buckets(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
-                      workers: Sequence[str] | None = None) -> list[StatBucket]:
+                      workers: Sequence[str] | None = None,
+                      by_variant: bool = True) -> list[StatBucket]:
+        store, p = self._store, plan(since, until, interval)
         wanted, among = set(metrics), None if workers is None else set(workers)
         acc: dict[tuple[str, str, str, int], list[float]] = {}
-        for (worker, metric, variant, ts), value in self._store.readings.items():
-            if (metric not in wanted or not since <= ts <= until
-                    or (among is not None and worker not in among)):
-                continue
-            key = (worker, metric, variant, ts // interval * interval)
+
+        def add(worker: str, metric: str, variant: str, start: int, count: float,
+                total: float, low: float, high: float) -> None:
+            key = (worker, metric, variant if by_variant else "", start // interval * interval)
             a = acc.get(key)
             if a is None:
-                acc[key] = [1, value, value, value]
+                acc[key] = [count, total, low, high]
             else:
-                a[0] += 1
-                a[1] += value
-                a[2] = min(a[2], value)
-                a[3] = max(a[3], value)
+                a[0] += count
+                a[1] += total
+                a[2] = min(a[2], low)
+                a[3] = max(a[3], high)
+
+        if p.span is not None:
+            for (span, (worker, metric, variant), start), r in store.rollups.items():
+                if (span == p.span and p.lo <= start < p.hi and metric in wanted
+                        and (variant != POOLED if by_variant else variant in (POOLED, SCALAR))
+                        and (among is None or worker in among)):
+                    add(worker, metric, variant, start, *r)
+        for (worker, metric, variant, ts), value in store.readings.items():
+            if (metric in wanted and any(a <= ts <= b for a, b in p.raw)
+                    and (among is None or worker in among)):
+                add(worker, metric, variant, ts, 1, value, value, value)
         order = {m: i for i, m in enumerate(metrics)}
         return [StatBucket(w, m, v, start, int(a[0]), a[1], a[2], a[3])
                 for (w, m, v, start), a in sorted(
                     acc.items(), key=lambda kv: (kv[0][0], order[kv[0][1]], *kv[0][2:]))]
 
+    async def series(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
+                     workers: Sequence[str] | None = None, by_variant: bool = True,
+                     aggregations: Collection[str] = AGGREGATIONS) -> list[StatSeries]:
+        return as_series(await self.buckets(since=since, until=until, interval=interval,
+                                            metrics=metrics, workers=workers,
+                                            by_variant=by_variant), aggregations)
+
     async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:
+        store, p = self._store, plan(since, until, interval)
         seen: dict[int, dict[str, bool]] = {}
-        for (worker, ts), task in self._store.reports.items():
-            if since <= ts <= until:
-                bucket = seen.setdefault(ts // interval * interval, {})
-                bucket[worker] = bucket.get(worker, False) or task is not None
+
+        def add(worker: str, start: int, active: bool) -> None:
+            bucket = seen.setdefault(start // interval * interval, {})
+            bucket[worker] = bucket.get(worker, False) or active
+
+        if p.span is not None:
+            for (span, start, worker), active in store.activity.items():
+                if span == p.span and p.lo <= start < p.hi:
+                    add(worker, start, active)
+        for (worker, ts), task in store.reports.items():
+            if any(a <= ts <= b for a, b in p.raw):
+                add(worker, ts, task is not None)
         return [ActivityBucket(start, len(w), sum(w.values())) for start, w in sorted(seen.items())]
 
     async def metric_keys(self, workers: Sequence[str] | None = None) -> list[str]:
-        among = None if workers is None else set(workers)
-        return sorted({metric for (worker, metric, _, _) in self._store.readings
-                       if among is None or worker in among})
-
-    async def purge(self, before: int) -> int:
         store = self._store
-        old = [key for key in store.readings if key[3] < before]
+        among = None if workers is None else set(workers)
+        keys = [(w, m) for (w, m, _, _) in store.readings]
+        keys += [(w, m) for (_, (w, m, _), _) in store.rollups]
+        return sorted({metric for worker, metric in keys if among is None or worker in among})
+
+    async def purge(self, before: int, rollups_before: Mapping[int, int] | None = None) -> int:
+        store, cutoff = self._store, raw_cutoff(before)
+        old = [key for key in store.readings if key[3] < cutoff]
         for key in old:
             del store.readings[key]
-        for key in [key for key in store.reports if key[1] < before]:
+        for key in [key for key in store.reports if key[1] < cutoff]:
             del store.reports[key]
+        for span, until in (rollups_before or {}).items():
+            for rkey in [k for k in store.rollups if k[0] == span and k[2] < until]:
+                del store.rollups[rkey]
+            for akey in [k for k in store.activity if k[0] == span and k[1] < until]:
+                del store.activity[akey]
         return len(old)
 
 
@@ -213,6 +251,11 @@ class MemoryStore:
         #: machine statistics: task by (worker, ts), value by (worker, metric, variant, ts)
         self.reports: dict[tuple[str, int], str | None] = {}
         self.readings: dict[tuple[str, str, str, int], float] = {}
+        #: rollups: (count, total, low, high) by (span, (worker, metric, variant), start);
+        #: whether a worker reported with a task by (span, start, worker)
+        self.rollups: dict[tuple[int, tuple[str, str, str], int],
+                           tuple[float, float, float, float]] = {}
+        self.activity: dict[tuple[int, int, str], bool] = {}
         self.tasks = _Tasks(self)
         self.queues = _Queues(self)
         self.pools = _Pools(self)
@@ -250,6 +293,32 @@ class MemoryStore:
         for change in changes:
             self.applied(change)
         return results
+
+    def _roll(self, rollups: Rollups[tuple[str, str, str]], undo: _Undo) -> None:
+        """Apply a report's rollup writes (after its raw readings)."""
+        for key, (count, total, low, high) in rollups.add.items():
+            r = self.rollups.get(key)
+            if r is not None:
+                count, total = r[0] + count, r[1] + total
+                low, high = min(r[2], low), max(r[3], high)
+            undo.set(self.rollups, key, (count, total, low, high))
+        for akey, active in rollups.active.items():
+            undo.set(self.activity, akey, self.activity.get(akey, False) or active)
+        for span, series, start in rollups.redo:  # a repeat: scan (rare, and in memory)
+            values = [v for (w, m, var, ts), v in self.readings.items()
+                      if (w, m, var) == series and start <= ts < start + span]
+            undo.set(self.rollups, (span, series, start),
+                     (len(values), sum(values), min(values), max(values)))
+        for span, (worker, metric, _), start in rollups.redo_pooled:
+            values = [v for (w, m, var, ts), v in self.readings.items()
+                      if w == worker and m == metric and var != SCALAR
+                      and start <= ts < start + span]
+            undo.set(self.rollups, (span, (worker, metric, POOLED), start),
+                     (len(values), sum(values), min(values), max(values)))
+        for span, start, worker in rollups.redo_active:
+            undo.set(self.activity, (span, start, worker), any(
+                task is not None for (w, ts), task in self.reports.items()
+                if w == worker and start <= ts < start + span))
 
     def applied(self, change: Change) -> None:
         """Called for every change once committed. A subclass may override it to watch
@@ -308,9 +377,19 @@ class MemoryStore:
         if type(change) is RecordStats:
             if change.ts not in _INT64:
                 raise StoreError(f"stats of {change.worker}: ts {change.ts} does not fit in 64 bits")
-            values = [(metric, variant, float(value)) for metric, variant, value in change.readings]
-            undo.set(self.reports, (change.worker, change.ts), change.task)
-            for metric, variant, value in values:
-                undo.set(self.readings, (change.worker, metric, variant, change.ts), value)
+            w, ts = change.worker, change.ts
+            values = [((w, metric, variant), float(value))
+                      for metric, variant, value in change.readings]
+            rollups: Rollups[tuple[str, str, str]] = Rollups()
+            pooled = [((w, m, POOLED), value) for (_, m, v), value in values if v != SCALAR]
+            if (w, ts) in self.reports:
+                rollups.repeat(w, ts, [series for series, _ in values],
+                               {series for series, _ in pooled})
+            else:
+                rollups.report(w, ts, change.task, values + pooled)
+            undo.set(self.reports, (w, ts), change.task)
+            for (_, metric, variant), value in values:
+                undo.set(self.readings, (w, metric, variant, ts), value)
+            self._roll(rollups, undo)
             return None
         raise StoreError(f"unknown change {change!r}")

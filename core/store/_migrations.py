@@ -108,6 +108,46 @@ MIGRATIONS: tuple[Migration, ...] = (
     PRIMARY KEY (ts, worker)
 ) WITHOUT ROWID""",
     )),
+    Migration(5, "rollups of machine statistics (5-minute and hourly count, sum, min, max "
+                 "per series; who reported per span), so long ranges read few rows", (
+        """CREATE TABLE stat_rollups (
+    span INTEGER NOT NULL,
+    series INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    total REAL NOT NULL,
+    low REAL NOT NULL,
+    high REAL NOT NULL,
+    PRIMARY KEY (span, series, start)
+) WITHOUT ROWID""",
+        """CREATE TABLE stat_activity (
+    span INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    worker TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    PRIMARY KEY (span, start, worker)
+) WITHOUT ROWID""",
+        # a query names metrics, not series ids: find its series without a scan
+        "CREATE INDEX stat_series_metric ON stat_series (metric, worker)",
+        # 5-minute spans with rollup increments committed raw but not yet rolled up
+        # (the store writes those every second or so): rolled up again at start
+        "CREATE TABLE stat_pending (start INTEGER PRIMARY KEY)",
+        # the samples already stored, rolled up (spans as in `_rollups.SPANS`)
+        *(f"""INSERT INTO stat_rollups (span, series, start, count, total, low, high)
+SELECT {span}, series, ts / {span} * {span}, count(*), sum(value), min(value), max(value)
+FROM stat_samples GROUP BY series, ts / {span}""" for span in (300_000, 3_600_000)),
+        # a listed metric's variants pooled, in a series of variant "" (`_rollups.POOLED`)
+        """INSERT INTO stat_series (worker, metric, variant)
+SELECT DISTINCT worker, metric, '' FROM stat_series WHERE variant NOT IN ('', 'total')""",
+        *(f"""INSERT INTO stat_rollups (span, series, start, count, total, low, high)
+SELECT {span}, p.id, x.ts / {span} * {span}, count(*), sum(x.value), min(x.value), max(x.value)
+FROM stat_series p JOIN stat_series s ON s.worker = p.worker AND s.metric = p.metric
+AND s.variant NOT IN ('', 'total') JOIN stat_samples x ON x.series = s.id
+WHERE p.variant = '' GROUP BY p.id, x.ts / {span}""" for span in (300_000, 3_600_000)),
+        *(f"""INSERT INTO stat_activity (span, start, worker, active)
+SELECT {span}, ts / {span} * {span}, worker, max(task IS NOT NULL)
+FROM stat_reports GROUP BY ts / {span}, worker""" for span in (300_000, 3_600_000)),
+    )),
 )
 
 #: The schema version this code writes.

@@ -49,7 +49,7 @@ import logging
 import re
 import select
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -63,6 +63,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from .._model import Attempt, Task, TaskState
 from ._handover import HandOver, Unit, describe
 from ._interface import (
+    AGGREGATIONS,
     ActivityBucket,
     AppendEvents,
     ConfigureQueue,
@@ -77,9 +78,11 @@ from ._interface import (
     SavePool,
     StartAttempt,
     StatBucket,
+    StatSeries,
     StoreError,
 )
 from ._postgres_migrations import migrate, refuse_newer
+from ._rollups import POOLED, SCALAR, SPANS, Rollups, as_series, plan, raw_cutoff
 from ._writes import QueueWrites, TaskWrites
 
 __all__ = ["Deposed", "PostgresStore"]
@@ -148,6 +151,48 @@ NOTIFY_BYTES = 7000
 REPORTS = ("INSERT INTO stat_reports (ts, worker, task) SELECT ts, worker, task "
            "FROM json_to_recordset(%s::json) AS v(ts bigint, worker text, task text) "
            "ON CONFLICT (ts, worker) DO UPDATE SET task = excluded.task")
+#: Rollups (see `_rollups.py`): the increments of new reports, then the buckets of
+#: repeated ones computed again from the rows just written.
+STORED_REPORTS = ("SELECT r.ts, r.worker FROM stat_reports r JOIN json_to_recordset(%s::json) "
+                  "AS v(ts bigint, worker text) USING (ts, worker)")
+ROLLUPS = ("INSERT INTO stat_rollups AS r (span, series, start, count, total, low, high) "
+           "SELECT v.span, s.id, v.start, v.count, v.total, v.low, v.high "
+           "FROM json_to_recordset(%s::json) AS v(span bigint, worker text, metric text, "
+           "variant text, start bigint, count bigint, total float8, low float8, high float8) "
+           "JOIN stat_series s USING (worker, metric, variant) "
+           "ON CONFLICT (span, series, start) DO UPDATE SET count = r.count + excluded.count, "
+           "total = r.total + excluded.total, low = least(r.low, excluded.low), "
+           "high = greatest(r.high, excluded.high)")
+ACTIVITY = ("INSERT INTO stat_activity AS a (span, start, worker, active) "
+            "SELECT span, start, worker, active FROM json_to_recordset(%s::json) "
+            "AS v(span bigint, start bigint, worker text, active boolean) "
+            "ON CONFLICT (span, start, worker) DO UPDATE SET active = a.active OR excluded.active")
+REDO_ROLLUPS = ("INSERT INTO stat_rollups AS r (span, series, start, count, total, low, high) "
+                "SELECT k.span, s.id, k.start, count(*), sum(x.value), min(x.value), "
+                "max(x.value) FROM json_to_recordset(%s::json) AS k(span bigint, worker text, "
+                "metric text, variant text, start bigint) "
+                "JOIN stat_series s USING (worker, metric, variant) "
+                "JOIN stat_samples x ON x.series = s.id AND x.ts >= k.start "
+                "AND x.ts < k.start + k.span GROUP BY k.span, s.id, k.start "
+                "ON CONFLICT (span, series, start) DO UPDATE SET count = excluded.count, "
+                "total = excluded.total, low = excluded.low, high = excluded.high")
+REDO_POOLED = ("INSERT INTO stat_rollups AS r (span, series, start, count, total, low, high) "
+               "SELECT k.span, p.id, k.start, count(*), sum(x.value), min(x.value), "
+               "max(x.value) FROM json_to_recordset(%s::json) AS k(span bigint, worker text, "
+               "metric text, start bigint) "
+               "JOIN stat_series p ON p.worker = k.worker AND p.metric = k.metric "
+               "AND p.variant = '' JOIN stat_series s ON s.worker = k.worker "
+               "AND s.metric = k.metric AND s.variant NOT IN ('', 'total') "
+               "JOIN stat_samples x ON x.series = s.id AND x.ts >= k.start "
+               "AND x.ts < k.start + k.span GROUP BY k.span, p.id, k.start "
+               "ON CONFLICT (span, series, start) DO UPDATE SET count = excluded.count, "
+               "total = excluded.total, low = excluded.low, high = excluded.high")
+REDO_ACTIVITY = ("INSERT INTO stat_activity AS a (span, start, worker, active) "
+                 "SELECT k.span, k.start, k.worker, bool_or(x.task IS NOT NULL) "
+                 "FROM json_to_recordset(%s::json) AS k(span bigint, start bigint, worker text) "
+                 "JOIN stat_reports x ON x.worker = k.worker AND x.ts >= k.start "
+                 "AND x.ts < k.start + k.span GROUP BY 1, 2, 3 "
+                 "ON CONFLICT (span, start, worker) DO UPDATE SET active = excluded.active")
 
 #: seconds a read waits for a pool connection before it connects on its own (the
 #: limiter keeps reads within the pool's size, so only a failing database makes it wait)
@@ -304,6 +349,7 @@ class _Report:
 
     report: tuple[tuple[int, str], bytes]
     samples: list[tuple[tuple[str, str, str, int], bytes]]
+    change: RecordStats
 
 
 _Op = (_NewTasks | _Save | ConfigureQueue | SavePool | DeletePool | _Events | MarkDelivered
@@ -319,7 +365,7 @@ def _report(change: RecordStats) -> _Report:
     w, ts = change.worker, change.ts
     return _Report(((ts, w), _encode(_ReportRow(ts, w, change.task))),
                    [((w, metric, variant, ts), _encode(_SampleRow(w, metric, variant, ts, value)))
-                    for metric, variant, value in change.readings])
+                    for metric, variant, value in change.readings], change)
 
 
 def _new_tasks(change: InsertTasks) -> _NewTasks:
@@ -371,6 +417,10 @@ class _Statements:
         #: stats rows by key, the last one of each (see `_Report`)
         self.samples: dict[tuple[str, str, str, int], bytes] = {}
         self.reports: dict[tuple[int, str], bytes] = {}
+        #: per report key: its task and readings, merged over repeats in this transaction
+        self.merged: dict[tuple[int, str], tuple[str | None, dict[tuple[str, str], float]]] = {}
+        #: the pooled rollup series (variant "") the held-back reports need
+        self.pooled: set[tuple[str, str, str]] = set()
 
     def apply(self, op: _Op) -> Result:
         method = _APPLY.get(type(op))
@@ -437,10 +487,18 @@ class _Statements:
         for sample, row in op.samples:
             self.samples.pop(sample, None)
             self.samples[sample] = row
+        change = op.change
+        for _, metric, variant, _ in (key for key, _ in op.samples):
+            if variant != SCALAR:
+                self.pooled.add((change.worker, metric, POOLED))
+        _, readings = self.merged.get(report, (None, {}))
+        readings.update({(m, v): float(value) for m, v, value in change.readings})
+        self.merged[report] = (change.task, readings)
 
     def flush(self) -> None:
         self._flush_inserts()
         self._flush_saves()
+        rollups = self._rollups()
         if self.samples:
             rows = _json_array(self.samples.values())
             self.db.execute(SERIES, (rows,))
@@ -449,10 +507,60 @@ class _Statements:
         if self.reports:
             self.db.execute(REPORTS, (_json_array(self.reports.values()),))
             self.reports.clear()
+        if rollups:
+            self._write_rollups(rollups)
         if self.notify:  # delivered at commit, so the leader reads rows that are there
             for payload in _chunks(self.notify, NOTIFY_BYTES):
                 self.db.execute("SELECT pg_notify(%s, %s)", (self.channel, payload))
             self.notify.clear()
+
+    def _rollups(self) -> Rollups[tuple[str, str, str]]:
+        """The rollup writes of the held-back reports, told apart from repeats of stored
+        ones (before their rows are written)."""
+        rollups: Rollups[tuple[str, str, str]] = Rollups()
+        if not self.merged:
+            return rollups
+        keys = _encode([{"ts": ts, "worker": w} for ts, w in self.merged])
+        stored = set(self.db.execute(STORED_REPORTS, (keys.decode(),)).fetchall())
+        for (ts, worker), (task, readings) in self.merged.items():
+            values = [((worker, m, v), value) for (m, v), value in readings.items()]
+            pooled = [((worker, m, POOLED), value) for (m, v), value in readings.items()
+                      if v != SCALAR]
+            if (ts, worker) in stored:
+                rollups.repeat(worker, ts, [series for series, _ in values],
+                               {series for series, _ in pooled})
+            else:
+                rollups.report(worker, ts, task, values + pooled)
+        self.merged.clear()
+        return rollups
+
+    def _write_rollups(self, rollups: Rollups[tuple[str, str, str]]) -> None:
+        db = self.db
+        if self.pooled:
+            db.execute(SERIES, (_encode([{"worker": w, "metric": m, "variant": v}
+                                         for w, m, v in self.pooled]).decode(),))
+            self.pooled.clear()
+        if rollups.add:
+            db.execute(ROLLUPS, (_encode([
+                {"span": span, "worker": w, "metric": m, "variant": v, "start": start,
+                 "count": a[0], "total": a[1], "low": a[2], "high": a[3]}
+                for (span, (w, m, v), start), a in rollups.add.items()]).decode(),))
+        if rollups.active:
+            db.execute(ACTIVITY, (_encode([
+                {"span": span, "start": start, "worker": w, "active": active}
+                for (span, start, w), active in rollups.active.items()]).decode(),))
+        if rollups.redo:
+            db.execute(REDO_ROLLUPS, (_encode([
+                {"span": span, "worker": w, "metric": m, "variant": v, "start": start}
+                for span, (w, m, v), start in rollups.redo]).decode(),))
+        if rollups.redo_pooled:
+            db.execute(REDO_POOLED, (_encode([
+                {"span": span, "worker": w, "metric": m, "start": start}
+                for span, (w, m, _), start in rollups.redo_pooled]).decode(),))
+        if rollups.redo_active:
+            db.execute(REDO_ACTIVITY, (_encode([
+                {"span": span, "start": start, "worker": w}
+                for span, start, w in rollups.redo_active]).decode(),))
 
     def _stored_keys(self, keys: list[str]) -> dict[str, str]:
         if not keys:
@@ -612,52 +720,94 @@ class _Stats:
         await self._store.commit(report)
 
     async def buckets(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
-                      workers: Sequence[str] | None = None) -> list[StatBucket]:
+                      workers: Sequence[str] | None = None,
+                      by_variant: bool = True) -> list[StatBucket]:
         if not metrics or (workers is not None and not workers):
             return []
+        p = plan(since, until, interval)
         where = "s.metric = ANY(%(metrics)s::text[])"
         if workers is not None:
             where += " AND s.worker = ANY(%(workers)s::text[])"
-        query = ("SELECT s.worker, s.metric, s.variant, "
-                 "x.ts / %(interval)s::bigint * %(interval)s::bigint AS start, count(*), "
-                 "sum(x.value), min(x.value), max(x.value) "
-                 "FROM stat_series s JOIN stat_samples x ON x.series = s.id "
-                 f"WHERE {where} AND x.ts BETWEEN %(since)s AND %(until)s "
-                 "GROUP BY s.id, start")
-        args = {"metrics": list(metrics), "workers": None if workers is None else list(workers),
-                "interval": interval, "since": since, "until": until}
+        variant = "s.variant" if by_variant else "''::text"
+        parts = []
+        args: dict[str, object] = {"metrics": list(metrics), "interval": interval,
+                                   "workers": None if workers is None else list(workers)}
+        if p.span is not None:
+            parts.append(f"SELECT s.worker, s.metric, {variant} AS variant, "
+                         "r.start / %(interval)s::bigint * %(interval)s::bigint AS b, "
+                         "r.count AS c, r.total AS t, r.low AS l, r.high AS h "
+                         "FROM stat_series s JOIN stat_rollups r ON r.span = %(span)s::bigint "
+                         "AND r.series = s.id AND r.start >= %(lo)s::bigint "
+                         f"AND r.start < %(hi)s::bigint WHERE {where} AND "
+                         + ("s.variant != ''" if by_variant else "s.variant IN ('', 'total')"))
+            args.update(span=p.span, lo=p.lo, hi=p.hi)
+        for i, (a, b) in enumerate(p.raw):
+            parts.append(f"SELECT s.worker, s.metric, {variant} AS variant, "
+                         "x.ts / %(interval)s::bigint * %(interval)s::bigint AS b, 1::bigint AS c, "
+                         "x.value AS t, x.value AS l, x.value AS h "
+                         "FROM stat_series s JOIN stat_samples x ON x.series = s.id "
+                         f"AND x.ts BETWEEN %(a{i})s::bigint AND %(b{i})s::bigint WHERE {where}")
+            args.update({f"a{i}": a, f"b{i}": b})
+        query = ("SELECT worker, metric, variant, b, sum(c)::bigint, sum(t), min(l), max(h) "
+                 f"FROM ({' UNION ALL '.join(parts)}) u GROUP BY worker, metric, variant, b")
         rows = await self._store._read(
             lambda db: db.execute(query, args).fetchall())  # type: ignore[arg-type]
         order = {m: i for i, m in enumerate(metrics)}
         rows.sort(key=lambda r: (r[0], order[r[1]], r[2], r[3]))
         return [StatBucket(*r) for r in rows]
 
+    async def series(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
+                     workers: Sequence[str] | None = None, by_variant: bool = True,
+                     aggregations: Collection[str] = AGGREGATIONS) -> list[StatSeries]:
+        return as_series(await self.buckets(since=since, until=until, interval=interval,
+                                            metrics=metrics, workers=workers,
+                                            by_variant=by_variant), aggregations)
+
     async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:
-        rows = await self._store._read(lambda db: db.execute(
-            "SELECT ts / %(interval)s::bigint * %(interval)s::bigint AS start, "
-            "count(DISTINCT worker), count(DISTINCT CASE WHEN task IS NOT NULL THEN worker END) "
-            "FROM stat_reports WHERE ts BETWEEN %(since)s AND %(until)s "
-            "GROUP BY start ORDER BY start",
-            {"interval": interval, "since": since, "until": until}).fetchall())
+        p = plan(since, until, interval)
+        parts, args = [], {"interval": interval}
+        if p.span is not None:
+            parts.append("SELECT start / %(interval)s::bigint * %(interval)s::bigint AS b, "
+                         "worker, active FROM stat_activity WHERE span = %(span)s::bigint "
+                         "AND start >= %(lo)s::bigint AND start < %(hi)s::bigint")
+            args.update(span=p.span, lo=p.lo, hi=p.hi)
+        for i, (a, b) in enumerate(p.raw):
+            parts.append("SELECT ts / %(interval)s::bigint * %(interval)s::bigint AS b, worker, "
+                         "task IS NOT NULL AS active FROM stat_reports "
+                         f"WHERE ts BETWEEN %(a{i})s::bigint AND %(b{i})s::bigint")
+            args.update({f"a{i}": a, f"b{i}": b})
+        query = ("SELECT b, count(DISTINCT worker), count(DISTINCT worker) FILTER (WHERE active) "
+                 f"FROM ({' UNION ALL '.join(parts)}) u GROUP BY b ORDER BY b")
+        rows = await self._store._read(
+            lambda db: db.execute(query, args).fetchall())  # type: ignore[arg-type]
         return [ActivityBucket(*r) for r in rows]
 
     async def metric_keys(self, workers: Sequence[str] | None = None) -> list[str]:
         if workers is not None and not workers:
             return []
-        where = "" if workers is None else "AND s.worker = ANY(%s::text[])"
-        query = ("SELECT DISTINCT s.metric COLLATE \"C\" FROM stat_series s WHERE EXISTS "
-                 f"(SELECT 1 FROM stat_samples x WHERE x.series = s.id) {where} ORDER BY 1")
-        args = () if workers is None else (list(workers),)
+        where = "" if workers is None else "AND s.worker = ANY(%(workers)s::text[])"
+        query = ("SELECT DISTINCT s.metric COLLATE \"C\" FROM stat_series s WHERE (EXISTS "
+                 "(SELECT 1 FROM stat_samples x WHERE x.series = s.id) OR EXISTS "
+                 "(SELECT 1 FROM stat_rollups r WHERE r.span = ANY(%(spans)s::bigint[]) "
+                 f"AND r.series = s.id)) {where} ORDER BY 1")
+        args = {"spans": list(SPANS), "workers": None if workers is None else list(workers)}
         rows = await self._store._read(
             lambda db: db.execute(query, args).fetchall())  # type: ignore[arg-type]
         return [metric for (metric,) in rows]
 
-    async def purge(self, before: int) -> int:
+    async def purge(self, before: int, rollups_before: Mapping[int, int] | None = None) -> int:
         # On a pool connection, like the tasks' purge; series rows stay.
+        cutoff = raw_cutoff(before)
+
         def delete(db: psycopg.Connection) -> int:
             with db.transaction():
-                n = db.execute("DELETE FROM stat_samples WHERE ts < %s", (before,)).rowcount
-                db.execute("DELETE FROM stat_reports WHERE ts < %s", (before,))
+                n = db.execute("DELETE FROM stat_samples WHERE ts < %s", (cutoff,)).rowcount
+                db.execute("DELETE FROM stat_reports WHERE ts < %s", (cutoff,))
+                for span, until in (rollups_before or {}).items():
+                    db.execute("DELETE FROM stat_rollups WHERE span = %s AND series IN "
+                               "(SELECT id FROM stat_series) AND start < %s", (span, until))
+                    db.execute("DELETE FROM stat_activity WHERE span = %s AND start < %s",
+                               (span, until))
             return n
         return await self._store._read(delete)
 

@@ -8,8 +8,8 @@ Hubs starting together on one database take turns through an advisory lock. A
 schema with a newer version than this code knows is refused: an older workyard must
 not write to a schema it does not know.
 
-The tables and columns mirror the SQLite schema's (its versions 3 and 4 are 2 and 3
-here: version 1 already had SQLite's version 2 index). Payloads (`data`, `result`,
+The tables and columns mirror the SQLite schema's (its versions 3, 4 and 5 are 2, 3
+and 4 here: version 1 already had SQLite's version 2 index). Payloads (`data`, `result`,
 `body`, `config`) are bytea, kept byte for byte; `attrs` and `attempts` are `json`
 (not `jsonb`, which rewrites the text and refuses `\\u0000`), so an operator can query
 them and they still read back as written. Never edit a released step; add the next one.
@@ -127,6 +127,41 @@ BEGIN
             USING ERRCODE = 'WY001';
     END IF;
 END $$""",
+    )),
+    Migration(5, "rollups of machine statistics (5-minute and hourly count, sum, min, max "
+                 "per series; who reported per span), so long ranges read few rows", (
+        """CREATE TABLE stat_rollups (
+    span BIGINT NOT NULL,
+    series BIGINT NOT NULL,
+    start BIGINT NOT NULL,
+    count BIGINT NOT NULL,
+    total DOUBLE PRECISION NOT NULL,
+    low DOUBLE PRECISION NOT NULL,
+    high DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (span, series, start)
+)""",
+        """CREATE TABLE stat_activity (
+    span BIGINT NOT NULL,
+    start BIGINT NOT NULL,
+    worker TEXT NOT NULL,
+    active BOOLEAN NOT NULL,
+    PRIMARY KEY (span, start, worker)
+)""",
+        "CREATE INDEX stat_series_metric ON stat_series (metric, worker)",
+        *(f"""INSERT INTO stat_rollups (span, series, start, count, total, low, high)
+SELECT {span}, series, ts / {span} * {span}, count(*), sum(value), min(value), max(value)
+FROM stat_samples GROUP BY series, ts / {span}""" for span in (300_000, 3_600_000)),
+        # a listed metric's variants pooled, in a series of variant "" (`_rollups.POOLED`)
+        """INSERT INTO stat_series (worker, metric, variant)
+SELECT DISTINCT worker, metric, '' FROM stat_series WHERE variant NOT IN ('', 'total')""",
+        *(f"""INSERT INTO stat_rollups (span, series, start, count, total, low, high)
+SELECT {span}, p.id, x.ts / {span} * {span}, count(*), sum(x.value), min(x.value), max(x.value)
+FROM stat_series p JOIN stat_series s ON s.worker = p.worker AND s.metric = p.metric
+AND s.variant NOT IN ('', 'total') JOIN stat_samples x ON x.series = s.id
+WHERE p.variant = '' GROUP BY p.id, x.ts / {span}""" for span in (300_000, 3_600_000)),
+        *(f"""INSERT INTO stat_activity (span, start, worker, active)
+SELECT {span}, ts / {span} * {span}, worker, bool_or(task IS NOT NULL)
+FROM stat_reports GROUP BY ts / {span}, worker""" for span in (300_000, 3_600_000)),
     )),
 )
 

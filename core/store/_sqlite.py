@@ -26,7 +26,7 @@ import functools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +36,7 @@ import trio
 from .._model import Attempt, Task, TaskState
 from ._handover import HandOver, Unit, describe
 from ._interface import (
+    AGGREGATIONS,
     ActivityBucket,
     AppendEvents,
     ConfigureQueue,
@@ -50,9 +51,22 @@ from ._interface import (
     SavePool,
     StartAttempt,
     StatBucket,
+    StatSeries,
     StoreError,
 )
 from ._migrations import migrate, refuse_newer
+from ._rollups import (
+    POOLED,
+    SCALAR,
+    SPANS,
+    Plan,
+    Rollups,
+    as_series,
+    join_series,
+    plan,
+    raw_cutoff,
+    span_for,
+)
 from ._writes import QueueWrites, TaskWrites
 
 __all__ = ["SQLiteStore"]
@@ -191,6 +205,72 @@ def _reports_sql(rows: int) -> str:
             + ", ".join(["(?, ?, ?)"] * rows))
 
 
+@functools.cache
+def _rollups_sql(rows: int) -> str:
+    return ("INSERT INTO stat_rollups (span, series, start, count, total, low, high) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
+            + " ON CONFLICT (span, series, start) DO UPDATE SET count = count + excluded.count, "
+            "total = total + excluded.total, low = min(low, excluded.low), "
+            "high = max(high, excluded.high)")
+
+
+@functools.cache
+def _activity_sql(rows: int) -> str:
+    return ("INSERT INTO stat_activity (span, start, worker, active) VALUES "
+            + ", ".join(["(?, ?, ?, ?)"] * rows)
+            + " ON CONFLICT (span, start, worker) DO UPDATE SET "
+            "active = max(active, excluded.active)")
+
+
+@functools.cache
+def _stored_reports_sql(rows: int) -> str:
+    # A join from the values, not `(ts, worker) IN (VALUES ...)`: SQLite scans the whole
+    # table for that one.
+    return ("SELECT r.ts, r.worker FROM (VALUES " + ", ".join(["(?, ?)"] * rows)
+            + ") AS v CROSS JOIN stat_reports r ON r.ts = v.column1 AND r.worker = v.column2")
+
+
+#: a bucket of a repeated report, from the raw samples (see `_rollups.Rollups.repeat`)
+REDO_ROLLUP = ("INSERT OR REPLACE INTO stat_rollups (span, series, start, count, total, low, "
+               "high) SELECT ?1, ?2, ?3, count(*), sum(value), min(value), max(value) "
+               "FROM stat_samples WHERE series = ?2 AND ts >= ?3 AND ts < ?3 + ?1")
+REDO_POOLED = ("INSERT OR REPLACE INTO stat_rollups (span, series, start, count, total, low, "
+               "high) SELECT ?1, ?2, ?3, count(*), sum(x.value), min(x.value), max(x.value) "
+               "FROM stat_series p JOIN stat_series s ON s.worker = p.worker "
+               "AND s.metric = p.metric AND s.variant NOT IN ('', 'total') "
+               "JOIN stat_samples x ON x.series = s.id AND x.ts >= ?3 AND x.ts < ?3 + ?1 "
+               "WHERE p.id = ?2")
+#: rollups of one span from the raw rows (`SQLiteStore._recover`): ?1 span, ?2 start
+RECOVER_ROLLUPS = ("INSERT OR REPLACE INTO stat_rollups (span, series, start, count, total, "
+                   "low, high) SELECT ?1, series, ?2, count(*), sum(value), min(value), "
+                   "max(value) FROM stat_samples WHERE series IN (SELECT id FROM stat_series) "
+                   "AND ts >= ?2 AND ts < ?2 + ?1 GROUP BY series")
+RECOVER_POOLED = ("INSERT OR REPLACE INTO stat_rollups (span, series, start, count, total, "
+                  "low, high) SELECT ?1, p.id, ?2, count(*), sum(x.value), min(x.value), "
+                  "max(x.value) FROM stat_series p JOIN stat_series s ON s.worker = p.worker "
+                  "AND s.metric = p.metric AND s.variant NOT IN ('', 'total') "
+                  "JOIN stat_samples x ON x.series = s.id AND x.ts >= ?2 AND x.ts < ?2 + ?1 "
+                  "WHERE p.variant = '' GROUP BY p.id")
+RECOVER_ACTIVITY = ("INSERT OR REPLACE INTO stat_activity (span, start, worker, active) "
+                    "SELECT ?1, ?2, worker, max(task IS NOT NULL) FROM stat_reports "
+                    "WHERE ts >= ?2 AND ts < ?2 + ?1 GROUP BY worker")
+REDO_ACTIVITY = ("INSERT OR REPLACE INTO stat_activity (span, start, worker, active) "
+                 "SELECT ?1, ?2, ?3, max(task IS NOT NULL) FROM stat_reports "
+                 "WHERE worker = ?3 AND ts >= ?2 AND ts < ?2 + ?1")
+
+@functools.cache
+def _series_sql(rows: int) -> str:
+    return ("INSERT INTO stat_series (worker, metric, variant) VALUES "
+            + ", ".join(["(?, ?, ?)"] * rows)
+            + " ON CONFLICT (worker, metric, variant) DO UPDATE SET worker = excluded.worker "
+            "RETURNING id, worker, metric, variant")
+
+
+#: seconds rollup increments are held back at most (`SQLiteStore._roll_up`), and how
+#: many rows of them
+ROLLUP_EVERY = 1.0
+ROLLUP_MAX_HELD = 200_000
+
 SERIES = ("INSERT INTO stat_series (worker, metric, variant) VALUES (?, ?, ?) "
           "ON CONFLICT (worker, metric, variant) DO UPDATE SET worker = excluded.worker "
           "RETURNING id")
@@ -292,6 +372,30 @@ class _Outbox:
         return await self._store._aside(delete)
 
 
+def _stored_reports(db: sqlite3.Connection, units: list[Unit]) -> set[tuple[int, str]]:
+    """The (ts, worker) of the units' reports that are stored already (repeats)."""
+    keys = list({(op.ts, op.worker) for unit in units if unit.error is None
+                 for op in unit.ops if type(op) is RecordStats})
+    found: set[tuple[int, str]] = set()
+    for i in range(0, len(keys), CHUNK):
+        part = keys[i:i + CHUNK]
+        found.update(db.execute(_stored_reports_sql(len(part)),
+                                [v for key in part for v in key]).fetchall())
+    return found
+
+
+def _write_rollups(db: sqlite3.Connection, rollups: Rollups[int]) -> None:
+    """After the raw rows: the increments, then the repeated buckets computed again."""
+    _execute_chunked(db, _rollups_sql, [(*key, *a) for key, a in rollups.add.items()])
+    _execute_chunked(db, _activity_sql, [(*key, int(a)) for key, a in rollups.active.items()])
+    if rollups.redo:
+        db.executemany(REDO_ROLLUP, sorted(rollups.redo))
+    if rollups.redo_pooled:
+        db.executemany(REDO_POOLED, sorted(rollups.redo_pooled))
+    if rollups.redo_active:
+        db.executemany(REDO_ACTIVITY, sorted(rollups.redo_active))
+
+
 def _in(values: Sequence[object]) -> str:
     return "(" + ", ".join("?" * len(values)) + ")"
 
@@ -304,31 +408,60 @@ class _Stats:
         await self._store.commit(report)
 
     async def buckets(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
-                      workers: Sequence[str] | None = None) -> list[StatBucket]:
+                      workers: Sequence[str] | None = None,
+                      by_variant: bool = True) -> list[StatBucket]:
         if not metrics or (workers is not None and not workers):
             return []
-        where = f"s.metric IN {_in(metrics)}"
-        args: list[object] = [interval, interval, *metrics]
-        if workers is not None:
-            where += f" AND s.worker IN {_in(workers)}"
-            args += workers
-        sql = ("SELECT s.worker, s.metric, s.variant, x.ts / ? * ? AS start, count(*), "
-               "sum(x.value), min(x.value), max(x.value) "
-               "FROM stat_series s JOIN stat_samples x ON x.series = s.id "
-               f"WHERE {where} AND x.ts BETWEEN ? AND ? "
-               "GROUP BY s.id, start")
-        rows = await self._store._aside(
-            lambda db: db.execute(sql, (*args, since, until)).fetchall())
+        await self._store._rolled_up()
+        sql, args = _buckets_sql(plan(since, until, interval), interval, metrics, workers,
+                                 by_variant)
+        rows = await self._store._aside(lambda db: db.execute(sql, args).fetchall())
         order = {m: i for i, m in enumerate(metrics)}
         rows.sort(key=lambda r: (r[0], order[r[1]], r[2], r[3]))
         return [StatBucket(*r) for r in rows]
 
+    async def series(self, *, since: int, until: int, interval: int, metrics: Sequence[str],
+                     workers: Sequence[str] | None = None, by_variant: bool = True,
+                     aggregations: Collection[str] = AGGREGATIONS) -> list[StatSeries]:
+        # The buckets wholly inside the range are whole rollup spans: SQLite reads them
+        # and writes their JSON arrays itself (`_middle_sql`); the (at most two) ragged
+        # buckets at the ends go through `buckets`.
+        lo, hi = -(-since // interval) * interval, (until + 1) // interval * interval
+        span = span_for(interval)
+        if span is None or lo >= hi or not metrics or (workers is not None and not workers):
+            return as_series(await self.buckets(since=since, until=until, interval=interval,
+                                                metrics=metrics, workers=workers,
+                                                by_variant=by_variant), aggregations)
+        await self._store._rolled_up()
+        kw = {"interval": interval, "metrics": metrics, "workers": workers,
+              "by_variant": by_variant}
+        head = await self.buckets(since=since, until=lo - 1, **kw) if since < lo else []
+        tail = await self.buckets(since=hi, until=until, **kw) if hi <= until else []
+        sql, args = _middle_sql(span, lo, hi, interval, metrics, workers, by_variant,
+                                aggregations)
+        middle = await self._store._aside(lambda db: db.execute(sql, args).fetchall())
+        if len({tuple(r[:3]) for r in middle}) < len(middle):  # a metric sent as a number
+            # and as a list: its "total" and "" series pool in the general query
+            return as_series(await self.buckets(since=since, until=until, **kw), aggregations)
+        return join_series(as_series(head, aggregations), [StatSeries(*r) for r in middle],
+                           as_series(tail, aggregations), metrics)
+
     async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:
-        rows = await self._store._aside(lambda db: db.execute(
-            "SELECT ts / ? * ? AS start, count(DISTINCT worker), "
-            "count(DISTINCT CASE WHEN task IS NOT NULL THEN worker END) "
-            "FROM stat_reports WHERE ts BETWEEN ? AND ? GROUP BY start ORDER BY start",
-            (interval, interval, since, until)).fetchall())
+        await self._store._rolled_up()
+        p = plan(since, until, interval)
+        parts, args = [], {"interval": interval}
+        if p.span is not None:
+            parts.append("SELECT start / :interval * :interval AS b, worker, active "
+                         "FROM stat_activity WHERE span = :span AND start >= :lo AND start < :hi")
+            args.update(span=p.span, lo=p.lo, hi=p.hi)
+        for i, (a, b) in enumerate(p.raw):
+            parts.append("SELECT ts / :interval * :interval AS b, worker, "
+                         "task IS NOT NULL AS active "
+                         f"FROM stat_reports WHERE ts BETWEEN :a{i} AND :b{i}")
+            args.update({f"a{i}": a, f"b{i}": b})
+        sql = ("SELECT b, count(DISTINCT worker), count(DISTINCT CASE WHEN active THEN worker "
+               f"END) FROM ({' UNION ALL '.join(parts)}) GROUP BY b ORDER BY b")
+        rows = await self._store._aside(lambda db: db.execute(sql, args).fetchall())
         return [ActivityBucket(*r) for r in rows]
 
     async def metric_keys(self, workers: Sequence[str] | None = None) -> list[str]:
@@ -338,26 +471,115 @@ class _Stats:
         if workers is not None:
             where = f"AND s.worker IN {_in(workers)}"
         rows = await self._store._aside(lambda db: db.execute(
-            "SELECT DISTINCT s.metric FROM stat_series s WHERE EXISTS "
-            f"(SELECT 1 FROM stat_samples x WHERE x.series = s.id) {where} ORDER BY s.metric",
-            args).fetchall())
+            "SELECT DISTINCT s.metric FROM stat_series s WHERE (EXISTS "
+            "(SELECT 1 FROM stat_samples x WHERE x.series = s.id) OR EXISTS "
+            f"(SELECT 1 FROM stat_rollups r WHERE r.span IN {_in(SPANS)} AND r.series = s.id)) "
+            f"{where} ORDER BY s.metric", [*SPANS, *args]).fetchall())
         return [metric for (metric,) in rows]
 
-    async def purge(self, before: int) -> int:
+    async def purge(self, before: int, rollups_before: Mapping[int, int] | None = None) -> int:
         # On the second connection, like the tasks' purge. Series rows stay (the writer
-        # keeps their ids); the primary key (series, ts) makes each series one range.
+        # keeps their ids); the primary keys (series, ts) and (span, series, start) make
+        # each series one range.
+        cutoff = raw_cutoff(before)
+
         def delete(db: sqlite3.Connection) -> int:
             db.execute("BEGIN IMMEDIATE")
             try:
                 n = db.execute("DELETE FROM stat_samples WHERE series IN "
-                               "(SELECT id FROM stat_series) AND ts < ?", (before,)).rowcount
-                db.execute("DELETE FROM stat_reports WHERE ts < ?", (before,))
+                               "(SELECT id FROM stat_series) AND ts < ?", (cutoff,)).rowcount
+                db.execute("DELETE FROM stat_reports WHERE ts < ?", (cutoff,))
+                for span, until in (rollups_before or {}).items():
+                    db.execute("DELETE FROM stat_rollups WHERE span = ? AND series IN "
+                               "(SELECT id FROM stat_series) AND start < ?", (span, until))
+                    db.execute("DELETE FROM stat_activity WHERE span = ? AND start < ?",
+                               (span, until))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             return n
         return await self._store._aside(delete)
+
+
+def _series_filter(metrics: Sequence[str], workers: Sequence[str] | None,
+                   args: dict[str, object]) -> str:
+    args.update({f"m{i}": m for i, m in enumerate(metrics)})
+    where = "s.metric IN (" + ", ".join(f":m{i}" for i in range(len(metrics))) + ")"
+    if workers is not None:
+        args.update({f"w{i}": w for i, w in enumerate(workers)})
+        where += " AND s.worker IN (" + ", ".join(f":w{i}" for i in range(len(workers))) + ")"
+    return where
+
+
+def _rollup_variants(by_variant: bool) -> str:
+    """The rollup series a query reads: each variant, or the pooled ones (`POOLED`, and
+    `SCALAR` for a metric sent as a number)."""
+    return "s.variant != ''" if by_variant else "s.variant IN ('', 'total')"
+
+
+def _middle_sql(span: int, lo: int, hi: int, interval: int, metrics: Sequence[str],
+                workers: Sequence[str] | None, by_variant: bool,
+                aggregations: Collection[str] = AGGREGATIONS) -> tuple[str, dict[str, object]]:
+    """Whole buckets `lo <= start < hi` from the rollups of `span`, as JSON arrays per
+    series (or metric). Per variant and with one span per bucket, rows come in the
+    order of the groups (series by metric and worker, then start): no sort at all."""
+    args: dict[str, object] = {"span": span, "lo": lo, "hi": hi, "interval": interval}
+    where = _series_filter(metrics, workers, args)
+    # only the arrays asked for: formatting floats is most of the work per row
+    arrays = ", ".join(["json_group_array(b)"] + [
+        f"json_group_array({expr})" if name in aggregations else "'[]'"
+        for name, expr in (("avg", "t / c"), ("min", "l"), ("max", "h"))])
+    # INDEXED BY: series in (metric, worker, id) order, the GROUP BY's, whatever the filter
+    source = ("FROM stat_series s INDEXED BY stat_series_metric CROSS JOIN stat_rollups r "
+              "ON r.span = :span "
+              f"AND r.series = s.id AND r.start >= :lo AND r.start < :hi WHERE {where} "
+              f"AND {_rollup_variants(by_variant)}")
+    if span == interval:  # one row per bucket (variants pooled: the "" or "total" series)
+        variant = "s.variant" if by_variant else "''"
+        return (f"SELECT worker, metric, variant, {arrays} FROM (SELECT s.worker, s.metric, "
+                f"{variant} AS variant, s.id, r.start AS b, r.count AS c, r.total AS t, "
+                f"r.low AS l, r.high AS h {source}) GROUP BY metric, worker, id"), args
+    if by_variant:
+        key, group = "s.variant AS variant, s.id AS id", "s.metric, s.worker, s.id"
+    else:
+        key, group = "'' AS variant", "s.metric, s.worker"
+    return (f"SELECT worker, metric, variant, {arrays} FROM (SELECT s.worker, s.metric, "
+            f"{key}, r.start / :interval * :interval AS b, sum(r.count) AS c, "
+            "sum(r.total) AS t, min(r.low) AS l, max(r.high) AS h "
+            f"{source} GROUP BY {group}, b ORDER BY {group}, b) "
+            f"GROUP BY metric, worker{', id' if by_variant else ''}"), args
+
+
+def _buckets_sql(p: Plan, interval: int, metrics: Sequence[str],
+                 workers: Sequence[str] | None, by_variant: bool) -> tuple[str, dict[str, object]]:
+    """One statement: the rollups of the whole spans and the raw samples of the edges,
+    pooled per series (or per metric) and bucket. CROSS JOIN keeps SQLite's order: the
+    series first (by metric, or worker and metric), then one key range of each."""
+    args: dict[str, object] = {"interval": interval}
+    args.update({f"m{i}": m for i, m in enumerate(metrics)})
+    where = "s.metric IN (" + ", ".join(f":m{i}" for i in range(len(metrics))) + ")"
+    if workers is not None:
+        args.update({f"w{i}": w for i, w in enumerate(workers)})
+        where += " AND s.worker IN (" + ", ".join(f":w{i}" for i in range(len(workers))) + ")"
+    variant = "s.variant" if by_variant else "''"
+    parts = []
+    if p.span is not None:
+        parts.append(f"SELECT s.worker, s.metric, {variant} AS variant, "
+                     "r.start / :interval * :interval AS b, r.count AS c, r.total AS t, "
+                     "r.low AS l, r.high AS h FROM stat_series s CROSS JOIN stat_rollups r "
+                     "ON r.span = :span AND r.series = s.id AND r.start >= :lo AND r.start < :hi "
+                     f"WHERE {where} AND {_rollup_variants(by_variant)}")
+        args.update(span=p.span, lo=p.lo, hi=p.hi)
+    for i, (a, b) in enumerate(p.raw):
+        parts.append(f"SELECT s.worker, s.metric, {variant} AS variant, "
+                     "x.ts / :interval * :interval AS b, 1 AS c, x.value AS t, x.value AS l, "
+                     "x.value AS h FROM stat_series s CROSS JOIN stat_samples x "
+                     f"ON x.series = s.id AND x.ts BETWEEN :a{i} AND :b{i} WHERE {where}")
+        args.update({f"a{i}": a, f"b{i}": b})
+    sql = ("SELECT worker, metric, variant, b, sum(c), sum(t), min(l), max(h) "
+           f"FROM ({' UNION ALL '.join(parts)}) GROUP BY worker, metric, variant, b")
+    return sql, args
 
 
 class SQLiteStore(HandOver):
@@ -380,6 +602,11 @@ class SQLiteStore(HandOver):
         self.stats = _Stats(self)
         #: stat_series ids by (worker, metric, variant), as committed (writer thread only)
         self._series: dict[tuple[str, str, str], int] = {}
+        #: rollup increments committed raw but not yet rolled up (writer thread only),
+        #: when they last were, and whether a read asked for them (`_roll_up`)
+        self._held: Rollups[int] = Rollups()
+        self._flushed_at = 0.0
+        self._flush_asked = False
         self.commits = 0  # transactions committed: the group-commit ratio is writes / commits
         #: the writer's `total_changes` at its last WAL checkpoint (`CHECKPOINT_CHANGES`)
         self._checkpointed = 0
@@ -404,6 +631,7 @@ class SQLiteStore(HandOver):
             db.execute(f"PRAGMA synchronous = {self.synchronous}")
             db.execute("PRAGMA wal_autocheckpoint = 0")  # see CHECKPOINT_CHANGES
             migrate(db, self.path)
+            self._recover(db)
             self._series = {(w, m, v): i for i, w, m, v in db.execute(
                 "SELECT id, worker, metric, variant FROM stat_series")}
         except BaseException:
@@ -438,9 +666,9 @@ class SQLiteStore(HandOver):
             # Cancelled: flush what callers already handed over, then close.
             with trio.CancelScope(shield=True):
                 self._closed = True
-                if self._pending:
-                    batch, self._pending = self._pending, []
-                    await self._commit(writer, batch)
+                self._flush_asked = True  # the held-back rollups too
+                batch, self._pending = self._pending, []
+                await self._commit(writer, batch)
                 writer.close()
                 # Closing a connection a read is using on a worker thread crashes the
                 # process: wait for the read (it holds the limiter), then close.
@@ -493,43 +721,108 @@ class SQLiteStore(HandOver):
         """One transaction for the whole batch, on the writer thread (or, for a small
         batch, the loop's: `INLINE_ROWS`)."""
         new_series: dict[tuple[str, str, str], int] = {}
+        rollups: Rollups[int] = Rollups()
+        asked, self._flush_asked = self._flush_asked, False
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute("SAVEPOINT batch")
             try:
-                self._apply(db, batch, new_series)
+                self._apply(db, batch, new_series, rollups)
                 db.execute("RELEASE batch")
             except Exception:  # noqa: BLE001 - find the failing units, commit the others
                 db.execute("ROLLBACK TO batch")
                 db.execute("RELEASE batch")
                 new_series.clear()  # ids of a rolled-back unit were never stored
-                self._apply_one_by_one(db, batch)
+                rollups = Rollups()
+                self._apply_one_by_one(db, batch, rollups)
+            flushed = self._roll_up(db, rollups, asked)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
         self._series.update(new_series)
+        if flushed:
+            self._held, self._flushed_at = Rollups(), time.monotonic()
+        elif self._held:
+            self._held.absorb(rollups)
+        else:
+            self._held = rollups
 
-    def _apply_one_by_one(self, db: sqlite3.Connection, batch: list[Unit]) -> None:
+    def _roll_up(self, db: sqlite3.Connection, rollups: Rollups[int], asked: bool) -> bool:
+        """Hold a transaction's rollup increments back, to write many transactions' at
+        once (a worker's next reports add to the same rows), marking their 5-minute
+        spans pending so that a crash meanwhile loses nothing (`_recover`). Write them
+        all now if asked (a read), if it is time, or if a repeat is to be computed
+        again from raw samples (after the increments of its buckets). Whether it did."""
+        held = self._held
+        if not (asked or rollups.redo or rollups.redo_pooled or rollups.redo_active
+                or time.monotonic() - self._flushed_at >= ROLLUP_EVERY
+                or len(held.add) + len(rollups.add) > ROLLUP_MAX_HELD):
+            starts = {start for span, _, start in rollups.add if span == SPANS[0]}
+            if starts:
+                db.executemany("INSERT OR IGNORE INTO stat_pending (start) VALUES (?)",
+                               [(start,) for start in starts])
+            return False
+        if not (held or rollups):
+            return True
+        if held:
+            merged: Rollups[int] = Rollups()  # `held` stays as it is if this rolls back
+            merged.absorb(held)
+            merged.absorb(rollups)
+        else:
+            merged = rollups
+        _write_rollups(db, merged)
+        db.execute("DELETE FROM stat_pending")
+        return True
+
+    def _recover(self, db: sqlite3.Connection) -> None:
+        """Roll up again, from the raw rows, the spans whose increments were held back
+        when the store last stopped (a crash, or a close before they were written)."""
+        pending = [start for (start,) in db.execute("SELECT start FROM stat_pending")]
+        if not pending:
+            return
+        hours = sorted({start // SPANS[-1] * SPANS[-1] for start in pending})
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for span, starts in ((SPANS[0], sorted(pending)), (SPANS[-1], hours)):
+                for start in starts:
+                    db.execute(RECOVER_ROLLUPS, (span, start))
+                    db.execute(RECOVER_POOLED, (span, start))
+                    db.execute(RECOVER_ACTIVITY, (span, start))
+            db.execute("DELETE FROM stat_pending")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        log.info("rolled up %d span(s) of machine statistics left pending", len(pending))
+
+    def _apply_one_by_one(self, db: sqlite3.Connection, batch: list[Unit],
+                          rollups: Rollups[int]) -> None:
         """Apply each unit in its own SAVEPOINT; a unit that raises is rolled back alone."""
         for unit in batch:
             if unit.error is not None:
                 continue
             db.execute("SAVEPOINT unit")
+            mine: Rollups[int] = Rollups()
             try:
-                self._apply(db, [unit], {})  # new series ids are looked up again next time
+                self._apply(db, [unit], {}, mine)  # new series ids: looked up next time
             except Exception as exc:  # noqa: BLE001 - any failure is this unit's alone
                 db.execute("ROLLBACK TO unit")
                 unit.error, unit.results = exc, []
+            else:
+                rollups.absorb(mine)
             db.execute("RELEASE unit")
 
     def _apply(self, db: sqlite3.Connection, units: list[Unit],
-               new_series: dict[tuple[str, str, str], int]) -> None:
-        """Apply `units` in order, as few statements as the order allows (`_Rows`)."""
+               new_series: dict[tuple[str, str, str], int], rollups: Rollups[int]) -> None:
+        """Apply `units` in order, as few statements as the order allows (`_Rows`);
+        their rollup writes go to `rollups`."""
         rows = _Rows(db)
         samples: list[tuple[object, ...]] = []
         reports: list[tuple[object, ...]] = []
+        seen = _stored_reports(db, units)
+        self._add_series(db, units, new_series)
         for unit in units:
             if unit.error is not None:
                 continue
@@ -559,13 +852,20 @@ class SQLiteStore(HandOver):
                     results.append(None)
                 elif type(op) is RecordStats:
                     reports.append((op.ts, op.worker, op.task))
+                    readings, pooled = [], []
                     for metric, variant, value in op.readings:
-                        key = (op.worker, metric, variant)
-                        series = self._series.get(key) or new_series.get(key)
-                        if series is None:
-                            (series,) = db.execute(SERIES, key).fetchone()
-                            new_series[key] = series
+                        series = self._series_id(db, (op.worker, metric, variant), new_series)
                         samples.append((series, op.ts, value))
+                        readings.append((series, value))
+                        if variant != SCALAR:
+                            pooled.append((self._series_id(db, (op.worker, metric, POOLED),
+                                                           new_series), value))
+                    if (op.ts, op.worker) in seen:
+                        rollups.repeat(op.worker, op.ts, [series for series, _ in readings],
+                                       {series for series, _ in pooled})
+                    else:
+                        seen.add((op.ts, op.worker))
+                        rollups.report(op.worker, op.ts, op.task, readings + pooled)
                     results.append(None)
                 else:
                     raise TypeError(f"unknown change {op!r}")
@@ -573,6 +873,37 @@ class SQLiteStore(HandOver):
         rows.flush()
         _execute_chunked(db, _samples_sql, samples)
         _execute_chunked(db, _reports_sql, reports)
+
+    def _add_series(self, db: sqlite3.Connection, units: list[Unit],
+                    new_series: dict[tuple[str, str, str], int]) -> None:
+        """Store the series the units' reports name for the first time, in multi-row
+        statements (a new worker brings some thirty)."""
+        known, missing = self._series, {}
+        for unit in units:
+            if unit.error is not None:
+                continue
+            for op in unit.ops:
+                if type(op) is not RecordStats:
+                    continue
+                for metric, variant, _ in op.readings:
+                    for key in ((op.worker, metric, variant), (op.worker, metric, POOLED)):
+                        if key not in known and key not in new_series:
+                            missing[key] = None
+                        if variant == SCALAR:
+                            break
+        keys = list(missing)
+        for i in range(0, len(keys), CHUNK):
+            part = keys[i:i + CHUNK]
+            for id_, *key in db.execute(_series_sql(len(part)), [v for k in part for v in k]):
+                new_series[tuple(key)] = id_  # type: ignore[index]
+
+    def _series_id(self, db: sqlite3.Connection, key: tuple[str, str, str],
+                   new_series: dict[tuple[str, str, str], int]) -> int:
+        series = self._series.get(key) or new_series.get(key)
+        if series is None:
+            (series,) = db.execute(SERIES, key).fetchone()
+            new_series[key] = series
+        return series
 
     # -- handing over writes --------------------------------------------------------
 
@@ -589,6 +920,12 @@ class SQLiteStore(HandOver):
         except Exception as exc:  # noqa: BLE001 - the unit fails alone, reported as usual
             unit.error = exc
         return unit
+
+    async def _rolled_up(self) -> None:
+        """Have the rollup increments of every committed write written, for a read."""
+        if self._held:  # set after the commit and before its writer is woken
+            self._flush_asked = True
+            await self.commit()
 
     async def _aside(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` on the second connection: reads, and the rare writes (purge) that

@@ -310,6 +310,8 @@ async def test_clearml_agent_payloads_are_accepted_as_it_sends_them(
 # -- bad input ------------------------------------------------------------------------
 
 FAR_FUTURE = (int(time.time()) + 3 * 24 * 3600) * 1000
+#: beyond the default raw retention (2 days): its samples would be purged at once
+LONG_AGO = (int(time.time()) - 3 * 24 * 3600) * 1000
 
 BAD = [
     ("register", {}, 400, 12, "field 'worker'. field is required!"),
@@ -326,6 +328,35 @@ BAD = [
      400, 12, "field 'machine_stats.cpu_usage[0]'"),
     ("status_report", {"worker": "a", "timestamp": 1, "machine_stats": {"bad key!": 1}},
      400, 12, "field 'machine_stats.bad key!'"),
+    ("status_report", {"worker": "a", "timestamp": LONG_AGO}, 400, 12,
+     "field 'timestamp'. %d is older than the statistics' raw retention" % LONG_AGO),
+    ("status_report", {"worker": "a", "timestamp": 1e300}, 400, 12, "field 'timestamp'"),
+    ("status_report", {"worker": "a", "timestamp": -5}, 400, 12, "field 'timestamp'"),
+    ("status_report", {"worker": "a\n", "timestamp": 1}, 400, 12, "field 'worker'"),
+    ("status_report", {"worker": "a", "timestamp": 1, "machine_stats": [1, 2]},
+     400, 12, "field 'machine_stats'"),
+    ("status_report", {"worker": "a", "timestamp": 1, "machine_stats": {"gpu_usage": [1] * 65}},
+     400, 12, "field 'machine_stats.gpu_usage'"),
+    ("status_report", {"worker": "a", "timestamp": 1, "machine_stats": {
+        f"m{i}": 1 for i in range(101)}}, 400, 12, "field 'machine_stats'"),
+    ("register", {"worker": "a", "timeout": "soon"}, 400, 12, "field 'timeout'"),
+    ("register", {"worker": "a" * 300}, 400, 12, "field 'worker'"),
+    ("get_stats", {"from_date": 1, "to_date": 10, "interval": -3, "items": [{"key": "a"}]},
+     400, 12, "field 'interval'"),
+    ("get_stats", {"from_date": 1, "to_date": 10, "interval": 1, "items": [{"key": ""}]},
+     400, 12, "field 'items[0].key'"),
+    ("get_stats", {"from_date": 1, "to_date": 10, "interval": 1, "items": []},
+     400, 12, "field 'items'"),
+    ("get_stats", {"from_date": 1, "to_date": 10, "interval": 1,
+                   "items": [{"key": "a"}] * 101}, 400, 12, "field 'items'"),
+    ("get_stats", {"from_date": -1, "to_date": 10, "interval": 1, "items": [{"key": "a"}]},
+     400, 12, "field 'from_date'"),
+    ("get_stats", {"from_date": "yesterday", "to_date": 10, "interval": 1,
+                   "items": [{"key": "a"}]}, 400, 12, "field 'from_date'"),
+    ("get_stats", {"from_date": 1, "to_date": 10, "interval": 1, "items": [{"key": "a"}],
+                   "worker_ids": [7]}, 400, 12, "field 'worker_ids[0]'"),
+    ("get_stats", {"from_date": 1, "to_date": 10, "interval": 1, "items": [{"key": "a"}],
+                   "split_by_variant": "yes"}, 400, 12, "field 'split_by_variant'"),
     ("get_stats", {"from_date": 10, "to_date": 10, "interval": 1, "items": [{"key": "a"}]},
      400, 16, "from_date"),
     ("get_stats", {"from_date": 1, "to_date": 10, "interval": 0, "items": [{"key": "a"}]},

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import trio
 import trio.testing
-from conftest import NET_TIMEOUT, Served, StartServer, echo_worker
+from conftest import NET_TIMEOUT, Served, StartServer, echo_worker, until
 
 from workyard import Settings
 from workyard.client import Job, PollingWorker
@@ -42,15 +42,6 @@ async def poll(http: httpx.AsyncClient, queue: str = "resize", body: Any = None,
                **params: Any) -> httpx.Response:
     return await http.post(f"/v1/queue/{queue}", json={} if body is None else body,
                            params=params)
-
-
-async def until(condition: Any, limit: int = 1000) -> None:
-    """Let everything else run until `condition()` holds (bounded, no sleeping)."""
-    for _ in range(limit):
-        if condition():
-            return
-        await trio.testing.wait_all_tasks_blocked()
-    raise AssertionError("condition never held")
 
 
 def parked(served: Served, worker_id: str) -> Any:

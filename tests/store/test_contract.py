@@ -480,18 +480,131 @@ async def test_metric_keys_are_the_sorted_metrics_of_the_workers_asked(store: St
     assert await store.stats.metric_keys([]) == []
 
 
-async def test_purge_drops_reports_and_readings_older_than_the_cutoff(store: Store) -> None:
+HOUR = 3_600_000
+
+
+async def test_purge_drops_raw_reports_and_readings_older_than_the_cutoff_in_whole_hours(
+        store: Store) -> None:
     await store.stats.record(RecordStats("w1", 1_000, "t", [("cpu_usage", "0", 1.0),
                                                            ("cpu_usage", "1", 2.0)]))
-    await store.stats.record(RecordStats("w2", 2_000, None, [("memory_used", "total", 1.0)]))
-    assert await store.stats.purge(2_000) == 2
-    assert await store.stats.metric_keys() == ["memory_used"]
-    assert await store.stats.activity(since=0, until=3_000, interval=3_000) == [
+    await store.stats.record(RecordStats("w2", HOUR + 2_000, None,
+                                         [("memory_used", "total", 1.0)]))
+    assert await store.stats.purge(HOUR - 1) == 0  # rounded down to a whole hour: 0
+    assert await store.stats.purge(HOUR + 2_000) == 2
+    # raw samples of the first hour are gone; its rollups are not
+    assert await store.stats.buckets(since=0, until=HOUR - 1, interval=1_000,
+                                     metrics=["cpu_usage"]) == []
+    assert await store.stats.metric_keys() == ["cpu_usage", "memory_used"]
+    assert await store.stats.activity(since=0, until=2 * HOUR - 1, interval=HOUR) == [
+        ActivityBucket(0, 1, 1), ActivityBucket(HOUR, 1, 0)]
+    assert await store.stats.activity(since=0, until=2 * HOUR - 1, interval=1_000) == [
+        ActivityBucket(HOUR + 2_000, 1, 0)]
+    await store.stats.record(RecordStats("w1", HOUR + 3_000, None, [("cpu_usage", "0", 4.0)]))
+    got = await store.stats.buckets(since=0, until=2 * HOUR - 1, interval=HOUR,
+                                    metrics=["cpu_usage"], by_variant=False)
+    assert got == [StatBucket("w1", "cpu_usage", "", 0, 2, 3.0, 1.0, 2.0),
+                   StatBucket("w1", "cpu_usage", "", HOUR, 1, 4.0, 4.0, 4.0)]
+
+
+async def test_rollups_are_purged_per_span_at_their_own_cutoff(store: Store) -> None:
+    await store.stats.record(RecordStats("w1", 1_000, "t", [("cpu_usage", "0", 1.0)]))
+    await store.stats.record(RecordStats("w1", 3 * HOUR, None, [("cpu_usage", "0", 5.0)]))
+    await store.stats.purge(3 * HOUR, {300_000: 3 * HOUR, HOUR: HOUR})
+    # nothing before the third hour at 5 minutes, nor before the first at an hour
+    assert await store.stats.buckets(since=0, until=HOUR - 1, interval=300_000,
+                                     metrics=["cpu_usage"]) == []
+    assert [b.start for b in await store.stats.buckets(
+        since=0, until=4 * HOUR - 1, interval=HOUR, metrics=["cpu_usage"])] == [HOUR * 3]
+    assert await store.stats.activity(since=0, until=4 * HOUR - 1, interval=HOUR) == [
+        ActivityBucket(3 * HOUR, 1, 0)]
+
+
+def _reports(n: int) -> list[RecordStats]:
+    """`n` reports of three workers over ~7 hours: ragged times, lists and scalars,
+    some repeated (same worker and ms: a replacement), integer values so sums are exact."""
+    reports = []
+    for i in range(n):
+        worker = f"w{i % 3}"
+        ts = 1_000_000 + i * 97_003 // 3 * 3 + (i % 3)
+        readings = [("cpu_usage", "total", float(i * 7 % 101)),
+                    ("gpu_usage", "0", float(i * 13 % 89)), ("gpu_usage", "1", float(i % 5))]
+        if i % 4:
+            readings.append(("memory_used", "total", 0.0 if i % 8 == 1 else float(i % 977)))
+        reports.append(RecordStats(worker, ts, None if i % 5 else f"t{i}", readings))
+        if i % 17 == 0 and i:  # a repeat of an earlier report, with other values
+            old = reports[i - 3]
+            reports.append(RecordStats(old.worker, old.ts, "again",
+                                       [(m, v, value + 1) for m, v, value in old.readings[:2]]))
+    return reports
+
+
+def _expected(reports: list[RecordStats], since: int, until: int, interval: int,
+              metrics: list[str], by_variant: bool) -> list[StatBucket]:
+    """get_stats' buckets straight from the raw samples (the last of a repeat wins)."""
+    raw: dict[tuple[str, str, str, int], float] = {}
+    for r in reports:
+        for metric, variant, value in r.readings:
+            raw[(r.worker, metric, variant, r.ts)] = value
+    acc: dict[tuple[str, str, str, int], list[float]] = {}
+    for (worker, metric, variant, ts), value in raw.items():
+        if metric in metrics and since <= ts <= until:
+            key = (worker, metric, variant if by_variant else "", ts // interval * interval)
+            a = acc.setdefault(key, [0, 0.0, value, value])
+            a[0] += 1
+            a[1] += value
+            a[2], a[3] = min(a[2], value), max(a[3], value)
+    return [StatBucket(w, m, v, s, int(a[0]), a[1], a[2], a[3]) for (w, m, v, s), a in sorted(
+        acc.items(), key=lambda kv: (kv[0][0], metrics.index(kv[0][1]), kv[0][2], kv[0][3]))]
+
+
+def _expected_activity(reports: list[RecordStats], since: int, until: int,
+                       interval: int) -> list[ActivityBucket]:
+    tasks = {(r.worker, r.ts): r.task for r in reports}
+    seen: dict[int, dict[str, bool]] = {}
+    for (worker, ts), t in tasks.items():
+        if since <= ts <= until:
+            bucket = seen.setdefault(ts // interval * interval, {})
+            bucket[worker] = bucket.get(worker, False) or t is not None
+    return [ActivityBucket(s, len(w), sum(w.values())) for s, w in sorted(seen.items())]
+
+
+#: (since, until, interval): whole spans and ragged edges, rollup and raw-only intervals
+RANGES = [(0, 30 * HOUR, HOUR), (1_234_567, 6 * HOUR + 777, HOUR), (0, 9 * HOUR, 300_000),
+          (2_000_001, 5 * HOUR + 299_999, 300_000), (1_500_000, 7 * HOUR, 900_000),
+          (3 * HOUR + 1, 4 * HOUR - 1, HOUR), (0, 9 * HOUR, 7_200_000),
+          (1_000_000, 4 * HOUR, 45_000), (1_000_000, 2_000_000, 1)]
+
+
+async def test_stats_from_rollups_equal_the_raw_samples_for_any_range_and_interval(
+        store: Store) -> None:
+    reports = _reports(700)
+    for i in range(0, len(reports), 50):  # several group commits, repeats across them
+        await store.commit(*reports[i:i + 50])
+    metrics = ["memory_used", "gpu_usage", "cpu_usage"]
+    for since, until, interval in RANGES:
+        for by_variant in (True, False):
+            got = await store.stats.buckets(since=since, until=until, interval=interval,
+                                            metrics=metrics, by_variant=by_variant)
+            assert got == _expected(reports, since, until, interval, metrics, by_variant), (
+                since, until, interval, by_variant)
+        assert await store.stats.activity(since=since, until=until, interval=interval) == (
+            _expected_activity(reports, since, until, interval)), (since, until, interval)
+    few = await store.stats.buckets(since=0, until=9 * HOUR, interval=HOUR,
+                                    metrics=["gpu_usage"], workers=["w1"])
+    assert few == _expected([r for r in reports if r.worker == "w1"], 0, 9 * HOUR, HOUR,
+                            ["gpu_usage"], True)
+
+
+async def test_a_repeated_report_replaces_its_readings_in_the_rollups_too(store: Store) -> None:
+    await store.stats.record(RecordStats("w1", 1_000, "t", [("cpu_usage", "0", 90.0)]))
+    await store.stats.record(RecordStats("w1", 2_000, None, [("cpu_usage", "0", 10.0)]))
+    await store.commit(RecordStats("w1", 1_000, None, [("cpu_usage", "0", 30.0)]),
+                       RecordStats("w1", 1_000, None, [("cpu_usage", "0", 50.0)]))
+    (got,) = await store.stats.buckets(since=0, until=HOUR - 1, interval=HOUR,
+                                       metrics=["cpu_usage"])
+    assert got == StatBucket("w1", "cpu_usage", "0", 0, 2, 60.0, 10.0, 50.0)
+    assert await store.stats.activity(since=0, until=HOUR - 1, interval=HOUR) == [
         ActivityBucket(0, 1, 0)]
-    await store.stats.record(RecordStats("w1", 3_000, None, [("cpu_usage", "0", 4.0)]))
-    (again,) = await store.stats.buckets(since=0, until=9_000, interval=9_000,
-                                         metrics=["cpu_usage"])
-    assert (again.worker, again.count, again.total) == ("w1", 1, 4.0)
 
 
 async def test_a_stats_report_committed_with_a_failing_change_is_not_kept(store: Store) -> None:
@@ -504,3 +617,35 @@ async def test_a_stats_report_committed_with_a_failing_change_is_not_kept(store:
     (bucket,) = await store.stats.buckets(since=0, until=9_000, interval=1_000,
                                           metrics=["cpu_usage"])
     assert bucket.total == 2.0
+
+
+async def test_series_are_the_buckets_as_json_arrays_per_series(store: Store) -> None:
+    reports = _reports(400)
+    for i in range(0, len(reports), 100):
+        await store.commit(*reports[i:i + 100])
+    metrics = ["gpu_usage", "cpu_usage"]
+    for since, until, interval in RANGES:
+        for by_variant in (True, False):
+            got = await store.stats.series(since=since, until=until, interval=interval,
+                                           metrics=metrics, by_variant=by_variant)
+            want = _expected(reports, since, until, interval, metrics, by_variant)
+            flat = [StatBucket(s.worker, s.metric, s.variant, d, 0, a, lo, hi)
+                    for s in got for d, a, lo, hi in zip(*(
+                        msgspec.json.decode(x) for x in (s.dates, s.avg, s.low, s.high)),
+                        strict=True)]
+            assert [(b.worker, b.metric, b.variant, b.start, b.low, b.high) for b in flat] == [
+                (b.worker, b.metric, b.variant, b.start, b.low, b.high) for b in want]
+            assert [b.total for b in flat] == pytest.approx(
+                [b.total / b.count for b in want], rel=1e-12), (since, until, interval)
+
+
+async def test_series_fill_only_the_arrays_of_the_aggregations_asked(store: Store) -> None:
+    await store.commit(*_reports(60))
+    for since, until, interval in RANGES[:4]:
+        full = await store.stats.series(since=since, until=until, interval=interval,
+                                        metrics=["gpu_usage"], by_variant=False)
+        just_max = await store.stats.series(since=since, until=until, interval=interval,
+                                            metrics=["gpu_usage"], by_variant=False,
+                                            aggregations=("max",))
+        assert [(s.dates, s.high) for s in just_max] == [(s.dates, s.high) for s in full]
+        assert {(s.avg, s.low) for s in just_max} <= {("[]", "[]")}

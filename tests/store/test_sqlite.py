@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import logging
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import trio
 from conftest import NET_TIMEOUT
 
 from workyard import Attempt, SQLiteStore, Task, TaskState
-from workyard.store import InsertTasks, RecordStats, StoreError
+from workyard.store import ActivityBucket, InsertTasks, RecordStats, StoreError
 from workyard.store._migrations import VERSION
 from workyard.store._sqlite import CHECKPOINT_COMMITS, CHUNK
 
@@ -104,8 +105,10 @@ async def test_machine_statistics_survive_reopening_and_their_series_carry_on(
                                            metrics=["cpu_usage"])
         assert [(b.variant, b.count, b.total) for b in got] == [("0", 2, 4.0), ("1", 1, 5.0)]
         nursery.cancel_scope.cancel()
-    with sqlite3.connect(hub_db) as db:  # one series row per (worker, metric, variant)
-        assert db.execute("SELECT count(*) FROM stat_series").fetchone() == (2,)
+    with sqlite3.connect(hub_db) as db:  # one series row per (worker, metric, variant),
+        # and one pooling the listed metric's variants (its rollups only)
+        assert db.execute("SELECT variant FROM stat_series ORDER BY variant").fetchall() == [
+            ("",), ("0",), ("1",)]
 
 
 async def test_after_a_crash_a_running_task_comes_back_with_its_cut_off_attempt(
@@ -316,7 +319,7 @@ async def test_a_new_file_gets_the_current_schema_version(hub_db: str) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
         nursery.cancel_scope.cancel()
-    assert user_version(hub_db) == VERSION == 4
+    assert user_version(hub_db) == VERSION == 5
 
 
 async def test_a_file_from_before_versions_opens_and_upgrades_in_place(hub_db: str) -> None:
@@ -360,3 +363,104 @@ async def test_a_file_from_a_newer_workyard_is_refused_and_left_alone(hub_db: st
     assert user_version(hub_db) == 99
     with sqlite3.connect(hub_db) as db:
         assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
+
+
+async def test_a_version_4_file_s_samples_are_rolled_up_by_the_upgrade(hub_db: str) -> None:
+    """Migration 5 rolls up what a version 4 file holds: reads across whole hours then
+    come from rollups and equal the raw samples."""
+    from workyard.store._migrations import MIGRATIONS
+
+    hour = 3_600_000
+    with sqlite3.connect(hub_db, isolation_level=None) as db:
+        for migration in MIGRATIONS[:4]:
+            for statement in migration.statements:
+                db.execute(statement)
+        db.execute("PRAGMA user_version = 4")
+        db.executemany("INSERT INTO stat_series VALUES (?, ?, ?, ?)",
+                       [(1, "w1", "gpu_usage", "0"), (2, "w1", "gpu_usage", "1"),
+                        (3, "w1", "memory_used", "total")])
+        db.executemany("INSERT INTO stat_samples VALUES (?, ?, ?)",
+                       [(1, 10, 1.0), (2, 10, 3.0), (1, hour + 5, 7.0), (3, 20, 0.0)])
+        db.executemany("INSERT INTO stat_reports VALUES (?, ?, ?)",
+                       [(10, "w1", "t"), (20, "w1", None), (hour + 5, "w1", None)])
+    store = SQLiteStore(hub_db)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        await store.stats.purge(2 * hour)  # raw samples gone: rollups answer
+        got = await store.stats.series(since=0, until=2 * hour - 1, interval=hour,
+                                       metrics=["gpu_usage", "memory_used"], by_variant=False)
+        assert [(s.metric, s.dates, s.avg, s.low, s.high) for s in got] == [
+            ("gpu_usage", f"[0,{hour}]", "[2.0,7.0]", "[1.0,7.0]", "[3.0,7.0]"),
+            ("memory_used", "[0]", "[0.0]", "[0.0]", "[0.0]")]
+        assert await store.stats.activity(since=0, until=2 * hour - 1, interval=hour) == [
+            ActivityBucket(0, 1, 1), ActivityBucket(hour, 1, 0)]
+        nursery.cancel_scope.cancel()
+
+
+def test_a_stats_query_reads_index_ranges_of_the_series_asked_not_whole_tables(
+        hub_db: str) -> None:
+    from workyard.store._migrations import migrate
+    from workyard.store._rollups import plan
+    from workyard.store._sqlite import _buckets_sql, _middle_sql
+
+    with sqlite3.connect(hub_db, isolation_level=None) as db:
+        migrate(db, hub_db)
+        queries = [_buckets_sql(plan(1_234, 10 * 3_600_000 + 5, 300_000), 300_000, ["cpu"],
+                                workers, by_variant)
+                   for workers in (None, ["a", "b"]) for by_variant in (True, False)]
+        # one rollup row per bucket: read in the order of the groups, nothing sorted
+        for workers in (None, ["a"]):
+            for by_variant in (True, False):
+                sql, args = _middle_sql(300_000, 0, 3_600_000, 300_000, ["cpu", "gpu"],
+                                        workers, by_variant)
+                plan_text = str(db.execute(f"EXPLAIN QUERY PLAN {sql}", args).fetchall())
+                assert "TEMP B-TREE" not in plan_text, plan_text
+        queries += [_middle_sql(300_000, 0, 3_600_000, interval, ["cpu", "gpu"], workers,
+                                by_variant) for interval in (300_000, 900_000)
+                    for workers in (None, ["a"]) for by_variant in (True, False)]
+        for sql, args in queries:
+            plan_text = " | ".join(r[3] for r in db.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+            for table in ("stat_rollups", "stat_samples", "stat_series"):
+                assert f"SCAN {table}" not in plan_text, plan_text
+            assert "SEARCH r USING PRIMARY KEY (span=? AND series=? AND start>? AND start<?)" \
+                in plan_text or "SEARCH x USING PRIMARY KEY (series=? AND ts>? AND ts<?)" \
+                in plan_text, plan_text
+
+
+async def test_rollups_held_back_when_the_store_stopped_are_rolled_up_at_the_next_start(
+        hub_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rollup increments are written every second or so; a store killed in between
+    loses none of them: their spans are marked pending with the raw rows."""
+    from workyard.store import _sqlite
+    from workyard.store._handover import Unit
+
+    monkeypatch.setattr(_sqlite, "ROLLUP_EVERY", 3600.0)
+    hour = 3_600_000
+    killed = SQLiteStore(hub_db)
+    db = killed._open_writer()
+    reports = [RecordStats("w1", 1_000, "t", [("gpu_usage", "0", 2.0), ("gpu_usage", "1", 4.0)]),
+               RecordStats("w1", 400_000, None, [("gpu_usage", "0", 6.0)]),
+               RecordStats("w2", hour + 1, None, [("memory_used", "total", 0.0)])]
+    killed._flushed_at = time.monotonic()
+    for report in reports:  # all held back: their three spans are pending
+        killed._write(db, [killed._prepare(Unit([report]))])
+    assert db.execute("SELECT count(*) FROM stat_pending").fetchone() == (3,)
+    db.close()  # as kill -9 would: no final write of the held-back increments
+    store = SQLiteStore(hub_db)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        await store.stats.purge(2 * hour)  # from here on, only rollups answer
+        got = await store.stats.series(since=0, until=2 * hour - 1, interval=300_000,
+                                       metrics=["gpu_usage", "memory_used"])
+        assert [(s.worker, s.variant, s.dates, s.avg) for s in got] == [
+            ("w1", "0", "[0,300000]", "[2.0,6.0]"), ("w1", "1", "[0]", "[4.0]"),
+            ("w2", "total", f"[{hour}]", "[0.0]")]
+        (pooled,) = await store.stats.series(since=0, until=hour - 1, interval=hour,
+                                             metrics=["gpu_usage"], by_variant=False)
+        assert (pooled.avg, pooled.low, pooled.high) == ("[4.0]", "[2.0]", "[6.0]")
+        assert await store.stats.activity(since=0, until=2 * hour - 1, interval=300_000) == [
+            ActivityBucket(0, 1, 1), ActivityBucket(300_000, 1, 0),
+            ActivityBucket(hour, 1, 0)]
+        nursery.cancel_scope.cancel()
+    with sqlite3.connect(hub_db) as check:
+        assert check.execute("SELECT count(*) FROM stat_pending").fetchone() == (0,)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+
+import pytest
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -48,3 +50,20 @@ def test_a_half_peak_latency_above_its_target_is_missed_and_the_curve_is_shown()
     assert dispatched.endswith("| **missed** |")  # p99 80 ms against < 50
     assert stored.endswith("| met |")  # p99 90 ms against < 100
     assert "10 % (400/s): 2 / 9 ms" in curve
+
+
+def test_the_clearml_rows_say_met_or_missed_for_each_of_its_four_targets(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import report
+
+    summary = {"reports_per_s": 2999, "ingest_p99_ms": 12.0, "hub_cpu_us_per_report": 300,
+               "inprocess_reports_per_s": 5000, "inprocess_p99_ms": 9.0,
+               "inprocess_cpu_us_per_report": 200, "get_stats_p50_ms": 99.0,
+               "get_stats_month_p50_ms": 250.0}
+    fake = {"machine": {}, "summary": summary,
+            "settings": {"workers": 1000, "stats_workers": 100, "days": 30.0}}
+    monkeypatch.setattr(report, "_load", lambda name: fake if name == "clearml" else None)
+    lines, _ = report.rows()
+    clearml = [line for line in lines if "clearml" in line]
+    assert [line.rsplit("|", 2)[-2].strip() for line in clearml] == [
+        "**missed**", "-", "met", "**missed**"]

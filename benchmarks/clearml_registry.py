@@ -1,0 +1,364 @@
+"""ClearML registry (seed 001): status_report ingest and get_stats latency.
+
+Ingest: `workyard serve` in its own process on its SQLite file; `--procs` client
+processes with `--conns` keep-alive connections each send `workers.status_report`
+back to back for `--workers` distinct workers, each report carrying clearml-agent's
+14 metrics (4-element GPU lists: 26 readings). A report is answered once durable
+(group commit). Reports/s = answers / seconds; latency per report from send to
+answer; the stored report count is checked in the file afterwards.
+
+get_stats: a file prefilled with `--stats-workers` workers x 24 h of 30 s reports
+(the same 14 metrics), then `workers.get_stats` for all of them, 3 metrics, interval
+300 s, `--queries` times one after another: p50 / p99 of the answer time.
+
+Both also in-process: ingest through `ClearML.handle` on a SQLite hub with no HTTP
+(what the handler and the group commit cost alone), and get_stats for a month at
+3,600 s over hourly rollups prefilled before the 24 h of raw samples.
+
+    python benchmarks/clearml_registry.py --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import (MISSED, cpu_seconds, machine, median, percentile, run_hub, target,
+                     write_result)
+from _netclient import HttpConn, connect_http, run_loop
+
+SCALARS = ("memory_used", "memory_free", "disk_free_home", "disk_free_temp", "disk_read",
+           "disk_write", "network_tx", "network_rx")
+SINGLE = ("cpu_usage", "cpu_temperature")
+GPU = ("gpu_usage", "gpu_temperature", "gpu_memory_used", "gpu_memory_free")
+
+
+def machine_stats(i: int) -> dict[str, Any]:
+    stats: dict[str, Any] = {name: float(i % 97) for name in SCALARS}
+    stats.update({name: [float(i % 89)] for name in SINGLE})
+    stats.update({name: [float((i + k) % 83) for k in range(4)] for name in GPU})
+    return stats
+
+
+def _client(port: int, workers: list[str], conns: int, seconds: float,
+            queue: multiprocessing.Queue[Any]) -> None:
+    """One client process: `conns` connections, one report in flight on each."""
+    deadline = time.monotonic() + seconds
+    latencies: list[float] = []
+    sent_at: dict[HttpConn, float] = {}
+    counter = [0, 0]  # reports answered, errors
+    pending = [0]  # reports in flight
+    next_worker = [0]
+
+    def send(conn: HttpConn) -> None:
+        i = next_worker[0]
+        next_worker[0] += 1
+        body = json.dumps({"worker": workers[i % len(workers)],
+                           "timestamp": int(time.time() * 1000) + i % 1000,
+                           "task": None if i % 3 else f"task-{i}", "queues": ["q"],
+                           "machine_stats": machine_stats(i)}).encode()
+        conn.request("POST", "/workers.status_report", body)
+        sent_at[conn] = time.monotonic()
+        pending[0] += 1
+
+    def answered(conn: HttpConn, status: int, body: bytes) -> None:
+        now = time.monotonic()
+        pending[0] -= 1
+        latencies.append(now - sent_at[conn])
+        counter[0 if status == 200 else 1] += 1
+        if now < deadline:
+            send(conn)
+
+    pool = [connect_http("127.0.0.1", port) for _ in range(conns)]
+    for conn in pool:
+        conn.on_response = answered
+        send(conn)
+    started = time.monotonic()
+    def done() -> bool:
+        now = time.monotonic()
+        return now > deadline + 10 or (now > deadline and pending[0] == 0)
+
+    run_loop(pool, done)
+    queue.put({"answered": counter[0], "errors": counter[1], "latencies": latencies,
+               "seconds": time.monotonic() - started})
+
+
+def ingest(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        db = str(Path(tmp) / "ingest.db")
+        workers = [f"agent-{i:04d}" for i in range(args.workers)]
+        with run_hub(db) as hub:
+            queue: multiprocessing.Queue[Any] = multiprocessing.Queue()
+            share = [workers[p::args.procs] for p in range(args.procs)]
+            cpu0, t0 = cpu_seconds(hub.pid), time.monotonic()
+            procs = [multiprocessing.Process(target=_client, args=(
+                hub.port, share[p], args.conns, args.seconds, queue)) for p in range(args.procs)]
+            for p in procs:
+                p.start()
+            results = [queue.get() for _ in procs]
+            for p in procs:
+                p.join()
+            elapsed, cpu = time.monotonic() - t0, cpu_seconds(hub.pid) - cpu0
+        with sqlite3.connect(db) as conn:
+            stored = conn.execute("SELECT count(*) FROM stat_reports").fetchone()[0]
+    answered = sum(r["answered"] for r in results)
+    latencies = [x for r in results for x in r["latencies"]]
+    seconds = max(r["seconds"] for r in results)
+    return {
+        "reports_per_s": round(answered / seconds),
+        "answered": answered, "errors": sum(r["errors"] for r in results),
+        "stored_reports": stored,
+        "p50_ms": round(percentile(latencies, 50) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 99) * 1000, 2),
+        "hub_cpu": round(cpu / elapsed, 2),
+        "hub_cpu_us_per_report": round(cpu / max(answered, 1) * 1e6),
+    }
+
+
+#: the metrics each get_stats asks for (6 series per worker: GPU lists have 4 variants)
+ITEMS = [{"key": "cpu_usage", "aggregation": "avg"}, {"key": "memory_used", "aggregation": "max"},
+         {"key": "gpu_usage", "aggregation": "avg"}]
+HOUR_MS = 3_600_000
+
+
+def _series() -> list[tuple[str, list[str]]]:
+    return ([(m, ["total"]) for m in SCALARS] + [(m, ["0"]) for m in SINGLE]
+            + [(m, ["0", "1", "2", "3"]) for m in GPU])
+
+
+def ingest_inprocess(args: argparse.Namespace) -> dict[str, Any]:
+    """status_report through `ClearML.handle` in this process, no HTTP: `--conns` x
+    `--procs` concurrent senders, the hub on a SQLite file; what the handler and the
+    store's group commit cost on their own."""
+    import trio
+
+    from workyard import Hub, Settings, SQLiteStore
+    from workyard.compat import ClearML
+
+    workers = [f"agent-{i:04d}" for i in range(args.workers)]
+    senders = args.conns * args.procs
+    latencies: list[float] = []
+    counter = [0, 0]
+
+    async def main(db: str) -> tuple[float, float]:
+        async with trio.open_nursery() as nursery:
+            hub = Hub(store=SQLiteStore(db))  # it runs its store
+            await nursery.start(hub.run)
+            clearml = ClearML(hub, Settings(db=db))
+            deadline = time.monotonic() + args.seconds
+            t0, cpu0 = time.monotonic(), time.process_time()
+
+            async def sender(k: int) -> None:
+                i = k
+                while time.monotonic() < deadline:
+                    body = json.dumps({"worker": workers[i % len(workers)],
+                                       "timestamp": int(time.time() * 1000) + i % 1000,
+                                       "task": None if i % 3 else f"task-{i}", "queues": ["q"],
+                                       "machine_stats": machine_stats(i)}).encode()
+                    i += senders
+                    sent = time.monotonic()
+                    status, _ = await clearml.handle("workers", "status_report", None, {},
+                                                     body, {}, "127.0.0.1")
+                    latencies.append(time.monotonic() - sent)
+                    counter[0 if status == 200 else 1] += 1
+
+            async with trio.open_nursery() as inner:
+                for k in range(senders):
+                    inner.start_soon(sender, k)
+            elapsed, cpu = time.monotonic() - t0, time.process_time() - cpu0
+            nursery.cancel_scope.cancel()
+        return elapsed, cpu
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = str(Path(tmp) / "inprocess.db")
+        elapsed, cpu = trio.run(main, db)
+        with sqlite3.connect(db) as conn:
+            stored = conn.execute("SELECT count(*) FROM stat_reports").fetchone()[0]
+    return {"reports_per_s": round(counter[0] / elapsed), "answered": counter[0],
+            "errors": counter[1], "stored_reports": stored,
+            "p50_ms": round(percentile(latencies, 50) * 1000, 2),
+            "p99_ms": round(percentile(latencies, 99) * 1000, 2),
+            "cpu_us_per_report": round(cpu / max(counter[0], 1) * 1e6)}
+
+
+def prefill(db: str, workers: int, hours: float, every: int, days: float) -> tuple[int, int]:
+    """Write `workers` x `hours` of reports every `every` s straight into a migrated file,
+    rolled up as the store rolls them up; before them, hourly rollups only (raw samples
+    and 5-minute rollups past their retention) back to `days` days. Returns (samples,
+    rollup rows)."""
+    from workyard.store._migrations import MIGRATIONS, migrate
+
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    migrate(conn, db)
+    end = int(time.time()) // every * every
+    start = end - int(hours * 3600)
+    stamps = range(start * 1000, end * 1000, every * 1000)
+    first_hour = (end - int(days * 24 * 3600)) * 1000 // HOUR_MS * HOUR_MS
+    hours_before = range(first_hour, start * 1000 // HOUR_MS * HOUR_MS, HOUR_MS)
+    per_hour = 3600 // every
+    samples = 0
+    conn.execute("BEGIN")
+    for w in range(workers):
+        worker = f"agent-{w:04d}"
+        conn.executemany("INSERT INTO stat_reports (ts, worker, task) VALUES (?, ?, ?)",
+                         [(ts, worker, None) for ts in stamps])
+        conn.executemany("INSERT INTO stat_activity (span, start, worker, active) "
+                         "VALUES (?, ?, ?, 0)", [(HOUR_MS, h, worker) for h in hours_before])
+        for metric, variants in _series():
+            for k, variant in enumerate(variants):
+                (series,) = conn.execute(
+                    "INSERT INTO stat_series (worker, metric, variant) VALUES (?, ?, ?) "
+                    "RETURNING id", (worker, metric, variant)).fetchone()
+                conn.executemany(
+                    "INSERT INTO stat_samples (series, ts, value) VALUES (?, ?, ?)",
+                    [(series, ts, float((ts // 1000 + k + w) % 101)) for ts in stamps])
+                samples += len(stamps)
+                conn.executemany(
+                    "INSERT INTO stat_rollups (span, series, start, count, total, low, high) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(HOUR_MS, series, h, per_hour, per_hour * 50.0, 0.0, 100.0)
+                     for h in hours_before])
+    # the raw samples rolled up by migration 5's own backfill statements
+    (backfill,) = [m for m in MIGRATIONS if m.version == 5]
+    for statement in backfill.statements:
+        if statement.startswith("INSERT"):
+            conn.execute(statement)
+    # and the month's hourly rollups of listed metrics pooled, as the store pools them
+    conn.execute(
+        "INSERT INTO stat_rollups (span, series, start, count, total, low, high) "
+        "SELECT r.span, p.id, r.start, sum(r.count), sum(r.total), min(r.low), max(r.high) "
+        "FROM stat_rollups r JOIN stat_series s ON s.id = r.series AND s.variant != 'total' "
+        "JOIN stat_series p ON p.worker = s.worker AND p.metric = s.metric AND p.variant = '' "
+        "WHERE r.span = ? AND r.start < ? AND s.variant != '' GROUP BY p.id, r.start",
+        (HOUR_MS, start * 1000 // HOUR_MS * HOUR_MS))
+    conn.execute("COMMIT")
+    (rollups,) = conn.execute("SELECT count(*) FROM stat_rollups").fetchone()
+    conn.close()
+    return samples, rollups
+
+
+def get_stats(args: argparse.Namespace, db: str) -> dict[str, Any]:
+    """p50/p99 of get_stats over HTTP: the last 24 h at 300 s, and the last `--days`
+    at 3,600 s (from the hourly rollups), all `--stats-workers` workers, 3 metrics."""
+    import httpx
+
+    now = int(time.time())
+    workers = [f"agent-{w:04d}" for w in range(args.stats_workers)]
+    cases = {"day": {"from_date": now - 24 * 3600, "to_date": now, "interval": 300},
+             "month": {"from_date": now - int(args.days * 24 * 3600), "to_date": now,
+                       "interval": 3600}}
+    result: dict[str, Any] = {}
+    with run_hub(db, "--stats-retention", str(int(args.hours * 3600) + 7200)) as hub, \
+            httpx.Client(base_url=hub.url, timeout=60) as client:
+        for name, case in cases.items():
+            body = {**case, "worker_ids": workers, "items": ITEMS}
+            first = client.post("/workers.get_stats", json=body)
+            assert first.status_code == 200, first.text[:300]
+            times = []
+            for _ in range(args.queries):
+                t0 = time.perf_counter()
+                response = client.post("/workers.get_stats", json=body)
+                times.append(time.perf_counter() - t0)
+                assert response.status_code == 200, response.text[:300]
+            data = first.json()["data"]
+            points = sum(len(m["dates"]) for w in data["workers"] for m in w["metrics"])
+            result[name] = {"p50_ms": round(percentile(times, 50) * 1000, 1),
+                            "p99_ms": round(percentile(times, 99) * 1000, 1),
+                            "workers": len(data["workers"]), "points": points,
+                            "bytes": len(first.content)}
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1000)
+    parser.add_argument("--procs", type=int, default=2, help="client processes")
+    parser.add_argument("--conns", type=int, default=16, help="connections per process")
+    parser.add_argument("--seconds", type=float, default=10.0, help="ingest seconds per run")
+    parser.add_argument("--stats-workers", type=int, default=100)
+    parser.add_argument("--hours", type=float, default=24.0)
+    parser.add_argument("--days", type=float, default=30.0,
+                        help="history of the month case (hourly rollups before --hours)")
+    parser.add_argument("--queries", type=int, default=20)
+    parser.add_argument("--no-ingest", action="store_true", help="measure get_stats only")
+    parser.add_argument("--no-stats", action="store_true", help="measure ingest only")
+    parser.add_argument("--stats-db", help="the get_stats file: prefilled unless it exists "
+                        "(then reused as it is, e.g. for several runs of one commit)")
+    parser.add_argument("--out", help="JSON file (default benchmarks/results/clearml.json)")
+    args = parser.parse_args(argv)
+    started = machine()
+    runs = []
+    inprocess = []
+    for run in range(0 if args.no_ingest else args.runs):
+        result = ingest(args)
+        runs.append(result)
+        print(f"ingest run {run + 1}: {result}", flush=True)
+        local = ingest_inprocess(args)
+        inprocess.append(local)
+        print(f"ingest in-process run {run + 1}: {local}", flush=True)
+    stats: list[dict[str, Any]] = []
+    samples = rollups = 0
+    if not args.no_stats:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = args.stats_db or str(Path(tmp) / "stats.db")
+            t0 = time.monotonic()
+            if args.stats_db and Path(db).exists():
+                with sqlite3.connect(db) as conn:
+                    (samples,) = conn.execute("SELECT count(*) FROM stat_samples").fetchone()
+                    (rollups,) = conn.execute("SELECT count(*) FROM stat_rollups").fetchone()
+                print(f"reusing {db}", flush=True)
+            else:
+                samples, rollups = prefill(db, args.stats_workers, args.hours, 30, args.days)
+            print(f"{samples:,} samples and {rollups:,} rollup rows, "
+                  f"{time.monotonic() - t0:.1f} s", flush=True)
+            stats = [get_stats(args, db) for _ in range(args.runs)]
+    for s in stats:
+        print(f"get_stats: {s}", flush=True)
+    summary = {
+        "reports_per_s": median([r["reports_per_s"] for r in runs]) if runs else None,
+        "ingest_p99_ms": median([r["p99_ms"] for r in runs]) if runs else None,
+        "hub_cpu_us_per_report": (median([r["hub_cpu_us_per_report"] for r in runs])
+                                  if runs else None),
+        "inprocess_reports_per_s": (median([r["reports_per_s"] for r in inprocess])
+                                    if inprocess else None),
+        "inprocess_p99_ms": median([r["p99_ms"] for r in inprocess]) if inprocess else None,
+        "inprocess_cpu_us_per_report": (median([r["cpu_us_per_report"] for r in inprocess])
+                                        if inprocess else None),
+        "get_stats_p50_ms": median([s["day"]["p50_ms"] for s in stats]) if stats else None,
+        "get_stats_month_p50_ms": (median([s["month"]["p50_ms"] for s in stats])
+                                   if stats else None),
+        "prefilled_samples": samples, "prefilled_rollups": rollups,
+        "targets": {"reports_per_s": 3000, "ingest_p99_ms": 50, "get_stats_p50_ms": 100,
+                    "get_stats_month_p50_ms": 200},
+    }
+    result = {"benchmark": "clearml", "machine": started,
+              "settings": {k: v for k, v in vars(args).items() if k != "out"},
+              "summary": summary, "ingest_runs": runs, "ingest_inprocess_runs": inprocess,
+              "get_stats_runs": stats}
+    path = write_result("clearml", result, args.out)
+    print(f"median: {summary} -> {path}")
+    verdicts = []
+    if runs:
+        verdicts += [target(summary["reports_per_s"], ">=", 3000),
+                     target(summary["ingest_p99_ms"], "<=", 50)]
+    if stats:
+        verdicts += [target(summary["get_stats_p50_ms"], "<=", 100),
+                     target(summary["get_stats_month_p50_ms"], "<=", 200)]
+    for name, (_, verdict) in zip(("ingest reports/s", "ingest p99", "get_stats 24 h p50",
+                                   "get_stats month p50"), verdicts, strict=False):
+        print(f"{name}: {verdict}")
+    return 0 if all(met for met, _ in verdicts) else MISSED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""Rollups of machine statistics: what every store shares about them.
+
+Raw samples (one per worker, metric, variant and report) are kept for the raw
+retention; rollups keep, per series and fixed span (`SPANS`: 5 minutes and an hour,
+epoch-aligned), the count, sum, min and max of its samples — and per span, which
+workers reported and whether with a task — for longer. They are written in the same
+transaction as the samples (the group commit), so they always agree with them.
+
+A bucket of a query is a whole number of spans when the span divides the interval,
+so a query reads the coarsest such span for the part of its range that covers whole
+spans (`plan`) and raw samples only for the ragged edges: results are exactly what
+the raw samples give, as long as the raw samples of the edges are kept.
+
+A metric sent as a list (variants "0", "1", ...; a number's variant is "total") has
+one more rollup series, its variant "" (`POOLED`): its variants pooled, so a query
+that pools variants (get_stats without split_by_variant) reads one series per metric
+(variants "" and "total") and one row per bucket, with nothing to sort.
+
+A report is added to the rollups as an increment, once. A report that repeats one
+already stored (same worker and millisecond: its readings replace the old ones) makes
+its buckets be computed again from the raw samples instead (`Rollups.repeat`), which
+is exact because raw samples are purged in whole spans of the coarsest size only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import msgspec
+
+from ._interface import AGGREGATIONS, StatBucket, StatSeries
+
+__all__ = ["POOLED", "SCALAR", "SPANS", "Plan", "Rollups", "as_series", "join_series", "plan",
+           "raw_cutoff", "span_for"]
+
+_encode = msgspec.json.Encoder().encode
+
+#: rollup spans in ms, finest first; each divides the next
+SPANS = (300_000, 3_600_000)
+#: the variant of a rollup series that pools a listed metric's variants
+POOLED = ""
+#: the variant of a number (not a list)
+SCALAR = "total"
+
+K = TypeVar("K", bound=Hashable)
+
+
+def span_for(interval: int) -> int | None:
+    """The coarsest rollup span that divides `interval` (ms), or None."""
+    for span in reversed(SPANS):
+        if interval % span == 0:
+            return span
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Where a query's readings come from: rollups of `span` for `lo <= start < hi`
+    (whole spans), raw samples for the inclusive ranges in `raw`."""
+
+    span: int | None
+    lo: int
+    hi: int
+    raw: tuple[tuple[int, int], ...]
+
+
+def plan(since: int, until: int, interval: int) -> Plan:
+    """Split the inclusive range `since..until` for buckets of `interval` ms."""
+    span = span_for(interval)
+    if span is not None:
+        lo = -(-since // span) * span
+        hi = (until + 1) // span * span
+        if lo < hi:
+            raw = tuple((a, b) for a, b in ((since, lo - 1), (hi, until)) if a <= b)
+            return Plan(span, lo, hi, raw)
+    return Plan(None, 0, 0, ((since, until),))
+
+
+def raw_cutoff(before: int) -> int:
+    """Where a purge of raw samples stops: `before` rounded down to the coarsest span,
+    so no rollup bucket is left half backed by raw samples (see `Rollups.repeat`)."""
+    return before // SPANS[-1] * SPANS[-1]
+
+
+@dataclass(slots=True)
+class Rollups(Generic[K]):
+    """The rollup writes of one transaction, keyed by a store's series key `K`:
+    increments for new reports, and buckets to compute again for repeated ones."""
+
+    #: (span, series, start) -> [count, total, low, high]
+    add: dict[tuple[int, K, int], list[float]] = field(default_factory=dict)
+    #: (span, series, start) to compute again from the raw samples
+    redo: set[tuple[int, K, int]] = field(default_factory=set)
+    #: (span, pooled series, start) to compute again from the raw samples of its variants
+    redo_pooled: set[tuple[int, K, int]] = field(default_factory=set)
+    #: (span, start, worker) -> whether it reported with a task
+    active: dict[tuple[int, int, str], bool] = field(default_factory=dict)
+    #: (span, start, worker) to compute again from the raw reports
+    redo_active: set[tuple[int, int, str]] = field(default_factory=set)
+
+    def report(self, worker: str, ts: int, task: str | None,
+               readings: Iterable[tuple[K, float]]) -> None:
+        """A report not stored before: add it to its buckets."""
+        busy = task is not None
+        active, add = self.active, self.add
+        for span in SPANS:
+            start = ts // span * span
+            key = (span, start, worker)
+            active[key] = active.get(key, False) or busy
+        starts = [(span, ts // span * span) for span in SPANS]
+        for series, value in readings:
+            for span, start in starts:
+                bucket = (span, series, start)
+                a = add.get(bucket)
+                if a is None:
+                    add[bucket] = [1, value, value, value]
+                else:
+                    a[0] += 1
+                    a[1] += value
+                    if value < a[2]:
+                        a[2] = value
+                    if value > a[3]:
+                        a[3] = value
+
+    def repeat(self, worker: str, ts: int, series: Iterable[K], pooled: Iterable[K]) -> None:
+        """A report that replaces a stored one: its buckets are computed again once its
+        readings are written."""
+        keys, pools = list(series), list(pooled)
+        for span in SPANS:
+            start = ts // span * span
+            self.redo_active.add((span, start, worker))
+            self.redo.update((span, s, start) for s in keys)
+            self.redo_pooled.update((span, s, start) for s in pools)
+
+    def absorb(self, other: Rollups[K]) -> None:
+        """Add `other`'s writes to these (a later transaction's, kept back together)."""
+        add = self.add
+        for key, (count, total, low, high) in other.add.items():
+            a = add.get(key)
+            if a is None:
+                add[key] = [count, total, low, high]
+            else:
+                a[0] += count
+                a[1] += total
+                a[2] = min(a[2], low)
+                a[3] = max(a[3], high)
+        for akey, busy in other.active.items():
+            self.active[akey] = self.active.get(akey, False) or busy
+        self.redo |= other.redo
+        self.redo_pooled |= other.redo_pooled
+        self.redo_active |= other.redo_active
+
+    def __bool__(self) -> bool:
+        return bool(self.add or self.redo or self.redo_pooled or self.active
+                    or self.redo_active)
+
+
+def as_series(buckets: Sequence[StatBucket],
+              aggregations: Collection[str] = AGGREGATIONS) -> list[StatSeries]:
+    """`buckets` (in `StatsStore.buckets` order) as one `StatSeries` per series, with
+    the arrays of `aggregations` only (the others "[]")."""
+    out: list[StatSeries] = []
+    i, n = 0, len(buckets)
+    while i < n:
+        first = buckets[i]
+        j = i
+        while j < n and buckets[j][:3] == first[:3]:
+            j += 1
+        run = buckets[i:j]
+        out.append(StatSeries(
+            first.worker, first.metric, first.variant,
+            _encode([b.start for b in run]).decode(),
+            _encode([b.total / b.count for b in run]).decode() if "avg" in aggregations else "[]",
+            _encode([b.low for b in run]).decode() if "min" in aggregations else "[]",
+            _encode([b.high for b in run]).decode() if "max" in aggregations else "[]"))
+        i = j
+    return out
+
+
+def _cat(*arrays: str) -> str:
+    """JSON arrays joined into one."""
+    inner = [a[1:-1] for a in arrays if len(a) > 2]
+    return "[" + ",".join(inner) + "]"
+
+
+def join_series(head: Sequence[StatSeries], middle: Sequence[StatSeries],
+                tail: Sequence[StatSeries], order: Sequence[str]) -> list[StatSeries]:
+    """Series of three consecutive parts of a range, joined per series, in `order` of
+    metrics (then worker, variant as `StatsStore.series` gives them)."""
+    parts: dict[tuple[str, str, str], list[StatSeries]] = {}
+    for part in (head, middle, tail):
+        for s in part:
+            parts.setdefault((s.worker, s.metric, s.variant), []).append(s)
+    rank = {m: i for i, m in enumerate(order)}
+    out = []
+    for (worker, metric, variant), run in sorted(
+            parts.items(), key=lambda kv: (kv[0][0], rank[kv[0][1]], kv[0][2])):
+        out.append(StatSeries(worker, metric, variant, *(
+            _cat(*(getattr(s, name) for s in run)) for name in ("dates", "avg", "low", "high"))))
+    return out
