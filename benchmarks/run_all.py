@@ -38,7 +38,7 @@ BENCHMARKS: list[tuple[str, str, list[str], list[str], float]] = [
     ("poll_latency.py", "poll_latency", ["--rounds", "1000"],
      ["--rounds", "100", "--submits", "200"], 300),
     ("demo_fleet.py", "demo_fleet", ["--runs", "3"], ["--runs", "1", "--tasks", "2000"], 300),
-    ("peer_celery.py", "peer_celery", [], ["--tasks", "2000", "--mixed", "40"], 300),
+    ("peer_celery.py", "peer_celery", [], ["--tasks", "2000", "--mixed", "40"], 600),
     ("demo_fleet.py", "demo_fleet_worker_port", ["--runs", "3", "--worker-port"],
      ["--runs", "1", "--tasks", "2000", "--worker-port"], 300),
     # needs PostgreSQL (WORKYARD_TEST_POSTGRES, default the local one)
