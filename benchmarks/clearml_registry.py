@@ -30,8 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import (MISSED, cpu_seconds, machine, median, percentile, run_hub, target,
-                     write_result)
+from _common import MISSED, cpu_seconds, machine, median, percentile, run_hub, target, write_result
 from _netclient import HttpConn, connect_http, run_loop
 
 SCALARS = ("memory_used", "memory_free", "disk_free_home", "disk_free_temp", "disk_read",

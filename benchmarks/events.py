@@ -27,7 +27,6 @@ import logging
 import multiprocessing
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,8 +38,8 @@ from typing import Any
 
 import pika
 import trio
-
 from _common import MISSED, machine, target, write_result
+
 from workyard import Hub, Subscription
 from workyard.outbox import POOL_REMOVED, WORKER_MANAGER_EXCHANGES, Feed, Relay
 from workyard.outbox._amqp import AmqpSink

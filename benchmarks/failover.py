@@ -39,7 +39,6 @@ import httpx
 import msgspec
 import psycopg
 import trio
-
 from _cluster import HubProcess, TcpProxy, in_schema, start_hubs, via, wait_leader
 from _common import MISSED, cpu_seconds, machine, target, write_result
 

@@ -49,6 +49,7 @@ from collections import deque
 from typing import Any
 
 from _common import MISSED, machine, median, target, write_result
+
 from workyard import Dispatch, Scheduler, Subscription, Task
 from workyard.scheduling import Finished
 

@@ -46,6 +46,7 @@ from typing import Any
 import msgspec
 import trio
 from _common import machine, median, write_result
+
 from workyard import Attempt, SQLiteStore, Task, TaskState
 from workyard.store import Store
 from workyard.store._migrations import migrate
@@ -124,6 +125,7 @@ def fresh_store(kind: str, tmp: Path) -> Iterator[SQLiteStore | Store]:
         yield SQLiteStore(tmp / f"store-{uuid.uuid4().hex}.db")
         return
     import psycopg
+
     from workyard.store import PostgresStore
 
     schema = f"bench_{uuid.uuid4().hex[:12]}"

@@ -34,8 +34,8 @@ import trio
 
 from .._errors import Conflict, InvalidInput, NotFound
 from .._model import Subscription
-from ..protocol import check_declaration
 from ..outbox import POOL_REMOVED, Feed, pool_event, worker_event
+from ..protocol import check_declaration
 from ..store import (
     AppendEvents,
     Change,
