@@ -93,7 +93,7 @@ def ingest(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         db = str(Path(tmp) / "ingest.db")
         workers = [f"agent-{i:04d}" for i in range(args.workers)]
-        with run_hub(db) as hub:
+        with run_hub(db, profile=args.profile) as hub:
             queue: multiprocessing.Queue[Any] = multiprocessing.Queue()
             share = [workers[p::args.procs] for p in range(args.procs)]
             cpu0, t0 = cpu_seconds(hub.pid), time.monotonic()
@@ -293,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-stats", action="store_true", help="measure ingest only")
     parser.add_argument("--stats-db", help="the get_stats file: prefilled unless it exists "
                         "(then reused as it is, e.g. for several runs of one commit)")
+    parser.add_argument("--profile", help="py-spy collapsed stacks of the ingest hub (a file)")
     parser.add_argument("--out", help="JSON file (default benchmarks/results/clearml.json)")
     args = parser.parse_args(argv)
     started = machine()
