@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 import trio
 from quart import Response, request
+from werkzeug.datastructures import Headers
 
 from .._errors import Unavailable
 from ..protocol import encode
@@ -129,7 +130,7 @@ async def relay_request(client: httpx.AsyncClient, leader: str | None,
             await answer.aclose()
 
     response = Response(relayed(), status=answer.status_code,
-                        headers=[(k, v) for k, v in answer.headers.items()
-                                 if k.lower() not in _HOP])
+                        headers=Headers([(k, v) for k, v in answer.headers.multi_items()
+                                         if k.lower() not in _HOP]))
     response.timeout = None  # a long poll or an event stream lasts as long as it lasts
     return response

@@ -33,7 +33,7 @@ __all__ = ["Registry", "add_registry_routes"]
 
 PRESQUE_HEADER = "X-presque-workerid"
 
-_registration = Decoder(Registration)
+_registration: Decoder[Registration] = Decoder(Registration)
 
 
 @dataclass(slots=True)

@@ -196,8 +196,10 @@ def _body(raw: bytes, *, update: bool, worker_pool_id: str) -> PoolRecord:
         raise TaskclusterError("InputError", 400,
                                "workerPoolId in the payload must match the one in the URL")
     offer_of(payload["config"])  # what it declares its workers take: InputError if bad
-    return PoolRecord(worker_pool_id, provider, description, _canonical(payload["config"]),
-                      owner, payload["emailOnError"], 0.0, 0.0)
+    # every field was checked above: strings, and a bool
+    return PoolRecord(worker_pool_id, str(provider), str(description),
+                      _canonical(payload["config"]), str(owner), payload["emailOnError"],
+                      0.0, 0.0)
 
 
 def _limit() -> int:
@@ -297,7 +299,7 @@ def add_taskcluster_routes(app: QuartTrio, hub: Hub, settings: Settings, auth: A
         def wrap(handler: Handler) -> Handler:
             @functools.wraps(handler)
             async def route(**params: Any) -> Response:
-                raw = await request.get_data(cache=True)
+                raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
                 try:
                     await _authenticate(raw, write)
                     return await handler(**params)
@@ -338,7 +340,7 @@ def add_taskcluster_routes(app: QuartTrio, hub: Hub, settings: Settings, auth: A
 
     @api("createWorkerPool", write=True)
     async def create_pool(workerPoolId: str) -> Response:
-        record = _body(await request.get_data(cache=True), update=False,
+        record = _body(await request.get_data(cache=True, as_text=False, parse_form_data=False), update=False,
                        worker_pool_id=_pool_id(workerPoolId))
         try:
             pool, _ = await hub.pools.create(record)
@@ -348,7 +350,7 @@ def add_taskcluster_routes(app: QuartTrio, hub: Hub, settings: Settings, auth: A
 
     @api("updateWorkerPool", write=True)
     async def update_pool(workerPoolId: str) -> Response:
-        record = _body(await request.get_data(cache=True), update=True,
+        record = _body(await request.get_data(cache=True, as_text=False, parse_form_data=False), update=True,
                        worker_pool_id=_pool_id(workerPoolId))
         try:
             pool = await hub.pools.update(record)

@@ -144,8 +144,8 @@ class HubCollector(Collector):
 
         requests = CounterMetricFamily("workyard_http_requests", "HTTP requests answered",
                                        labels=["route", "method", "status"])
-        for key, n in sorted(self.requests.counts.items()):
-            requests.add_metric(list(key), n)
+        for labels, n in sorted(self.requests.counts.items()):
+            requests.add_metric(list(labels), n)
         yield requests
 
     def _per_worker(self) -> Iterator[Metric]:

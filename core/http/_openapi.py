@@ -305,7 +305,7 @@ def openapi(auth_enabled: bool = False, operations: Sequence[Operation] = OPERAT
             entry["requestBody"] = {"required": op.body_required, "content": content(op.body)}
         responses: dict[str, Any] = {}
         for status, kind in op.statuses().items():
-            described = {"description": _reason(status)}
+            described: dict[str, Any] = {"description": _reason(status)}
             body = content(kind)
             if body is not None:
                 described["content"] = body
@@ -357,7 +357,7 @@ def _raw_defaults() -> Iterator[None]:
     def to_builtins(value: Any, **kwargs: Any) -> Any:
         return original(value, enc_hook=_decode_raw, **kwargs)
 
-    _json_schema.to_builtins = to_builtins  # type: ignore[attr-defined]
+    _json_schema.to_builtins = to_builtins  # type: ignore[attr-defined,assignment]
     try:
         yield
     finally:

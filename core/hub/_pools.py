@@ -27,7 +27,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import trio
@@ -209,9 +209,9 @@ class Pools:
         rows: list[OutboxRow] = []
         for change, result in zip(changes, results):
             if type(change) is AppendEvents:
-                assert result is not None
-                rows.extend(OutboxRow(int(seq), e.exchange, e.routing_key, e.body, e.at)
-                            for seq, e in zip(result, change.events))
+                seqs = cast("list[int]", result)  # an AppendEvents' result: its events' seqs
+                rows.extend(OutboxRow(seq, e.exchange, e.routing_key, e.body, e.at)
+                            for seq, e in zip(seqs, change.events, strict=True))
         self.feed.committed(rows)
         for write in batch:
             write.done.set()
