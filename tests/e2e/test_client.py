@@ -235,20 +235,27 @@ async def test_worker_reconnects_when_the_hub_drops_the_connection(server: Serve
         nursery.cancel_scope.cancel()
 
 
-async def test_answers_ready_while_one_is_sent_share_the_next_frame() -> None:
+async def test_answers_ready_in_one_round_share_a_frame_and_later_ones_the_next() -> None:
     sent: list[Any] = []
 
     class Socket:
         async def send_message(self, message: str) -> None:
             sent.append(json.loads(message))
-            await trio.lowlevel.checkpoint()  # the others finish while this one is out
+            await trio.lowlevel.checkpoint()  # others finish while this one is out
 
     answers = _Answers(Socket())  # type: ignore[arg-type]
+
+    async def later(i: int) -> None:
+        await trio.lowlevel.checkpoint()  # a round after the first three
+        await trio.lowlevel.checkpoint()
+        await answers.send({"task_id": str(i), "result": "done"})
+
     async with trio.open_nursery() as nursery:
         for i in range(3):
             nursery.start_soon(answers.send, {"task_id": str(i), "result": "done"})
-    assert len(sent) == 2 and isinstance(sent[0], dict) and len(sent[1]) == 2
-    assert sorted(a["task_id"] for a in [sent[0], *sent[1]]) == ["0", "1", "2"]
+        nursery.start_soon(later, 3)
+    assert [sorted(a["task_id"] for a in frame) if isinstance(frame, list)
+            else frame["task_id"] for frame in sent] == [["0", "1", "2"], "3"]
 
 
 async def test_a_busy_worker_takes_and_answers_tasks_in_fewer_frames_than_tasks(
