@@ -336,26 +336,21 @@ class Hub:
         if not self.leading and self.election is not None:
             return await self._wait_many_in_store(task_ids, timeout, at_least)
         live = [i for i in task_ids if i in self.scheduler.tasks or i in self._finishing]
+        known = set(live)
         # waiting before the read below, so that nothing that ends meanwhile is missed;
         # how many it needs is known after it
         waiter = self._wait_for(live, len(live) + 1)
         try:
-            known = set(live)
             stored = await self.store.tasks.get_many([i for i in task_ids if i not in known])
-            final = [t for t in stored if t.state.final]
+            final = sum(t.state.final for t in stored)
             # only the live ones can still end here (unknown ids never will)
-            waiter.needed = min(at_least, len(final) + len(live)) - len(final)
+            waiter.needed = min(at_least, final + len(live)) - final
             if len(waiter.tasks) < waiter.needed and timeout > 0:
                 with trio.move_on_after(timeout):
                     await waiter.event.wait()
         finally:
             self._stop_waiting(waiter, live)
-        final += waiter.tasks
-        found = {t.id: t for t in stored} | {t.id: t for t in final}
-        return ([found[i] for i in task_ids if i in found and found[i].state.final],
-                [i for i in task_ids if (i in found and not found[i].state.final)
-                 or (i in known and i not in found)],
-                [i for i in task_ids if i not in found and i not in known])
+        return _partition(task_ids, [*stored, *waiter.tasks], known)
 
     async def _wait_many_in_store(self, task_ids: list[str], timeout: float, at_least: int
                                   ) -> tuple[list[Task], list[str], list[str]]:
@@ -364,14 +359,13 @@ class Hub:
         deadline = trio.current_time() + timeout
         pause = 0.05
         while True:
-            found = {t.id: t for t in await self.store.tasks.get_many(task_ids)}
-            final = [found[i] for i in task_ids if i in found and found[i].state.final]
+            stored = await self.store.tasks.get_many(task_ids)
             left = deadline - trio.current_time()
             if self.leading:
                 return await self.wait_many(task_ids, max(left, 0), at_least)
-            if len(final) >= at_least or left <= 0:
-                return (final, [i for i in task_ids if i in found and not found[i].state.final],
-                        [i for i in task_ids if i not in found])
+            # unknown ids never end: enough is at most the stored ones
+            if sum(t.state.final for t in stored) >= min(at_least, len(stored)) or left <= 0:
+                return _partition(task_ids, stored, set())
             await trio.sleep(min(pause, left))
             pause = min(pause * 2, 1.0)
 
@@ -726,6 +720,17 @@ def _ended_by(task: Task) -> str | None:
         if attempt.outcome in (Outcome.DONE, Outcome.ERROR):
             return attempt.worker
     return task.attempts[-1].worker if task.attempts else None
+
+
+def _partition(task_ids: list[str], seen: list[Task], live: set[str]
+               ) -> tuple[list[Task], list[str], list[str]]:
+    """`wait_many`'s answer: the final tasks of `seen`, the ids of the others (those
+    seen, and the `live` ones not seen final), the ids of no task; in `task_ids` order."""
+    final = {t.id: t for t in seen if t.state.final}
+    known = live | {t.id for t in seen}
+    return ([final[i] for i in task_ids if i in final],
+            [i for i in task_ids if i in known and i not in final],
+            [i for i in task_ids if i not in known])
 
 
 def _describe(sub: Subscription) -> str:
