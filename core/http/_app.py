@@ -112,10 +112,8 @@ def create_app(hub: Hub, settings: Settings) -> QuartTrio:
     @lane.route("POST", "/tasks/wait")
     async def wait_for_tasks(req: LaneRequest) -> LaneResponse:
         require(auth, Role.PRODUCER, req)
-        query = decode_wait(await req.body())
-        assert query.at_least is not None  # filled in by decode_wait
-        finished, pending, unknown = await hub.wait_many(query.ids, query.wait,
-                                                         query.at_least)
+        ids, wait, at_least = decode_wait(await req.body())
+        finished, pending, unknown = await hub.wait_many(ids, wait, at_least)
         return json_reply({"finished": finished, "pending": pending, "unknown": unknown})
 
     @lane.route("GET", "/tasks/<task_id>")

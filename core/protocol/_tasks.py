@@ -111,9 +111,9 @@ class WaitQuery(msgspec.Struct, forbid_unknown_fields=True):
 _wait = Decoder(WaitQuery)
 
 
-def decode_wait(body: bytes) -> WaitQuery:
-    """Parse POST /tasks/wait, its ids made distinct (in their order) and `min` filled in.
-    Raises InvalidInput naming the field."""
+def decode_wait(body: bytes) -> tuple[list[str], float, int]:
+    """Parse POST /tasks/wait: (its ids made distinct, in their order; `wait`; `min`,
+    all of them if not given). Raises InvalidInput naming the field."""
     try:
         query = _wait.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -122,10 +122,8 @@ def decode_wait(body: bytes) -> WaitQuery:
         raise InvalidInput("`ids` must name at least one task")
     if len(query.ids) > MAX_BATCH:
         raise InvalidInput(f"`ids` holds {len(query.ids)} ids; at most {MAX_BATCH} per request")
-    query.ids = list(dict.fromkeys(query.ids))
-    if query.at_least is None:
-        query.at_least = len(query.ids)
-    elif query.at_least > len(query.ids):
-        raise InvalidInput(f"`min` is {query.at_least}, more than the {len(query.ids)} "
+    ids = list(dict.fromkeys(query.ids))
+    if query.at_least is not None and query.at_least > len(ids):
+        raise InvalidInput(f"`min` is {query.at_least}, more than the {len(ids)} "
                            "distinct tasks `ids` names")
-    return query
+    return ids, query.wait, len(ids) if query.at_least is None else query.at_least
