@@ -3,9 +3,9 @@
 Throughput: 4 worker processes each — `workyard worker --mode echo` against `workyard
 serve` (SQLite, as users run it), and Celery's own worker (`--pool=solo`, results in
 Redis) — and `--tasks` no-op tasks submitted through each system's own producer API:
-workyard's SDK (`AsyncProducer.submit_many`, then every result read back with
-`result(id)`, 16 at a time), Celery's `group(...).apply_async()` per 500 then each
-group's `get()`. Timed from the first submit to the last result the producer has read.
+workyard's SDK as its README shows (`AsyncProducer.submit_many`, 1000 tasks per
+request, then `results(ids)`, which reads them back through `POST /tasks/wait`, 1000
+ids per request), Celery's `group(...).apply_async()` per 500 then each group's `get()`. Timed from the first submit to the last result the producer has read.
 Target (issue 13): workyard ≥ 10× Celery.
 
 Mixed durations: 4 workers of concurrency 1 each, `--mixed` tasks of which one in ten
@@ -47,9 +47,6 @@ HERE = Path(__file__).resolve().parent
 WORKERS = 4
 #: Celery's `group` size per apply_async, as in the issue
 GROUP = 500
-#: workyard results read at once: within the 20 connections httpx keeps alive (64 at
-#: once cost the producer 30 % more CPU per task, reconnecting)
-READERS = 16
 RATIO_TARGET = 10.0
 LONG, SHORT = 1.0, 0.01
 
@@ -83,15 +80,7 @@ async def _submit_and_read(url: str, tasks: list[dict[str, Any]]) -> dict[str, A
         start = time.perf_counter()
         ids = await producer.submit_many(tasks)
         submitted = time.perf_counter()
-        results: list[dict[str, Any]] = []
-
-        async def read(chunk: list[str]) -> None:
-            for task_id in chunk:
-                results.append(await producer.result(task_id, wait=120))
-
-        async with trio.open_nursery() as nursery:
-            for i in range(READERS):
-                nursery.start_soon(read, ids[i::READERS])
+        results = await producer.results(ids, wait=120)
         end = time.perf_counter()
     return {"results": results, "seconds": end - start, "submit_seconds": submitted - start}
 

@@ -5,9 +5,10 @@ polling worker: for each of N rounds, the worker parks a long poll (wait=60,
 reporting the previous task in the same request), the producer submits one task
 once the poll has had `--settle` ms to park, and we time from just before the
 POST /tasks to the moment the poll's response has arrived. Client and hub are
-separate processes on the same machine. Then `--submits` single-task POST /tasks,
-one after the other on one keep-alive connection of a plain blocking socket (so the
-client costs little beside the hub), time each round trip.
+separate processes on the same machine; the client is plain blocking sockets, so it
+costs little beside the hub (with httpx as the client, its own CPU was ~3 ms a round
+and most of the measured latency). Then `--submits` single-task POST /tasks, one
+after the other on one keep-alive connection, time each round trip.
 
 Targets (issue 13): submit → poll response p50 < 3 ms and p99 < 10 ms; a lone
 submit's round trip p50 < 2 ms.
@@ -19,16 +20,15 @@ submit's round trip p50 < 2 ms.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import select
 import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-import httpx
-import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
@@ -46,64 +46,89 @@ from _common import (  # noqa: E402
 POLL_P50, POLL_P99, SUBMIT_P50 = 3.0, 10.0, 2.0
 
 
-async def measure(url: str, rounds: int, settle: float) -> dict[str, list[float]]:
+def measure(port: int, rounds: int, settle: float) -> dict[str, list[float]]:
+    """`rounds` of: park a long poll (reporting the previous round's task), submit one
+    task `settle` s later, time both answers from just before the submit."""
     latency: list[float] = []
     submit_rtt: list[float] = []
-    limits = httpx.Limits(max_connections=4)
-    async with httpx.AsyncClient(base_url=url, timeout=90, limits=limits) as worker, \
-            httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as producer:
-        report: list[dict[str, Any]] = []
+    worker, producer = _connect(port), _connect(port)
+    report: list[dict[str, Any]] = []
+    try:
         for _ in range(rounds):
-            got: dict[str, Any] = {}
-
-            async def long_poll(body: dict[str, Any]) -> None:
-                response = await worker.post("/v1/queue/bench", json=body)
-                got["at"] = time.perf_counter()
-                got["tasks"] = response.json()["tasks"] if response.status_code == 200 else []
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(long_poll, {"worker_id": "bench", "wait": 60, "tasks": report})
-                await trio.sleep(settle)  # let the poll park (its reports applied first)
-                start = time.perf_counter()
-                response = await producer.post("/tasks", json={"name": "bench", "data": 1})
-                submit_rtt.append(time.perf_counter() - start)
-                response.raise_for_status()
-            if len(got["tasks"]) != 1:
-                raise RuntimeError(f"expected one task in the poll, got {got['tasks']!r}")
-            latency.append(got["at"] - start)
-            report = [{"_id": got["tasks"][0]["_id"], "status": "done"}]
-        await worker.post("/v1/queue/bench", json={"worker_id": "bench", "max": 0,
-                                                    "tasks": report})
+            worker.sendall(_request("/v1/queue/bench", json.dumps(
+                {"worker_id": "bench", "wait": 60, "tasks": report}).encode()))
+            time.sleep(settle)  # let the poll park (its reports applied first)
+            start = time.perf_counter()
+            producer.sendall(_request("/tasks", b'{"name": "bench", "data": 1}'))
+            answered: dict[socket.socket, tuple[float, bytes, bytes]] = {}
+            while len(answered) < 2:
+                ready, _, _ = select.select([s for s in (worker, producer)
+                                             if s not in answered], [], [], 90)
+                if not ready:
+                    raise RuntimeError("no answer within 90 s")
+                for sock in ready:  # an answer's first bytes came: read it whole
+                    head, body = _response(sock)
+                    answered[sock] = (time.perf_counter(), head, body)
+            (polled_at, poll_head, poll_body), (submitted_at, submit_head, _) = \
+                answered[worker], answered[producer]
+            if not submit_head.startswith(b"HTTP/1.1 201"):
+                raise RuntimeError(f"POST /tasks answered {submit_head.splitlines()[0]!r}")
+            tasks = json.loads(poll_body)["tasks"] if poll_head.startswith(b"HTTP/1.1 200") \
+                else []
+            if len(tasks) != 1:
+                raise RuntimeError(f"expected one task in the poll, got {poll_head!r} {tasks!r}")
+            latency.append(polled_at - start)
+            submit_rtt.append(submitted_at - start)
+            report = [{"_id": tasks[0]["_id"], "status": "done"}]
+        worker.sendall(_request("/v1/queue/bench", json.dumps(
+            {"worker_id": "bench", "max": 0, "tasks": report}).encode()))
+        _response(worker)
+    finally:
+        worker.close()
+        producer.close()
     return {"latency": latency, "submit_rtt": submit_rtt}
+
+
+def _connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=90)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _request(path: str, body: bytes) -> bytes:
+    return (b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body))
+
+
+def _response(sock: socket.socket) -> tuple[bytes, bytes]:
+    """One whole answer (head, body) off a keep-alive connection (its Content-Length)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += _receive(sock)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(rest) < length:
+        rest += _receive(sock)
+    return head, rest[:length]
 
 
 def lone_submits(port: int, n: int) -> list[float]:
     """Round trips of `n` single-task POST /tasks, one at a time on one connection."""
-    body = b'{"name": "lone", "data": 1}'
-    request = (b"POST /tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    request = _request("/tasks", b'{"name": "lone", "data": 1}')
     times: list[float] = []
-    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock = _connect(port)
     try:
         for _ in range(n):
             start = time.perf_counter()
             sock.sendall(request)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += _receive(sock)
-            head, _, rest = data.partition(b"\r\n\r\n")
-            length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length:"))
-            while len(rest) < length:
-                rest += _receive(sock)
+            head, _ = _response(sock)
             times.append(time.perf_counter() - start)
             if not head.startswith(b"HTTP/1.1 201"):
                 raise RuntimeError(f"POST /tasks answered {head.splitlines()[0]!r}")
             if b"connection: close" in head.lower():
                 sock.close()
-                sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock = _connect(port)
     finally:
         sock.close()
     return times
@@ -138,7 +163,7 @@ def main() -> int:
         os.chdir(tmp)  # run_hub logs to "{db}.log": keep a ':memory:.log' out of the checkout
         with run_hub(db) as hub:
             hub_cpu, client_cpu = cpu_seconds(hub.pid), cpu_seconds(os.getpid())
-            samples = trio.run(measure, hub.url, args.rounds, args.settle / 1000)
+            samples = measure(hub.port, args.rounds, args.settle / 1000)
             hub_cpu = cpu_seconds(hub.pid) - hub_cpu
             client_cpu = cpu_seconds(os.getpid()) - client_cpu
             lone_cpu = cpu_seconds(hub.pid)

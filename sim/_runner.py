@@ -217,6 +217,9 @@ class _RecordingTasks:
     async def get(self, task_id: str) -> Task | None:
         return None
 
+    async def get_many(self, task_ids: Sequence[str]) -> list[Task]:
+        return []
+
     async def find(self, *, name: str | None, state: TaskState | None,
                    limit: int) -> list[Task]:
         return []

@@ -58,6 +58,8 @@ class Handlers:
 
     def __init__(self) -> None:
         self._entries: list[tuple[Subscription, Handler]] = []
+        #: the handler of each name that has only one (no filter to weigh): found at once
+        self._only: dict[str, Handler] = {}
         #: jobs running now, by task id (what a machine-stats report says it runs)
         self.current: dict[str, Job] = {}
 
@@ -80,6 +82,11 @@ class Handlers:
         if any(existing.key == sub.key for existing, _ in self._entries):
             raise ValueError(f"a handler for {name!r} with that filter is already registered")
         self._entries.append((sub, fn))
+        named = [f for existing, f in self._entries if existing.name == name]
+        if len(named) == 1:
+            self._only[name] = fn
+        else:
+            self._only.pop(name, None)
 
     @property
     def subscriptions(self) -> list[Subscription]:
@@ -94,6 +101,9 @@ class Handlers:
         The hub only sends what we declared, so a name match is the fallback
         (attrs may have been matched under a filter we no longer hold locally).
         """
+        only = self._only.get(job.name)
+        if only is not None:  # matching or not, the name's one handler is the answer
+            return only
         named = [(sub, fn) for sub, fn in self._entries if sub.name == job.name]
         matching = [(sub, fn) for sub, fn in named if sub.matches(job.name, job.attrs)]
         best = max(matching or named, key=lambda e: e[0].specificity, default=None)
@@ -109,18 +119,20 @@ class Handlers:
         if fn is None:
             return _error(job, f"this worker has no handler for {job.name!r}")
         self.current[job.id] = job
+        # a bare cancel scope: `fail_after` costs a generator context manager per task
+        scope = trio.CancelScope(deadline=trio.current_time() + job.timeout)
         try:
-            with trio.fail_after(job.timeout):
+            with scope:
                 data = await fn(job)
-        except trio.TooSlowError:
-            log.warning("task %s (%s) timed out after %gs", job.id, job.name, job.timeout)
-            return _error(job, f"handler timed out after {job.timeout:g}s")
         except Exception as exc:  # any handler failure is the task's error
             log.warning("task %s (%s) failed: %s: %s", job.id, job.name,
                         type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             return _error(job, str(exc) or type(exc).__name__)
         finally:
             self.current.pop(job.id, None)
+        if scope.cancelled_caught:
+            log.warning("task %s (%s) timed out after %gs", job.id, job.name, job.timeout)
+            return _error(job, f"handler timed out after {job.timeout:g}s")
         try:  # fail here, as this task's error, rather than in the sender
             msgspec.json.encode(data)
         except (TypeError, ValueError, OverflowError) as exc:

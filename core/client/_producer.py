@@ -8,6 +8,7 @@ only drive those generators, one with `httpx.Client`, one with `httpx.AsyncClien
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Generator, Iterable, Mapping
 from typing import Any, Self, TypeVar
 
@@ -72,6 +73,26 @@ class _Calls:
             if task["state"] in ("done", "failed", "cancelled"):
                 break
         return task
+
+    def results(self, task_ids: Iterable[str], wait: float) -> Call[list[dict[str, Any]]]:
+        wanted = list(task_ids)
+        deadline = time.monotonic() + wait
+        finished: dict[str, dict[str, Any]] = {}
+        distinct = list(dict.fromkeys(wanted))
+        for start in range(0, len(distinct), MAX_BATCH):  # at most MAX_BATCH per request
+            chunk = distinct[start:start + MAX_BATCH]
+            while chunk:
+                left = min(MAX_TASK_WAIT, max(0.0, deadline - time.monotonic()))
+                response = yield self._request("POST", "/tasks/wait", wait=left,
+                                               body={"ids": chunk, "wait": round(left, 3)})
+                answer = _json(response)
+                if answer["unknown"]:
+                    raise HubError(404, "no task " + ", ".join(map(repr, answer["unknown"])))
+                finished.update((task["id"], task) for task in answer["finished"])
+                chunk = answer["pending"]
+                if time.monotonic() >= deadline:
+                    break
+        return [finished[i] for i in wanted if i in finished]
 
     def cancel(self, task_id: str) -> Call[dict[str, Any]]:
         return _json((yield self._request("DELETE", f"/tasks/{task_id}")))
@@ -172,6 +193,13 @@ class Producer:
         """The task, once final or after `wait` seconds, whichever is first."""
         return self._drive(self._calls.result(task_id, wait))
 
+    def results(self, task_ids: Iterable[str], wait: float = 30) -> list[dict[str, Any]]:
+        """The final tasks among `task_ids`, in their order, once all are final or after
+        `wait` seconds, whichever is first (tasks not final by then are left out). A
+        few requests however many tasks (`POST /tasks/wait`, 1000 ids each); an
+        unknown id raises HubError 404."""
+        return self._drive(self._calls.results(task_ids, wait))
+
     def cancel(self, task_id: str) -> dict[str, Any]:
         """Cancel a task that is not final yet (HubError 409 if it is)."""
         return self._drive(self._calls.cancel(task_id))
@@ -248,6 +276,11 @@ class AsyncProducer:
     async def result(self, task_id: str, wait: float = 30) -> dict[str, Any]:
         """The task, once final or after `wait` seconds, whichever is first."""
         return await self._drive(self._calls.result(task_id, wait))
+
+    async def results(self, task_ids: Iterable[str], wait: float = 30) -> list[dict[str, Any]]:
+        """The final tasks among `task_ids`, in their order, once all are final or after
+        `wait` seconds, whichever is first (see `Producer.results`)."""
+        return await self._drive(self._calls.results(task_ids, wait))
 
     async def cancel(self, task_id: str) -> dict[str, Any]:
         """Cancel a task that is not final yet (HubError 409 if it is)."""

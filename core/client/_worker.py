@@ -24,6 +24,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import msgspec
 import trio
+import trio.lowlevel
 from trio_websocket import (
     CloseReason,
     ConnectionClosed,
@@ -49,9 +50,11 @@ _encode = msgspec.json.Encoder().encode
 class _Answers:
     """Answers on their way to the hub over one connection.
 
-    The runner that finds no send in progress sends; answers handed over meanwhile
-    wait in `_ready` and it takes them all along in one frame (an array if more than
-    one) when its send returns. No sender task, so a lone answer costs no extra hop.
+    The runner that finds no send in progress sends, after one scheduler round: the
+    runners finishing in the same round (the tasks of one frame, typically) hand
+    theirs over meanwhile, and they go together. Answers handed over while a frame is
+    out wait in `_ready` too, for the next one. Each frame is an array if it holds
+    more than one answer. No sender task, so a lone answer costs no extra hop.
     """
 
     def __init__(self, ws: WebSocketConnection) -> None:
@@ -67,6 +70,7 @@ class _Answers:
             return  # the runner sending now takes it along next
         self._sending = True
         try:
+            await trio.lowlevel.checkpoint()
             while self._ready:
                 ready, self._ready = self._ready, []
                 await self._ws.send_message(

@@ -20,7 +20,14 @@ from .._config import Settings
 from .._errors import Conflict, InvalidInput, NotFound, Unauthorized, WorkyardError
 from .._model import TaskState
 from ..hub import Hub, queue_views, worker_views
-from ..protocol import BODY_TIMEOUT, MAX_LIST, MAX_TASK_WAIT, decode_submission, encode
+from ..protocol import (
+    BODY_TIMEOUT,
+    MAX_LIST,
+    MAX_TASK_WAIT,
+    decode_submission,
+    decode_wait,
+    encode,
+)
 from ._lane import Lane, LaneRequest, LaneResponse, error_reply, json_reply, to_quart
 
 __all__ = ["create_app", "json_response"]
@@ -101,6 +108,13 @@ def create_app(hub: Hub, settings: Settings) -> QuartTrio:
             return json_reply({"ids": ids}, 201)
         created = ids[0] == tasks[0].id
         return json_reply({"id": ids[0], "created": created}, 201 if created else 200)
+
+    @lane.route("POST", "/tasks/wait")
+    async def wait_for_tasks(req: LaneRequest) -> LaneResponse:
+        require(auth, Role.PRODUCER, req)
+        ids, wait, at_least = decode_wait(await req.body())
+        finished, pending, unknown = await hub.wait_many(ids, wait, at_least)
+        return json_reply({"finished": finished, "pending": pending, "unknown": unknown})
 
     @lane.route("GET", "/tasks/<task_id>")
     async def get_task(req: LaneRequest) -> LaneResponse:

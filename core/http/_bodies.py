@@ -52,6 +52,7 @@ __all__ = [
     "SubmittedBatch",
     "TaskBatch",
     "TaskList",
+    "WaitedTasks",
     "WorkerDetail",
     "WorkerList",
 ]
@@ -90,6 +91,17 @@ class TaskBatch(msgspec.Struct, forbid_unknown_fields=True):
 
 class TaskList(msgspec.Struct):
     tasks: list[Task]
+
+
+class WaitedTasks(msgspec.Struct):
+    """POST /tasks/wait: each id named once, in the order asked."""
+
+    #: the tasks that are final, as stored
+    finished: list[Task]
+    #: ids of the tasks not final yet
+    pending: list[str]
+    #: ids of no task (never submitted, or purged)
+    unknown: list[str]
 
 
 class WorkerList(msgspec.Struct):

@@ -26,7 +26,7 @@ from quart_trio import QuartTrio
 
 from .._auth import Auth, Role
 from .._model import Task
-from ..protocol import PollBody, PolledBatch, Registration, TaskSpec
+from ..protocol import PollBody, PolledBatch, Registration, TaskSpec, WaitQuery
 from ._bodies import (
     AnyObject,
     AuthInfo,
@@ -52,6 +52,7 @@ from ._bodies import (
     TaskList,
     TaskListQuery,
     TaskWaitQuery,
+    WaitedTasks,
     WorkerDetail,
     WorkerIdHeader,
     WorkerList,
@@ -144,6 +145,15 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/tasks/{task_id}", "A task: state, attempts, payload and result",
               "tasks", Role.PRODUCER, query=TaskWaitQuery,
               responses={200: Task, 404: ErrorBody}, store=True),
+    Operation("POST", "/tasks/wait", "Wait for many tasks at once: the final ones, once "
+              "`min` of them are (default: all) or after `wait` seconds", "tasks",
+              Role.PRODUCER, body=WaitQuery, body_required=True,
+              responses={200: WaitedTasks}, store=True,
+              description="Up to 1000 `ids` per request (a repeated id counts once). "
+                          "Answers once at least `min` of them are final and stored, or "
+                          "once `wait` seconds passed (0: at once), whichever is first, "
+                          "with those final by then; the others are named in `pending`, "
+                          "ids of no task in `unknown`."),
     Operation("DELETE", "/tasks/{task_id}", "Cancel a task that is not final", "tasks",
               Role.PRODUCER, responses={200: Task, 404: ErrorBody, 409: ErrorBody},
               store=True),

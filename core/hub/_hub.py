@@ -64,10 +64,19 @@ log = logging.getLogger("workyard.hub")
 REPLACED = "replaced by a new connection with the same worker_id"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Waiter:
+    """Someone waiting for tasks to be final and durable: woken once `needed` are."""
+
+    needed: int = 1
     event: trio.Event = field(default_factory=trio.Event)
-    task: Task | None = None
+    #: the tasks it waits for that are final and durable, as they became so
+    tasks: list[Task] = field(default_factory=list)
+
+    def final(self, task: Task) -> None:
+        self.tasks.append(task)
+        if len(self.tasks) >= self.needed:
+            self.event.set()
 
 
 @dataclass(slots=True)
@@ -310,19 +319,69 @@ class Hub:
             return await self._wait_in_store(task_id, timeout)
         if task_id not in self.scheduler.tasks and task_id not in self._finishing:
             return await self.store.tasks.get(task_id)
-        waiter = _Waiter()
-        self._waiters.setdefault(task_id, []).append(waiter)
+        waiter = self._wait_for([task_id], 1)
         try:
             with trio.move_on_after(timeout):
                 await waiter.event.wait()
         finally:
+            self._stop_waiting(waiter, [task_id])
+        return (next(iter(waiter.tasks), None) or self.scheduler.tasks.get(task_id)
+                or await self.store.tasks.get(task_id))
+
+    async def wait_many(self, task_ids: list[str], timeout: float, at_least: int
+                        ) -> tuple[list[Task], list[str], list[str]]:
+        """Wait up to `timeout` seconds until `at_least` of `task_ids` (distinct) are
+        final and durable; returns (those final by then, the ids not final yet, the
+        unknown ids), each in the order of `task_ids`."""
+        if not self.leading and self.election is not None:
+            return await self._wait_many_in_store(task_ids, timeout, at_least)
+        live = [i for i in task_ids if i in self.scheduler.tasks or i in self._finishing]
+        known = set(live)
+        # waiting before the read below, so that nothing that ends meanwhile is missed;
+        # how many it needs is known after it
+        waiter = self._wait_for(live, len(live) + 1)
+        try:
+            stored = await self.store.tasks.get_many([i for i in task_ids if i not in known])
+            final = sum(t.state.final for t in stored)
+            # only the live ones can still end here (unknown ids never will)
+            waiter.needed = min(at_least, final + len(live)) - final
+            if len(waiter.tasks) < waiter.needed and timeout > 0:
+                with trio.move_on_after(timeout):
+                    await waiter.event.wait()
+        finally:
+            self._stop_waiting(waiter, live)
+        return _partition(task_ids, [*stored, *waiter.tasks], known)
+
+    async def _wait_many_in_store(self, task_ids: list[str], timeout: float, at_least: int
+                                  ) -> tuple[list[Task], list[str], list[str]]:
+        """A follower's `wait_many`: read the store until enough are final (as
+        `_wait_in_store`)."""
+        deadline = trio.current_time() + timeout
+        pause = 0.05
+        while True:
+            stored = await self.store.tasks.get_many(task_ids)
+            left = deadline - trio.current_time()
+            if self.leading:
+                return await self.wait_many(task_ids, max(left, 0), at_least)
+            # unknown ids never end: enough is at most the stored ones
+            if sum(t.state.final for t in stored) >= min(at_least, len(stored)) or left <= 0:
+                return _partition(task_ids, stored, set())
+            await trio.sleep(min(pause, left))
+            pause = min(pause * 2, 1.0)
+
+    def _wait_for(self, task_ids: list[str], needed: int) -> _Waiter:
+        waiter = _Waiter(needed)
+        for task_id in task_ids:
+            self._waiters.setdefault(task_id, []).append(waiter)
+        return waiter
+
+    def _stop_waiting(self, waiter: _Waiter, task_ids: list[str]) -> None:
+        for task_id in task_ids:
             waiters = self._waiters.get(task_id)
             if waiters is not None and waiter in waiters:
                 waiters.remove(waiter)
                 if not waiters:
                     del self._waiters[task_id]
-        return (waiter.task or self.scheduler.tasks.get(task_id)
-                or await self.store.tasks.get(task_id))
 
     async def _wait_in_store(self, task_id: str, timeout: float) -> Task | None:
         """A follower's long poll: the leader finishes the task, so read the store until
@@ -587,8 +646,7 @@ class Hub:
         if task.state is TaskState.FAILED:
             log.info("task %s (%s) failed: %s", task.id, task.name, task.error)
         for waiter in self._waiters.pop(task.id, ()):
-            waiter.task = task
-            waiter.event.set()
+            waiter.final(task)
 
     # -- actors -----------------------------------------------------------------
 
@@ -662,6 +720,17 @@ def _ended_by(task: Task) -> str | None:
         if attempt.outcome in (Outcome.DONE, Outcome.ERROR):
             return attempt.worker
     return task.attempts[-1].worker if task.attempts else None
+
+
+def _partition(task_ids: list[str], seen: list[Task], live: set[str]
+               ) -> tuple[list[Task], list[str], list[str]]:
+    """`wait_many`'s answer: the final tasks of `seen`, the ids of the others (those
+    seen, and the `live` ones not seen final), the ids of no task; in `task_ids` order."""
+    final = {t.id: t for t in seen if t.state.final}
+    known = live | {t.id for t in seen}
+    return ([final[i] for i in task_ids if i in final],
+            [i for i in task_ids if i in known and i not in final],
+            [i for i in task_ids if i not in known])
 
 
 def _describe(sub: Subscription) -> str:

@@ -33,7 +33,7 @@ from ._limits import (
     RESERVED_WORKER_PREFIX,
 )
 from ._polling import PollBody, PolledBatch, PolledTask, Registration, Report
-from ._tasks import TaskSpec, decode_submission
+from ._tasks import TaskSpec, WaitQuery, decode_submission, decode_wait
 from ._workers import (
     RESERVED_PARAMS,
     Answer,
@@ -85,6 +85,7 @@ __all__ = [
     "Report",
     "TaskFrame",
     "TaskSpec",
+    "WaitQuery",
     "check_declaration",
     "check_depth",
     "check_name",
@@ -94,6 +95,7 @@ __all__ = [
     "decode_declarations",
     "decode_hub_frame",
     "decode_submission",
+    "decode_wait",
     "encode",
     "error_frame",
     "error_text",

@@ -1,4 +1,5 @@
-"""Producer submissions: POST /tasks takes one task or `{"tasks": [...]}`.
+"""Producer submissions: POST /tasks takes one task or `{"tasks": [...]}`; and POST
+/tasks/wait, a producer waiting for many results at once.
 
 Every field of a task has its range in its annotation, so a value the scheduler or
 the store could not hold (a priority beyond 64 bits, an infinite timeout) is refused
@@ -16,9 +17,17 @@ from msgspec import Meta
 from .._errors import InvalidInput
 from .._model import JSON_NULL, Task
 from ._codec import Decoder, error_text
-from ._limits import MAX_BATCH, MAX_NAME, MAX_PRIORITY, MAX_RETRIES, MAX_SECONDS, MIN_PRIORITY
+from ._limits import (
+    MAX_BATCH,
+    MAX_NAME,
+    MAX_PRIORITY,
+    MAX_RETRIES,
+    MAX_SECONDS,
+    MAX_TASK_WAIT,
+    MIN_PRIORITY,
+)
 
-__all__ = ["TaskSpec", "decode_submission"]
+__all__ = ["TaskSpec", "WaitQuery", "decode_submission", "decode_wait"]
 
 Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME,
                            description="the task name workers declare")]
@@ -87,3 +96,34 @@ def decode_submission(body: bytes) -> tuple[list[TaskSpec], bool]:
     if len(specs) > MAX_BATCH:
         raise InvalidInput(f"`tasks` holds {len(specs)} tasks; at most {MAX_BATCH}")
     return specs, True
+
+
+class WaitQuery(msgspec.Struct, forbid_unknown_fields=True):
+    """POST /tasks/wait: `{"ids": [...], "wait": s, "min": n}`."""
+
+    ids: list[Annotated[str, Meta(min_length=1)]]
+    #: seconds to wait at most (0: answer at once)
+    wait: Annotated[float, Meta(ge=0, le=MAX_TASK_WAIT)] = 0.0
+    #: answer once this many of them are final (None: all of them)
+    at_least: Annotated[int, Meta(ge=1)] | None = msgspec.field(default=None, name="min")
+
+
+_wait = Decoder(WaitQuery)
+
+
+def decode_wait(body: bytes) -> tuple[list[str], float, int]:
+    """Parse POST /tasks/wait: (its ids made distinct, in their order; `wait`; `min`,
+    all of them if not given). Raises InvalidInput naming the field."""
+    try:
+        query = _wait.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise InvalidInput(error_text(exc)) from None
+    if not query.ids:
+        raise InvalidInput("`ids` must name at least one task")
+    if len(query.ids) > MAX_BATCH:
+        raise InvalidInput(f"`ids` holds {len(query.ids)} ids; at most {MAX_BATCH} per request")
+    ids = list(dict.fromkeys(query.ids))
+    if query.at_least is not None and query.at_least > len(ids):
+        raise InvalidInput(f"`min` is {query.at_least}, more than the {len(ids)} "
+                           "distinct tasks `ids` names")
+    return ids, query.wait, len(ids) if query.at_least is None else query.at_least

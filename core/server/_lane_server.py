@@ -145,15 +145,18 @@ class LaneServer:
                                             errors="werkzeug.url_quote"))
         request = LaneRequest(method, path, args, headers, view_args, peer, read_body)
         pending = bytearray()
-        reply: LaneResponse | None = None
+        sent = False
         async with trio.open_nursery() as nursery:
             if refused is None:  # the body is read: the socket is ours to watch
                 nursery.start_soon(_watch, stream, pending, nursery.cancel_scope)
             reply = await self.lane.answer(route, request)
+            # sent before the watch is stopped: stopping it takes a scheduler round,
+            # in which whatever else is ready (a store commit, say) would go first
+            await stream.send_all(self._encode(conn, reply))
+            sent = True
             nursery.cancel_scope.cancel()
-        if reply is None:
-            raise _Gone  # the client left while its handler ran
-        await stream.send_all(self._encode(conn, reply))
+        if not sent:
+            raise _Gone  # the client left while its handler ran (or while it was sent)
         if refused is not None or conn.our_state is not h11.DONE or \
                 conn.their_state is not h11.DONE:
             raise _Gone  # Connection: close, HTTP/1.0, or a body left unread

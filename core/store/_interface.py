@@ -209,6 +209,11 @@ class TaskStore(Protocol):
 
     async def get(self, task_id: str) -> Task | None: ...
 
+    async def get_many(self, task_ids: Sequence[str]) -> list[Task]:
+        """The stored tasks among `task_ids` (unknown ids are left out), in one read
+        however many there are: a producer waiting for a whole batch."""
+        ...
+
     async def find(self, *, name: str | None, state: TaskState | None, limit: int) -> list[Task]:
         """Tasks matching the filters, newest (highest seq) first, at most `limit`."""
         ...

@@ -89,6 +89,10 @@ class _Tasks(TaskWrites):
         task = self._store.rows.get(task_id)
         return None if task is None else _copy(task)
 
+    async def get_many(self, task_ids: Sequence[str]) -> list[Task]:
+        rows = self._store.rows
+        return [_copy(rows[i]) for i in dict.fromkeys(task_ids) if i in rows]
+
     async def find(self, *, name: str | None, state: TaskState | None, limit: int) -> list[Task]:
         found = [t for t in self._store.rows.values()
                  if (name is None or t.name == name) and (state is None or t.state is state)]

@@ -617,6 +617,14 @@ class _Tasks(TaskWrites):
             f"{SELECT} WHERE id = %s", (task_id,)).fetchone())
         return None if row is None else _task(row)
 
+    async def get_many(self, task_ids: Sequence[str]) -> list[Task]:
+        wanted = list(dict.fromkeys(task_ids))
+        if not wanted:
+            return []
+        rows = await self._store._read(lambda db: db.execute(
+            f"{SELECT} WHERE id = ANY(%s)", (wanted,)).fetchall())
+        return [_task(r) for r in rows]
+
     async def find(self, *, name: str | None, state: TaskState | None, limit: int) -> list[Task]:
         where, args = [], []
         if name is not None:

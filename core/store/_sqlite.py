@@ -294,6 +294,18 @@ class _Tasks(TaskWrites):
             f"SELECT {COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone())
         return None if row is None else _task(row)
 
+    async def get_many(self, task_ids: Sequence[str]) -> list[Task]:
+        wanted = list(dict.fromkeys(task_ids))
+
+        def read(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            rows: list[tuple[Any, ...]] = []
+            for start in range(0, len(wanted), CHUNK):
+                chunk = wanted[start:start + CHUNK]
+                rows += db.execute(f"SELECT {COLUMNS} FROM tasks WHERE id IN {_in(chunk)}",
+                                   chunk).fetchall()
+            return rows
+        return [_task(r) for r in await self._store._aside(read)] if wanted else []
+
     async def find(self, *, name: str | None, state: TaskState | None, limit: int) -> list[Task]:
         where, args = [], []
         if name is not None:

@@ -235,20 +235,27 @@ async def test_worker_reconnects_when_the_hub_drops_the_connection(server: Serve
         nursery.cancel_scope.cancel()
 
 
-async def test_answers_ready_while_one_is_sent_share_the_next_frame() -> None:
+async def test_answers_ready_in_one_round_share_a_frame_and_later_ones_the_next() -> None:
     sent: list[Any] = []
 
     class Socket:
         async def send_message(self, message: str) -> None:
             sent.append(json.loads(message))
-            await trio.lowlevel.checkpoint()  # the others finish while this one is out
+            await trio.lowlevel.checkpoint()  # others finish while this one is out
 
     answers = _Answers(Socket())  # type: ignore[arg-type]
+
+    async def later(i: int) -> None:
+        await trio.lowlevel.checkpoint()  # a round after the first three
+        await trio.lowlevel.checkpoint()
+        await answers.send({"task_id": str(i), "result": "done"})
+
     async with trio.open_nursery() as nursery:
         for i in range(3):
             nursery.start_soon(answers.send, {"task_id": str(i), "result": "done"})
-    assert len(sent) == 2 and isinstance(sent[0], dict) and len(sent[1]) == 2
-    assert sorted(a["task_id"] for a in [sent[0], *sent[1]]) == ["0", "1", "2"]
+        nursery.start_soon(later, 3)
+    assert [sorted(a["task_id"] for a in frame) if isinstance(frame, list)
+            else frame["task_id"] for frame in sent] == [["0", "1", "2"], "3"]
 
 
 async def test_a_busy_worker_takes_and_answers_tasks_in_fewer_frames_than_tasks(
@@ -354,6 +361,45 @@ async def test_sync_producer_submits_in_batches(server: Served) -> None:
     assert len(set(ids)) == 2100
     assert last["state"] == "queued" and last["data"] == 2099
     assert (await server.hub.store.tasks.get(ids[1500])) is not None
+
+
+async def test_results_reads_a_large_batch_back_in_a_few_requests(server: Served) -> None:
+    worker = Worker(server.url, concurrency=8)
+    worker.handler("bulk")(_echo)
+    requests: list[str] = []
+    async with trio.open_nursery() as nursery, AsyncProducer(server.url) as hub:
+        hub._client.event_hooks["request"].append(
+            lambda request: _noted(requests, f"{request.method} {request.url.path}"))
+        await nursery.start(worker.run)
+        ids = await hub.submit_many([{"name": "bulk", "data": i} for i in range(2100)])
+        with trio.fail_after(NET_TIMEOUT):
+            results = await hub.results([*ids[::-1], ids[0]], wait=NET_TIMEOUT)
+        assert [r["id"] for r in results] == [*ids[::-1], ids[0]]
+        assert {r["state"] for r in results} == {"done"}
+        assert [r["result"]["data"] for r in results[:2]] == [2099, 2098]
+        # 1,000 ids per request; a chunk whose tasks are not all final yet is asked again
+        waits = requests.count("POST /tasks/wait")
+        assert 3 <= waits < 30 and requests.count("POST /tasks") == 3
+        with pytest.raises(HubError) as unknown:
+            await hub.results([ids[0], "nope"])
+        assert unknown.value.status == 404 and "'nope'" in unknown.value.message
+        nursery.cancel_scope.cancel()
+
+
+async def _noted(requests: list[str], what: str) -> None:
+    requests.append(what)
+
+
+async def test_results_leave_out_tasks_not_final_after_the_wait(server: Served) -> None:
+    def produce() -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+        with Producer(server.url) as hub:
+            queued, cancelled = hub.submit("nobody"), hub.submit("nobody")
+            hub.cancel(cancelled)
+            return hub.results([queued, cancelled], wait=0.05), hub.results([]), cancelled
+
+    results, none, cancelled = await trio.to_thread.run_sync(produce)
+    assert [(r["id"], r["state"]) for r in results] == [(cancelled, "cancelled")]
+    assert none == []
 
 
 # --- the CLI ---------------------------------------------------------------------------------

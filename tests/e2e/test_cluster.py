@@ -96,6 +96,13 @@ async def test_two_hubs_elect_one_leader_and_the_follower_serves_producers_and_r
         # a WebSocket worker at the follower is relayed to the leader
         async with open_websocket_url(ws(follower.url, "task=echo&worker_id=w1")) as conn:
             assert sorted(await answer(conn, 3)) == sorted(ids)
+            # the follower waits for many by reading the database until they are final
+            with trio.fail_after(NET_TIMEOUT / 2):  # not the whole wait: "nope" never ends
+                waited = (await client.post(f"{follower.url}/tasks/wait", json={
+                    "ids": [*ids, "nope"], "wait": NET_TIMEOUT})).json()
+            assert [(t["id"], t["state"]) for t in waited["finished"]] == [
+                (task_id, "done") for task_id in ids]
+            assert (waited["pending"], waited["unknown"]) == ([], ["nope"])
             for i, task_id in enumerate(ids):
                 task = (await client.get(f"{follower.url}/tasks/{task_id}",
                                          params={"wait": NET_TIMEOUT})).json()

@@ -194,6 +194,73 @@ async def test_wait_on_a_final_task_returns_at_once(
     assert body["state"] == "cancelled"
 
 
+async def test_waiting_for_many_tasks_answers_once_all_are_final_and_stored(
+    server: Served, http: httpx.AsyncClient, nursery: trio.Nursery
+) -> None:
+    ids = [await submit(http, name="tag", data=n) for n in range(3)]
+    got: list[httpx.Response] = []
+    answered = trio.Event()
+
+    async def wait_for_all() -> None:
+        got.append(await http.post("/tasks/wait", json={"ids": [*ids, ids[0]], "wait": 60}))
+        answered.set()
+
+    nursery.start_soon(wait_for_all)
+    await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+    assert not got  # parked at the hub while nothing is final
+    await nursery.start(echo_worker, server.ws("/work/queue?task=tag"))
+    with trio.fail_after(NET_TIMEOUT):  # the last answer ends the wait, not the 60 s
+        await answered.wait()
+    body = got[0].json()
+    assert [(t["id"], t["state"], t["result"]) for t in body["finished"]] == [
+        (task_id, "done", n) for n, task_id in enumerate(ids)]  # each once, in order
+    assert body["pending"] == [] and body["unknown"] == []
+    for task_id in ids:  # what it answered with is durable
+        stored = await server.hub.store.tasks.get(task_id)
+        assert stored is not None and stored.state.value == "done"
+
+
+async def test_waiting_for_at_least_one_names_the_pending_and_the_unknown_ids(
+    http: httpx.AsyncClient,
+) -> None:
+    cancelled, queued = await submit(http, name="tag"), await submit(http, name="later")
+    await http.delete(f"/tasks/{cancelled}")
+    query = {"ids": [queued, "nope", cancelled], "wait": 60, "min": 1}
+    with trio.fail_after(NET_TIMEOUT):  # one final already: at once, not after 60 s
+        response = await http.post("/tasks/wait", json=query)
+    body = response.json()
+    assert response.status_code == 200
+    assert [(t["id"], t["state"]) for t in body["finished"]] == [(cancelled, "cancelled")]
+    assert body["pending"] == [queued] and body["unknown"] == ["nope"]
+    with trio.fail_after(NET_TIMEOUT):  # only unknown ids: nothing to wait for
+        body = (await http.post("/tasks/wait", json={"ids": ["nope"], "wait": 60})).json()
+    assert body == {"finished": [], "pending": [], "unknown": ["nope"]}
+    body = (await http.post("/tasks/wait", json={"ids": [queued], "wait": 0.05})).json()
+    assert body == {"finished": [], "pending": [queued], "unknown": []}
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    ({"ids": []}, "at least one"),
+    ({"ids": ["t"] * 1001}, "at most 1000"),
+    ({"ids": ["a", "b", "a"], "min": 3}, "`min` is 3"),
+    ({"ids": ["a"], "min": 0}, "$.min"),
+    ({"ids": ["a"], "wait": -1}, "$.wait"),
+    ({"ids": ["a"], "wait": 301}, "$.wait"),
+    ({"ids": [7]}, "$.ids[0]"),
+    ({"ids": [""]}, "$.ids[0]"),
+    ({"ids": "a"}, "$.ids"),
+    ({"task_ids": ["a"]}, "task_ids"),
+    ([], "object"),
+])
+async def test_bad_waits_for_many_tasks_are_400s_naming_the_problem(
+    http: httpx.AsyncClient, body: Any, says: str
+) -> None:
+    response = await http.post("/tasks/wait", json=body)
+    assert response.status_code == 400 and says in error_of(response)
+    response = await http.post("/tasks/wait", content=b"{not json")
+    assert response.status_code == 400
+
+
 async def test_cancel_queued_and_running(
     server: Served, http: httpx.AsyncClient, nursery: trio.Nursery
 ) -> None:

@@ -112,6 +112,18 @@ async def test_an_unknown_id_reads_as_none(store: Store) -> None:
     assert await store.tasks.get("missing") is None
 
 
+async def test_many_ids_read_back_in_one_call_leaving_out_the_unknown_ones(store: Store) -> None:
+    tasks = [task(data=msgspec.Raw(b"%d" % i)) for i in range(300)]  # beyond one chunk
+    await store.tasks.insert(tasks)
+    await finish(store, tasks[7], TaskState.DONE, 9.0)
+    wanted = [t.id for t in tasks[::-1]] + ["missing", tasks[0].id]
+    got = {t.id: t for t in await store.tasks.get_many(wanted)}
+    assert sorted(got) == sorted(ids(tasks))
+    assert got[tasks[7].id].state is TaskState.DONE and bytes(got[tasks[5].id].data) == b"5"
+    assert await store.tasks.get_many([]) == []
+    assert await store.tasks.get_many(["missing"]) == []
+
+
 async def test_the_store_keeps_what_was_written_not_the_live_object(store: Store) -> None:
     t = task()
     await store.tasks.insert([t])
