@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 import msgspec
 import trio
 
+from .._gather import gather
 from .._model import Attempt, Task, TaskState
 from ._handover import HandOver, Unit, describe
 from ._interface import (
@@ -453,7 +454,7 @@ class _Stats:
                                     aggregations, (k, READERS))
             return lambda: self._store._aside(lambda db: db.execute(sql, args).fetchall())
 
-        head, tail, *parts = await _concurrently(
+        head, tail, *parts = await gather(
             lambda: edge(since, lo - 1), lambda: edge(hi, until),
             *(part(k) for k in range(READERS)))
         middle = [row for rows in parts for row in rows]
@@ -575,19 +576,6 @@ def _middle_sql(span: int, lo: int, hi: int, interval: int, metrics: Sequence[st
             f"GROUP BY metric, worker{', id' if by_variant else ''}"), args
 
 
-async def _concurrently(*calls: Callable[[], Awaitable[Any]]) -> list[Any]:
-    """The results of `calls`, in their order, run at once."""
-    results: list[Any] = [None] * len(calls)
-
-    async def run(i: int, call: Callable[[], Awaitable[Any]]) -> None:
-        results[i] = await call()
-
-    async with trio.open_nursery() as nursery:
-        for i, call in enumerate(calls):
-            nursery.start_soon(run, i, call)
-    return results
-
-
 def _buckets_sql(p: Plan, interval: int, metrics: Sequence[str],
                  workers: Sequence[str] | None, by_variant: bool) -> tuple[str, dict[str, object]]:
     """One statement: the rollups of the whole spans and the raw samples of the edges,
@@ -688,8 +676,9 @@ class SQLiteStore(HandOver):
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         writer = await trio.to_thread.run_sync(self._open_writer)
-        send, receive = trio.open_memory_channel[sqlite3.Connection](READERS)
-        for _ in range(READERS):
+        readers = READERS
+        send, receive = trio.open_memory_channel[sqlite3.Connection](readers)
+        for _ in range(readers):
             send.send_nowait(await trio.to_thread.run_sync(self._open_reader))
         self._idle = send, receive
         self._closed = False
@@ -717,7 +706,7 @@ class SQLiteStore(HandOver):
                 # Closing a connection a read is using on a worker thread crashes the
                 # process: close each once its read gave it back, then the channel (reads
                 # still waiting for a connection fail).
-                for _ in range(READERS):
+                for _ in range(readers):
                     (await receive.receive()).close()
                 self._idle = None
                 send.close()
