@@ -453,13 +453,14 @@ def test_a_stats_query_reads_index_ranges_of_the_series_asked_not_whole_tables(
         queries = [_buckets_sql(plan(1_234, 10 * 3_600_000 + 5, 300_000), 300_000, ["cpu"],
                                 workers, by_variant)
                    for workers in (None, ["a", "b"]) for by_variant in (True, False)]
-        # one rollup row per bucket: read in the order of the groups, nothing sorted
-        for workers in (None, ["a"]):
-            for by_variant in (True, False):
-                sql, args = _middle_sql(300_000, 0, 3_600_000, 300_000, ["cpu", "gpu"],
-                                        workers, by_variant)
-                plan_text = str(db.execute(f"EXPLAIN QUERY PLAN {sql}", args).fetchall())
-                assert "TEMP B-TREE" not in plan_text, plan_text
+        # one rollup row per bucket: read in the order of the groups, nothing sorted,
+        # whole or in parts
+        for workers, by_variant, part in itertools.product(
+                (None, ["a"]), (True, False), ((0, 1), (1, 2))):
+            sql, args = _middle_sql(300_000, 0, 3_600_000, 300_000, ["cpu", "gpu"],
+                                    workers, by_variant, part=part)
+            plan_text = str(db.execute(f"EXPLAIN QUERY PLAN {sql}", args).fetchall())
+            assert "TEMP B-TREE" not in plan_text, plan_text
         queries += [_middle_sql(300_000, 0, 3_600_000, interval, ["cpu", "gpu"], workers,
                                 by_variant) for interval in (300_000, 900_000)
                     for workers in (None, ["a"]) for by_variant in (True, False)]
