@@ -246,7 +246,8 @@ def prefill(db: str, workers: int, hours: float, every: int, days: float) -> tup
 
 def get_stats(args: argparse.Namespace, db: str) -> dict[str, Any]:
     """p50/p99 of get_stats over HTTP: the last 24 h at 300 s, and the last `--days`
-    at 3,600 s (from the hourly rollups), all `--stats-workers` workers, 3 metrics."""
+    at 3,600 s (from the hourly rollups), all `--stats-workers` workers, 3 metrics; and
+    the hub's CPU per query (threads included), which a loaded machine barely moves."""
     import httpx
 
     now = int(time.time())
@@ -255,25 +256,36 @@ def get_stats(args: argparse.Namespace, db: str) -> dict[str, Any]:
              "month": {"from_date": now - int(args.days * 24 * 3600), "to_date": now,
                        "interval": 3600}}
     result: dict[str, Any] = {}
-    with run_hub(db, "--stats-retention", str(int(args.hours * 3600) + 7200)) as hub, \
+    with run_hub(db, "--stats-retention", str(int(args.hours * 3600) + 7200),
+                 profile=args.stats_profile) as hub, \
             httpx.Client(base_url=hub.url, timeout=60) as client:
-        for name, case in cases.items():
+        for name in args.cases.split(","):
+            case = cases[name]
             body = {**case, "worker_ids": workers, "items": ITEMS}
             first = client.post("/workers.get_stats", json=body)
             assert first.status_code == 200, first.text[:300]
             times = []
+            cpu0 = cpu_seconds(hub.pid)
             for _ in range(args.queries):
                 t0 = time.perf_counter()
                 response = client.post("/workers.get_stats", json=body)
                 times.append(time.perf_counter() - t0)
                 assert response.status_code == 200, response.text[:300]
+            cpu = cpu_seconds(hub.pid) - cpu0
             data = first.json()["data"]
             points = sum(len(m["dates"]) for w in data["workers"] for m in w["metrics"])
             result[name] = {"p50_ms": round(percentile(times, 50) * 1000, 1),
                             "p99_ms": round(percentile(times, 99) * 1000, 1),
+                            "hub_cpu_ms_per_query": round(cpu / args.queries * 1000, 1),
                             "workers": len(data["workers"]), "points": points,
                             "bytes": len(first.content)}
     return result
+
+
+def _median_of(stats: list[dict[str, Any]], case: str, key: str) -> float | None:
+    """The median of `key` over the get_stats runs of `case` (None if it did not run)."""
+    values = [s[case][key] for s in stats if case in s]
+    return median(values) if values else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stats-db", help="the get_stats file: prefilled unless it exists "
                         "(then reused as it is, e.g. for several runs of one commit)")
     parser.add_argument("--profile", help="py-spy collapsed stacks of the ingest hub (a file)")
+    parser.add_argument("--stats-profile", help="py-spy collapsed stacks of the get_stats hub "
+                        "(a file; its CPU figures are then py-spy's own)")
+    parser.add_argument("--cases", default="day,month", help="the get_stats cases to run")
     parser.add_argument("--out", help="JSON file (default benchmarks/results/clearml.json)")
     args = parser.parse_args(argv)
     started = machine()
@@ -334,9 +349,10 @@ def main(argv: list[str] | None = None) -> int:
         "inprocess_p99_ms": median([r["p99_ms"] for r in inprocess]) if inprocess else None,
         "inprocess_cpu_us_per_report": (median([r["cpu_us_per_report"] for r in inprocess])
                                         if inprocess else None),
-        "get_stats_p50_ms": median([s["day"]["p50_ms"] for s in stats]) if stats else None,
-        "get_stats_month_p50_ms": (median([s["month"]["p50_ms"] for s in stats])
-                                   if stats else None),
+        "get_stats_p50_ms": _median_of(stats, "day", "p50_ms"),
+        "get_stats_month_p50_ms": _median_of(stats, "month", "p50_ms"),
+        "get_stats_hub_cpu_ms": _median_of(stats, "day", "hub_cpu_ms_per_query"),
+        "get_stats_month_hub_cpu_ms": _median_of(stats, "month", "hub_cpu_ms_per_query"),
         "prefilled_samples": samples, "prefilled_rollups": rollups,
         "targets": {"reports_per_s": 3000, "ingest_p99_ms": 50, "get_stats_p50_ms": 100,
                     "get_stats_month_p50_ms": 200},
@@ -349,15 +365,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"median: {summary} -> {path}")
     verdicts = []
     if runs:
-        verdicts += [target(summary["reports_per_s"], ">=", 3000),
-                     target(summary["ingest_p99_ms"], "<=", 50)]
-    if stats:
-        verdicts += [target(summary["get_stats_p50_ms"], "<=", 100),
-                     target(summary["get_stats_month_p50_ms"], "<=", 200)]
-    for name, (_, verdict) in zip(("ingest reports/s", "ingest p99", "get_stats 24 h p50",
-                                   "get_stats month p50"), verdicts, strict=False):
+        verdicts += [("ingest reports/s", target(summary["reports_per_s"], ">=", 3000)),
+                     ("ingest p99", target(summary["ingest_p99_ms"], "<=", 50))]
+    for name, key, limit in (("get_stats 24 h p50", "get_stats_p50_ms", 100),
+                             ("get_stats month p50", "get_stats_month_p50_ms", 200)):
+        if summary[key] is not None:
+            verdicts.append((name, target(summary[key], "<=", limit)))
+    for name, (_, verdict) in verdicts:
         print(f"{name}: {verdict}")
-    return 0 if all(met for met, _ in verdicts) else MISSED
+    return 0 if all(met for _, (met, _) in verdicts) else MISSED
 
 
 if __name__ == "__main__":

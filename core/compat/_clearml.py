@@ -39,7 +39,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
@@ -52,6 +52,7 @@ from werkzeug.exceptions import HTTPException
 
 from .._auth import Auth, Role
 from .._config import Settings
+from .._gather import gather
 from ..http._lane import Lane, LaneRequest, LaneResponse
 from ..hub import Hub, Liveness, Session
 from ..protocol import MAX_NAME
@@ -558,16 +559,21 @@ class ClearML:
             wanted = aggregations.setdefault(item.key, [])
             if chosen not in wanted:
                 wanted.append(chosen)
-        # One read per set of aggregations asked, so each builds only the arrays it needs.
+        # One read per set of aggregations asked, so each builds only the arrays it needs;
+        # all at once (a store may run them on several connections, and cores).
         groups: dict[tuple[str, ...], list[str]] = {}
         for metric, chosen in aggregations.items():
             groups.setdefault(tuple(chosen), []).append(metric)
-        rows = []
-        for chosen, metrics in groups.items():
-            rows += await self.hub.store.stats.series(
+
+        def read(chosen: tuple[str, ...], metrics: list[str]) -> Callable[
+                [], Awaitable[list[StatSeries]]]:
+            return lambda: self.hub.store.stats.series(
                 since=since, until=until, interval=interval, metrics=metrics,
                 workers=req.worker_ids or None, by_variant=bool(req.split_by_variant),
                 aggregations=chosen)
+
+        rows = [row for part in await gather(*(read(*group) for group in groups.items()))
+                for row in part]
         order = {m: i for i, m in enumerate(aggregations)}
         rows.sort(key=lambda r: (r.worker, order[r.metric], r.variant))
         return {"workers": _series(rows, aggregations, bool(req.split_by_variant))}

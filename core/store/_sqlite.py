@@ -6,7 +6,9 @@ and the writer actor applies everything queued in one transaction — on a worke
 thread when the batch is large, on the event loop's own thread when it is small (see
 `INLINE_ROWS`: under steady load the hop to the thread, not SQLite, was a commit's
 time). The writer checkpoints the WAL itself (`CHECKPOINT_CHANGES`). Reads, and
-purging, use a second connection, which WAL lets run beside the writer.
+purging, use other connections (`READERS` of them), which WAL lets run beside the
+writer and beside each other: SQLite releases the GIL while it steps a statement, so
+reads on several threads use several cores.
 
 Within a transaction the task rows go out in multi-row statements whatever order
 inserts, starts and finishes arrived in (`_Rows`, and `CHUNK` for why).
@@ -24,15 +26,17 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
 import trio
 
+from .._gather import gather
 from .._model import Attempt, Task, TaskState
 from ._handover import HandOver, Unit, describe
 from ._interface import (
@@ -74,6 +78,11 @@ __all__ = ["SQLiteStore"]
 T = TypeVar("T")
 
 log = logging.getLogger("workyard.store")
+
+#: connections that read (and purge) beside the writer, one per core (up to 4): a read
+#: in parts (`_Stats.series`) runs them on as many threads, and a slow read leaves the
+#: others to the rest
+READERS = max(1, min(4, os.cpu_count() or 1))
 
 COLUMNS = ("id, seq, name, attrs, data, priority, timeout, retries, schedule_timeout, key, "
            "state, created, finished, result, error, attempts")
@@ -327,12 +336,12 @@ class _Tasks(TaskWrites):
         return [_task(r) for r in rows]
 
     async def purge(self, finished_before: float) -> int:
-        # On the second connection, outside group commit: a large delete must not hold
+        # On a reader connection, outside group commit: a large delete must not hold
         # up the hot path, and nothing else commits with it.
         def delete(db: sqlite3.Connection) -> int:
             return db.execute("DELETE FROM tasks WHERE finished IS NOT NULL AND finished < ?",
                               (finished_before,)).rowcount
-        return await self._store._aside(delete)
+        return await self._store._aside_write(delete)
 
 
 class _Queues(QueueWrites):
@@ -381,7 +390,7 @@ class _Outbox:
             return db.execute(
                 "DELETE FROM outbox WHERE at < ? AND seq <= "
                 "(SELECT delivered FROM outbox_cursor WHERE id = 1)", (before,)).rowcount
-        return await self._store._aside(delete)
+        return await self._store._aside_write(delete)
 
 
 def _stored_reports(db: sqlite3.Connection, units: list[Unit]) -> set[tuple[int, str]]:
@@ -436,8 +445,9 @@ class _Stats:
                      workers: Sequence[str] | None = None, by_variant: bool = True,
                      aggregations: Collection[str] = AGGREGATIONS) -> list[StatSeries]:
         # The buckets wholly inside the range are whole rollup spans: SQLite reads them
-        # and writes their JSON arrays itself (`_middle_sql`); the (at most two) ragged
-        # buckets at the ends go through `buckets`.
+        # and writes their JSON arrays itself (`_middle_sql`), in one part per reader
+        # connection, all at once; the (at most two) ragged buckets at the ends go
+        # through `buckets`, beside them.
         lo, hi = -(-since // interval) * interval, (until + 1) // interval * interval
         span = span_for(interval)
         if span is None or lo >= hi or not metrics or (workers is not None and not workers):
@@ -447,11 +457,19 @@ class _Stats:
         await self._store._rolled_up()
         kw = {"interval": interval, "metrics": metrics, "workers": workers,
               "by_variant": by_variant}
-        head = await self.buckets(since=since, until=lo - 1, **kw) if since < lo else []
-        tail = await self.buckets(since=hi, until=until, **kw) if hi <= until else []
-        sql, args = _middle_sql(span, lo, hi, interval, metrics, workers, by_variant,
-                                aggregations)
-        middle = await self._store._aside(lambda db: db.execute(sql, args).fetchall())
+
+        async def edge(a: int, b: int) -> list[StatBucket]:
+            return await self.buckets(since=a, until=b, **kw) if a <= b else []
+
+        def part(k: int) -> Callable[[], Awaitable[list[Any]]]:
+            sql, args = _middle_sql(span, lo, hi, interval, metrics, workers, by_variant,
+                                    aggregations, (k, READERS))
+            return lambda: self._store._aside(lambda db: db.execute(sql, args).fetchall())
+
+        head, tail, *parts = await gather(
+            lambda: edge(since, lo - 1), lambda: edge(hi, until),
+            *(part(k) for k in range(READERS)))
+        middle = [row for rows in parts for row in rows]
         if len({tuple(r[:3]) for r in middle}) < len(middle):  # a metric sent as a number
             # and as a list: its "total" and "" series pool in the general query
             return as_series(await self.buckets(since=since, until=until, **kw), aggregations)
@@ -490,7 +508,7 @@ class _Stats:
         return [metric for (metric,) in rows]
 
     async def purge(self, before: int, rollups_before: Mapping[int, int] | None = None) -> int:
-        # On the second connection, like the tasks' purge. Series rows stay (the writer
+        # On a reader connection, like the tasks' purge. Series rows stay (the writer
         # keeps their ids); the primary keys (series, ts) and (span, series, start) make
         # each series one range.
         cutoff = raw_cutoff(before)
@@ -511,7 +529,7 @@ class _Stats:
                 db.execute("ROLLBACK")
                 raise
             return n
-        return await self._store._aside(delete)
+        return await self._store._aside_write(delete)
 
 
 def _series_filter(metrics: Sequence[str], workers: Sequence[str] | None,
@@ -532,12 +550,19 @@ def _rollup_variants(by_variant: bool) -> str:
 
 def _middle_sql(span: int, lo: int, hi: int, interval: int, metrics: Sequence[str],
                 workers: Sequence[str] | None, by_variant: bool,
-                aggregations: Collection[str] = AGGREGATIONS) -> tuple[str, dict[str, object]]:
+                aggregations: Collection[str] = AGGREGATIONS,
+                part: tuple[int, int] = (0, 1)) -> tuple[str, dict[str, object]]:
     """Whole buckets `lo <= start < hi` from the rollups of `span`, as JSON arrays per
     series (or metric). Per variant and with one span per bucket, rows come in the
-    order of the groups (series by metric and worker, then start): no sort at all."""
+    order of the groups (series by metric and worker, then start): no sort at all.
+    `part` (k, n): only the series whose id is k modulo n, for n statements on n
+    connections (a metric both sent as a number and as a list may then come back as two
+    rows: `series` reads such a metric in the general query anyway)."""
     args: dict[str, object] = {"span": span, "lo": lo, "hi": hi, "interval": interval}
     where = _series_filter(metrics, workers, args)
+    if part[1] > 1:
+        where += " AND s.id % :parts = :part"
+        args.update(part=part[0], parts=part[1])
     # only the arrays asked for: formatting floats is most of the work per row
     arrays = ", ".join(["json_group_array(b)"] + [
         f"json_group_array({expr})" if name in aggregations else "'[]'"
@@ -605,8 +630,12 @@ class SQLiteStore(HandOver):
         self._pending: list[Unit] = []
         self._wake = trio.Event()
         self._closed = False
-        self._aside_db: sqlite3.Connection | None = None
-        self._aside_limiter = trio.CapacityLimiter(1)
+        #: the idle reader connections (`_aside`); None while the store is not running
+        self._idle: tuple[trio.MemorySendChannel[sqlite3.Connection],
+                          trio.MemoryReceiveChannel[sqlite3.Connection]] | None = None
+        #: one write at a time on the reader connections (purges): another would wait
+        #: for its lock in SQLite, and fail after the busy timeout
+        self._aside_writes = trio.Lock()
         self.tasks = _Tasks(self)
         self.queues = _Queues(self)
         self.pools = _Pools(self)
@@ -659,7 +688,11 @@ class SQLiteStore(HandOver):
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         writer = await trio.to_thread.run_sync(self._open_writer)
-        self._aside_db = await trio.to_thread.run_sync(self._open_reader)
+        readers = READERS
+        send, receive = trio.open_memory_channel[sqlite3.Connection](readers)
+        for _ in range(readers):
+            send.send_nowait(await trio.to_thread.run_sync(self._open_reader))
+        self._idle = send, receive
         self._closed = False
         try:
             task_status.started()
@@ -683,10 +716,12 @@ class SQLiteStore(HandOver):
                 await self._commit(writer, batch)
                 writer.close()
                 # Closing a connection a read is using on a worker thread crashes the
-                # process: wait for the read (it holds the limiter), then close.
-                async with self._aside_limiter:
-                    aside, self._aside_db = self._aside_db, None
-                    aside.close()
+                # process: close each once its read gave it back, then the channel (reads
+                # still waiting for a connection fail).
+                for _ in range(readers):
+                    (await receive.receive()).close()
+                self._idle = None
+                send.close()
 
     async def _commit(self, db: sqlite3.Connection, batch: list[Unit]) -> None:
         started = time.perf_counter()
@@ -940,15 +975,24 @@ class SQLiteStore(HandOver):
             await self.commit()
 
     async def _aside(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` on the second connection: reads, and the rare writes (purge) that
-        need not wait for, or slow down, a group commit."""
-        if self._aside_db is None:
+        """Run `fn` on an idle reader connection, on a thread: reads, and the rare writes
+        (purge: `_aside_write`) that need not wait for, or slow down, a group commit."""
+        if self._idle is None:
             raise StoreError(f"the store {self.path} is not running")
+        send, receive = self._idle
         try:
-            return await trio.to_thread.run_sync(fn, self._aside_db,
-                                                 limiter=self._aside_limiter)
-        except sqlite3.ProgrammingError as exc:  # closed under a read: shutting down
-            raise StoreError(f"the store {self.path} closed: {exc}") from exc
+            db = await receive.receive()
+        except (trio.ClosedResourceError, trio.EndOfChannel) as exc:  # shutting down
+            raise StoreError(f"the store {self.path} closed") from exc
+        try:
+            return await trio.to_thread.run_sync(fn, db)
+        finally:
+            send.send_nowait(db)
+
+    async def _aside_write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`_aside` for a write: one at a time (`_aside_writes`)."""
+        async with self._aside_writes:
+            return await self._aside(fn)
 
 
 def _checkpoint(db: sqlite3.Connection) -> None:

@@ -651,6 +651,24 @@ async def test_series_are_the_buckets_as_json_arrays_per_series(store: Store) ->
                 [b.total / b.count for b in want], rel=1e-12), (since, until, interval)
 
 
+async def test_a_metric_sent_as_a_number_and_as_a_list_pools_all_its_readings(
+        store: Store) -> None:
+    reports = []
+    for i in range(60):  # every 10 minutes; the even reports a number, the odd a list
+        readings = ([("gpu_usage", "total", float(i))] if i % 2 == 0 else
+                    [("gpu_usage", "0", float(i)), ("gpu_usage", "1", float(i + 100))])
+        reports.append(RecordStats(f"w{i % 2}", 1_000 + i * 600_000, None, readings))
+        reports.append(RecordStats("w2", 2_000 + i * 600_000, None, readings))
+    await store.commit(*reports)
+    for interval in (300_000, 900_000, HOUR):
+        got = await store.stats.series(since=0, until=10 * HOUR, interval=interval,
+                                       metrics=["gpu_usage"], by_variant=False)
+        want = _expected(reports, 0, 10 * HOUR, interval, ["gpu_usage"], False)
+        flat = [(s.worker, d, lo, hi) for s in got for d, lo, hi in zip(*(
+            msgspec.json.decode(x) for x in (s.dates, s.low, s.high)), strict=True)]
+        assert flat == [(b.worker, b.start, b.low, b.high) for b in want], interval
+
+
 async def test_series_fill_only_the_arrays_of_the_aggregations_asked(store: Store) -> None:
     await store.commit(*_reports(60))
     for since, until, interval in RANGES[:4]:

@@ -7,11 +7,13 @@ from __future__ import annotations
 import itertools
 import logging
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from conftest import NET_TIMEOUT
 
 from workyard import Attempt, SQLiteStore, Task, TaskState
@@ -141,6 +143,49 @@ async def test_a_closed_store_refuses_commits(hub_db: str) -> None:
     with pytest.raises(StoreError, match="not running"):
         await store.tasks.get("x")
 
+
+
+async def test_a_slow_read_leaves_the_other_reader_connections_to_other_reads(
+        hub_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workyard.store import _sqlite
+
+    monkeypatch.setattr(_sqlite, "READERS", 2)
+    store = SQLiteStore(hub_db)
+    release = threading.Event()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        nursery.start_soon(store._aside, lambda db: release.wait(NET_TIMEOUT))
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.fail_after(NET_TIMEOUT):  # one connection would wait for the slow read
+            assert await store.tasks.get("x") is None
+        release.set()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_read_queued_for_a_reader_connection_when_the_store_stops_is_served_first(
+        hub_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store closes a connection only once no read is using it or waiting for it."""
+    from workyard.store import _sqlite
+
+    monkeypatch.setattr(_sqlite, "READERS", 1)
+    store = SQLiteStore(hub_db)
+    release = threading.Event()
+    served = []
+
+    async def queued_read() -> None:
+        served.append(await store.tasks.get("x"))
+
+    async with trio.open_nursery() as outer, trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        outer.start_soon(store._aside, lambda db: release.wait(NET_TIMEOUT))
+        await trio.testing.wait_all_tasks_blocked()
+        outer.start_soon(queued_read)  # behind the slow read, for the one connection
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()  # the store stops and waits for its connection
+        release.set()
+    assert served == [None]
+    with pytest.raises(StoreError, match="not running"):
+        await store.tasks.get("x")
 
 # -- group commit -------------------------------------------------------------------
 
@@ -408,13 +453,14 @@ def test_a_stats_query_reads_index_ranges_of_the_series_asked_not_whole_tables(
         queries = [_buckets_sql(plan(1_234, 10 * 3_600_000 + 5, 300_000), 300_000, ["cpu"],
                                 workers, by_variant)
                    for workers in (None, ["a", "b"]) for by_variant in (True, False)]
-        # one rollup row per bucket: read in the order of the groups, nothing sorted
-        for workers in (None, ["a"]):
-            for by_variant in (True, False):
-                sql, args = _middle_sql(300_000, 0, 3_600_000, 300_000, ["cpu", "gpu"],
-                                        workers, by_variant)
-                plan_text = str(db.execute(f"EXPLAIN QUERY PLAN {sql}", args).fetchall())
-                assert "TEMP B-TREE" not in plan_text, plan_text
+        # one rollup row per bucket: read in the order of the groups, nothing sorted,
+        # whole or in parts
+        for workers, by_variant, part in itertools.product(
+                (None, ["a"]), (True, False), ((0, 1), (1, 2))):
+            sql, args = _middle_sql(300_000, 0, 3_600_000, 300_000, ["cpu", "gpu"],
+                                    workers, by_variant, part=part)
+            plan_text = str(db.execute(f"EXPLAIN QUERY PLAN {sql}", args).fetchall())
+            assert "TEMP B-TREE" not in plan_text, plan_text
         queries += [_middle_sql(300_000, 0, 3_600_000, interval, ["cpu", "gpu"], workers,
                                 by_variant) for interval in (300_000, 900_000)
                     for workers in (None, ["a"]) for by_variant in (True, False)]
