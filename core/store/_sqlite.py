@@ -106,12 +106,16 @@ CHUNK = 128
 
 #: A batch of at most this many rows is committed on the event loop's own thread. Its
 #: SQLite work is small (WAL with synchronous=NORMAL: no fsync at commit; ~0.4 ms for a
-#: few rows), while the hop to a worker thread and back costs far more whenever the loop
-#: is busy: the thread waits for the GIL to start, for it again after every statement,
-#: and the loop for its result. Measured at 300 tasks/s on a loaded machine: 18 ms per
-#: commit (p90 91 ms), 0.4 ms of it SQLite's work. Larger batches (bursts) still go to
-#: the thread, where their work runs beside the loop on another core.
-INLINE_ROWS = 64
+#: few rows, ~8 ms for this many), while the hop to a worker thread and back costs far
+#: more whenever the loop is busy: the thread waits for the GIL to start, for it again
+#: after every statement, and the loop for its result. Measured at 300 tasks/s on a
+#: loaded machine: 18 ms per commit (p90 91 ms), 0.4 ms of it SQLite's work. Larger
+#: batches (a backlog) still go to the thread, in one large transaction that costs less
+#: per row. The limit must exceed what arrives during one commit on the thread under
+#: steady load, or one slow commit makes the next batch too large as well and the
+#: writer never comes back: with 64, half the peak rate (~2,500 tasks/s, ~25 ms per
+#: commit on the thread) kept every commit on the thread.
+INLINE_ROWS = 1024
 #: The writer connection checkpoints the WAL itself, on its thread, once this many rows
 #: changed or this many transactions committed since its last checkpoint (a small
 #: commit still writes ~6 pages: 150 of them are about SQLite's own 1000-page
