@@ -24,6 +24,7 @@ is exact because raw samples are purged in whole spans of the coarsest size only
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -208,6 +209,16 @@ class Backlog(Generic[K]):
                     b[2] = min(b[2], a[2])
                     b[3] = max(b[3], a[3])
         return out
+
+    def take(self, n: int) -> Backlog[K]:
+        """The first `n` sums (no activity), to write part of the backlog; `drop` them
+        once written."""
+        return Backlog(dict(itertools.islice(self.sums.items(), n)))
+
+    def drop(self, part: Backlog[K]) -> None:
+        """Forget the sums of `part` (taken with `take`), written now."""
+        for key in part.sums:
+            del self.sums[key]
 
     def __len__(self) -> int:
         return len(self.sums)

@@ -22,6 +22,7 @@ The schema is versioned (`_migrations.py`) and brought up to date when `run` sta
 
 from __future__ import annotations
 
+import enum
 import functools
 import logging
 import sqlite3
@@ -288,9 +289,23 @@ def _series_sql(rows: int) -> str:
 
 
 #: seconds rollup increments are held back at most (`SQLiteStore._roll_up`), and how
-#: many (series, 5-minute span) sums of them
-ROLLUP_EVERY = 1.0
+#: many (series, 5-minute span) sums of them. The longer, the more reports of a worker
+#: share an increment; a read waits for them all to be written, but never more than
+#: the held sums, one per bucket written to.
+ROLLUP_EVERY = 5.0
 ROLLUP_MAX_HELD = 200_000
+#: Held sums written per transaction once they are due (unless a read waits for them):
+#: all 64,000 rows of 1,000 workers in one transaction held the next commit for over
+#: 100 ms; a slice costs it a few.
+ROLLUP_SLICE = 4096
+
+class RollUp(enum.Enum):
+    """How much of the held-back rollups a transaction writes (`SQLiteStore._roll_up_due`)."""
+
+    NONE = "none"
+    SLICE = "a slice"  # `ROLLUP_SLICE` sums
+    ALL = "all"
+
 
 #: A change as the writer thread applies it: a task's changing columns (`_save_row`),
 #: or the change itself.
@@ -659,12 +674,14 @@ class SQLiteStore(HandOver):
         #: a listed metric's variant series -> its pooled series, as committed
         self._pooled: dict[int, int] = {}
         #: reports committed raw but not yet rolled up (writer thread only), the spans
-        #: marked pending for them, when rollups were last written, and whether a read
-        #: asked for them (`_roll_up`)
+        #: marked pending for them, when rollups were last all written, whether a read
+        #: asked for them, and whether they are being written slice by slice
+        #: (`_roll_up`)
         self._backlog: Backlog[int] = Backlog()
         self._pending_spans: set[int] = set()
         self._flushed_at = 0.0
         self._flush_asked = False
+        self._draining = False
         self.commits = 0  # transactions committed: the group-commit ratio is writes / commits
         #: the writer's `total_changes` at its last WAL checkpoint (`CHECKPOINT_CHANGES`)
         self._checkpointed = 0
@@ -741,7 +758,7 @@ class SQLiteStore(HandOver):
         started = time.perf_counter()
         roll_up = self._roll_up_due()
         try:
-            if _rows_in(batch) <= INLINE_ROWS and not roll_up:
+            if _rows_in(batch) <= INLINE_ROWS and roll_up is RollUp.NONE:
                 self._write(db, batch, False)  # see INLINE_ROWS
             else:
                 await trio.to_thread.run_sync(self._write, db, batch, roll_up)
@@ -779,9 +796,11 @@ class SQLiteStore(HandOver):
         except sqlite3.Error:  # the next one will do; the commits are durable already
             log.exception("WAL checkpoint failed")
 
-    def _write(self, db: sqlite3.Connection, batch: list[Unit], roll_up: bool = False) -> None:
+    def _write(self, db: sqlite3.Connection, batch: list[Unit],
+               roll_up: RollUp = RollUp.NONE) -> None:
         """One transaction for the whole batch, on the writer thread (or, for a small
-        batch, the loop's: `INLINE_ROWS`); with the held-back rollups if `roll_up`."""
+        batch, the loop's: `INLINE_ROWS`); with `roll_up` of the held-back rollups
+        (`_roll_up_due`)."""
         written = _Written()
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -802,51 +821,70 @@ class SQLiteStore(HandOver):
             raise
         self._series.update(written.series)
         self._pooled.update(written.pooled)
-        if rolled_up:
+        if rolled_up is self._backlog:  # and the transaction's own
             self._backlog, self._pending_spans = Backlog(), set()
-            self._flushed_at = time.monotonic()
-        else:
-            for report in written.reports:
-                self._backlog.report(*report)
-            self._pending_spans |= written.pending
+            self._flushed_at, self._draining = time.monotonic(), False
+            return
+        if rolled_up is not None:
+            self._backlog.drop(rolled_up)
+        for report in written.reports:
+            self._backlog.report(*report)
+        self._pending_spans |= written.pending
 
-    def _roll_up_due(self) -> bool:
-        """Whether the next transaction writes the held-back rollups (on the thread, as
-        they are many rows): a read asked for them, it is time, or they are too many.
+    def _roll_up_due(self) -> RollUp:
+        """How much of the held-back rollups the next transaction writes (on the
+        thread, as they are many rows): all of them if a read asked, once due (it is
+        time, or they are many) a slice per transaction until the rest fits in one.
         Taken on the loop, before the transaction."""
         if not self._backlog:
-            return False
+            return RollUp.NONE
         asked, self._flush_asked = self._flush_asked, False
-        return (asked or time.monotonic() - self._flushed_at >= ROLLUP_EVERY
-                or len(self._backlog) > ROLLUP_MAX_HELD)
+        if asked:
+            return RollUp.ALL
+        if not self._draining and (time.monotonic() - self._flushed_at >= ROLLUP_EVERY
+                                   or len(self._backlog) > ROLLUP_MAX_HELD):
+            self._draining = True
+        if not self._draining:
+            return RollUp.NONE
+        return RollUp.ALL if len(self._backlog) <= ROLLUP_SLICE else RollUp.SLICE
 
-    def _roll_up(self, db: sqlite3.Connection, written: _Written, due: bool) -> bool:
+    def _roll_up(self, db: sqlite3.Connection, written: _Written,
+                 due: RollUp) -> Backlog[int] | None:
         """Hold a transaction's new reports back, to write the rollup increments of many
         transactions at once (a worker's next reports add to the same rows), marking
         their 5-minute spans pending so that a crash meanwhile loses nothing
-        (`_recover`). Write them all now if `due` (`_roll_up_due`) or if a repeat is to
-        be computed again from raw samples (after the increments of its buckets).
-        Whether it did."""
+        (`_recover`), and write the held sums `due` (`_roll_up_due`): all of them, and
+        the transaction's own, if so or if a repeat is to be computed again from raw
+        samples (after the increments of its buckets). Returns the part of the held
+        backlog it wrote: the backlog itself if all."""
         repeats = written.repeats
-        if not (due or repeats):
-            fine = SPANS[0]
-            spans = {ts // fine * fine for _, ts, *_ in written.reports}
-            spans -= self._pending_spans
-            if spans:
-                db.executemany("INSERT OR IGNORE INTO stat_pending (start) VALUES (?)",
-                               [(start,) for start in spans])
-                written.pending = spans
-            return False
-        mine: Backlog[int] = Backlog()  # apart: the held one stays if this rolls back
-        for report in written.reports:
-            mine.report(*report)
-        pooled = {**self._pooled, **written.pooled} if written.pooled else self._pooled
-        _write_increments(db, self._backlog, pooled)
-        _write_increments(db, mine, pooled)
-        _redo_rollups(db, repeats)
-        if self._pending_spans:
-            db.execute("DELETE FROM stat_pending")
-        return True
+        if due is RollUp.ALL or repeats:
+            mine: Backlog[int] = Backlog()  # apart: the held one stays if this rolls back
+            for report in written.reports:
+                mine.report(*report)
+            pooled = self._pooled_now(written)
+            _write_increments(db, self._backlog, pooled)
+            _write_increments(db, mine, pooled)
+            _redo_rollups(db, repeats)
+            if self._pending_spans:
+                db.execute("DELETE FROM stat_pending")
+            return self._backlog
+        fine = SPANS[0]
+        spans = {ts // fine * fine for _, ts, *_ in written.reports}
+        spans -= self._pending_spans
+        if spans:
+            db.executemany("INSERT OR IGNORE INTO stat_pending (start) VALUES (?)",
+                           [(start,) for start in spans])
+            written.pending = spans
+        if due is RollUp.NONE:
+            return None
+        part = self._backlog.take(ROLLUP_SLICE)
+        _write_increments(db, part, self._pooled_now(written))
+        return part
+
+    def _pooled_now(self, written: _Written) -> Mapping[int, int]:
+        """`_pooled` with the transaction's new series."""
+        return {**self._pooled, **written.pooled} if written.pooled else self._pooled
 
     def _recover(self, db: sqlite3.Connection) -> None:
         """Roll up again, from the raw rows, the spans whose increments were held back
