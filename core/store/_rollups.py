@@ -4,7 +4,9 @@ Raw samples (one per worker, metric, variant and report) are kept for the raw
 retention; rollups keep, per series and fixed span (`SPANS`: 5 minutes and an hour,
 epoch-aligned), the count, sum, min and max of its samples — and per span, which
 workers reported and whether with a task — for longer. They are written in the same
-transaction as the samples (the group commit), so they always agree with them.
+transaction as the samples (the group commit), or held back (`Backlog`) and written
+with a later one, the spans they are for marked pending with the samples: a store
+rolls those up again from the raw rows when it starts, so they always agree.
 
 A bucket of a query is a whole number of spans when the span divides the interval,
 so a query reads the coarsest such span for the part of its range that covers whole

@@ -429,7 +429,7 @@ def test_a_stats_query_reads_index_ranges_of_the_series_asked_not_whole_tables(
 
 async def test_rollups_held_back_when_the_store_stopped_are_rolled_up_at_the_next_start(
         hub_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rollup increments are written every second or so; a store killed in between
+    """Rollup increments are written every few seconds; a store killed in between
     loses none of them: their spans are marked pending with the raw rows."""
     from workyard.store import _sqlite
     from workyard.store._handover import Unit
