@@ -299,6 +299,7 @@ ROLLUP_MAX_HELD = 200_000
 #: 100 ms; a slice costs it a few.
 ROLLUP_SLICE = 4096
 
+
 class RollUp(enum.Enum):
     """How much of the held-back rollups a transaction writes (`SQLiteStore._roll_up_due`)."""
 
@@ -759,7 +760,7 @@ class SQLiteStore(HandOver):
         roll_up = self._roll_up_due()
         try:
             if _rows_in(batch) <= INLINE_ROWS and roll_up is RollUp.NONE:
-                self._write(db, batch, False)  # see INLINE_ROWS
+                self._write(db, batch)  # see INLINE_ROWS
             else:
                 await trio.to_thread.run_sync(self._write, db, batch, roll_up)
         except Exception as exc:  # disk full, corrupt file, ...: fail every unit loudly
