@@ -57,6 +57,13 @@ def machine_stats(i: int) -> dict[str, Any]:
     return stats
 
 
+def report_ms(worker: str, last: dict[str, int]) -> int:
+    """Now in ms, but after `worker`'s previous report: two in the same ms would be a
+    repeat, which replaces the first (and is not what this measures)."""
+    ms = last[worker] = max(int(time.time() * 1000), last.get(worker, 0) + 1)
+    return ms
+
+
 def _client(port: int, workers: list[str], conns: int, seconds: float,
             queue: multiprocessing.Queue[Any]) -> None:
     """One client process: `conns` connections, one report in flight on each."""
@@ -66,12 +73,13 @@ def _client(port: int, workers: list[str], conns: int, seconds: float,
     counter = [0, 0]  # reports answered, errors
     pending = [0]  # reports in flight
     next_worker = [0]
+    last: dict[str, int] = {}
 
     def send(conn: HttpConn) -> None:
         i = next_worker[0]
         next_worker[0] += 1
-        body = json.dumps({"worker": workers[i % len(workers)],
-                           "timestamp": int(time.time() * 1000) + i % 1000,
+        worker = workers[i % len(workers)]
+        body = json.dumps({"worker": worker, "timestamp": report_ms(worker, last),
                            "task": None if i % 3 else f"task-{i}", "queues": ["q"],
                            "machine_stats": machine_stats(i)}).encode()
         conn.request("POST", "/workers.status_report", body)
@@ -183,6 +191,7 @@ def ingest_inprocess(args: argparse.Namespace) -> dict[str, Any]:
     senders = args.conns * args.procs
     latencies: list[float] = []
     counter = [0, 0]
+    last: dict[str, int] = {}
 
     async def main(db: str) -> tuple[float, float]:
         async with trio.open_nursery() as nursery:
@@ -195,8 +204,8 @@ def ingest_inprocess(args: argparse.Namespace) -> dict[str, Any]:
             async def sender(k: int) -> None:
                 i = k
                 while time.monotonic() < deadline:
-                    body = json.dumps({"worker": workers[i % len(workers)],
-                                       "timestamp": int(time.time() * 1000) + i % 1000,
+                    worker = workers[i % len(workers)]
+                    body = json.dumps({"worker": worker, "timestamp": report_ms(worker, last),
                                        "task": None if i % 3 else f"task-{i}", "queues": ["q"],
                                        "machine_stats": machine_stats(i)}).encode()
                     i += senders
