@@ -28,10 +28,12 @@ __all__ = [
     "percentile",
     "raise_fd_limit",
     "rss_bytes",
-    "runqueue_wait",
     "run_hub",
+    "runqueue_wait",
     "stop_process",
+    "system_cpu_seconds",
     "target",
+    "thread_cpu_seconds",
     "wait_for_port",
     "write_result",
 ]
@@ -65,6 +67,21 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None,
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process (all its threads) has used so far."""
     with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def system_cpu_seconds(pid: int) -> float:
+    """The system (kernel) part of `cpu_seconds`: syscalls, e.g. socket and file I/O."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[12]) / _TICKS
+
+
+def thread_cpu_seconds(pid: int) -> float:
+    """`cpu_seconds` of the process's main thread alone (a trio hub's event loop): the
+    rest is its worker threads' (the store's writer, reads)."""
+    with open(f"/proc/{pid}/task/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
 

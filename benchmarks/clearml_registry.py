@@ -30,7 +30,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import MISSED, cpu_seconds, machine, median, percentile, run_hub, target, write_result
+from _common import (
+    MISSED,
+    cpu_seconds,
+    machine,
+    median,
+    percentile,
+    run_hub,
+    system_cpu_seconds,
+    target,
+    thread_cpu_seconds,
+    write_result,
+)
 from _netclient import HttpConn, connect_http, run_loop
 
 SCALARS = ("memory_used", "memory_free", "disk_free_home", "disk_free_temp", "disk_read",
@@ -46,6 +57,13 @@ def machine_stats(i: int) -> dict[str, Any]:
     return stats
 
 
+def report_ms(worker: str, last: dict[str, int]) -> int:
+    """Now in ms, but after `worker`'s previous report: two in the same ms would be a
+    repeat, which replaces the first (and is not what this measures)."""
+    ms = last[worker] = max(int(time.time() * 1000), last.get(worker, 0) + 1)
+    return ms
+
+
 def _client(port: int, workers: list[str], conns: int, seconds: float,
             queue: multiprocessing.Queue[Any]) -> None:
     """One client process: `conns` connections, one report in flight on each."""
@@ -55,12 +73,13 @@ def _client(port: int, workers: list[str], conns: int, seconds: float,
     counter = [0, 0]  # reports answered, errors
     pending = [0]  # reports in flight
     next_worker = [0]
+    last: dict[str, int] = {}
 
     def send(conn: HttpConn) -> None:
         i = next_worker[0]
         next_worker[0] += 1
-        body = json.dumps({"worker": workers[i % len(workers)],
-                           "timestamp": int(time.time() * 1000) + i % 1000,
+        worker = workers[i % len(workers)]
+        body = json.dumps({"worker": worker, "timestamp": report_ms(worker, last),
                            "task": None if i % 3 else f"task-{i}", "queues": ["q"],
                            "machine_stats": machine_stats(i)}).encode()
         conn.request("POST", "/workers.status_report", body)
@@ -97,6 +116,7 @@ def ingest(args: argparse.Namespace) -> dict[str, Any]:
             queue: multiprocessing.Queue[Any] = multiprocessing.Queue()
             share = [workers[p::args.procs] for p in range(args.procs)]
             cpu0, t0 = cpu_seconds(hub.pid), time.monotonic()
+            sys0, loop0 = system_cpu_seconds(hub.pid), thread_cpu_seconds(hub.pid)
             procs = [multiprocessing.Process(target=_client, args=(
                 hub.port, share[p], args.conns, args.seconds, queue)) for p in range(args.procs)]
             for p in procs:
@@ -105,6 +125,9 @@ def ingest(args: argparse.Namespace) -> dict[str, Any]:
             for p in procs:
                 p.join()
             elapsed, cpu = time.monotonic() - t0, cpu_seconds(hub.pid) - cpu0
+            system = system_cpu_seconds(hub.pid) - sys0
+            loop = thread_cpu_seconds(hub.pid) - loop0
+            commits = _commits(hub.url)
         with sqlite3.connect(db) as conn:
             stored = conn.execute("SELECT count(*) FROM stat_reports").fetchone()[0]
     answered = sum(r["answered"] for r in results)
@@ -118,7 +141,30 @@ def ingest(args: argparse.Namespace) -> dict[str, Any]:
         "p99_ms": round(percentile(latencies, 99) * 1000, 2),
         "hub_cpu": round(cpu / elapsed, 2),
         "hub_cpu_us_per_report": round(cpu / max(answered, 1) * 1e6),
+        "hub_system_us_per_report": round(system / max(answered, 1) * 1e6),
+        "hub_loop_us_per_report": round(loop / max(answered, 1) * 1e6),
+        **commits,
     }
+
+
+def _commits(url: str) -> dict[str, Any]:
+    """The hub's group commits so far, from /metrics: how many, and units per commit
+    (a report is one unit), which tells spread-out arrivals from batched ones."""
+    import httpx
+
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("workyard_store_commit_units_sum", "workyard_store_commit_units_count",
+                    "workyard_store_commit_seconds_sum"):
+            values[name] = float(value)
+    count = values.get("workyard_store_commit_units_count", 0.0)
+    return {"commits": int(count),
+            "units_per_commit": round(values.get("workyard_store_commit_units_sum", 0.0)
+                                      / max(count, 1), 1),
+            "ms_per_commit": round(values.get("workyard_store_commit_seconds_sum", 0.0)
+                                   / max(count, 1) * 1000, 2)}
 
 
 #: the metrics each get_stats asks for (6 series per worker: GPU lists have 4 variants)
@@ -145,6 +191,7 @@ def ingest_inprocess(args: argparse.Namespace) -> dict[str, Any]:
     senders = args.conns * args.procs
     latencies: list[float] = []
     counter = [0, 0]
+    last: dict[str, int] = {}
 
     async def main(db: str) -> tuple[float, float]:
         async with trio.open_nursery() as nursery:
@@ -157,8 +204,8 @@ def ingest_inprocess(args: argparse.Namespace) -> dict[str, Any]:
             async def sender(k: int) -> None:
                 i = k
                 while time.monotonic() < deadline:
-                    body = json.dumps({"worker": workers[i % len(workers)],
-                                       "timestamp": int(time.time() * 1000) + i % 1000,
+                    worker = workers[i % len(workers)]
+                    body = json.dumps({"worker": worker, "timestamp": report_ms(worker, last),
                                        "task": None if i % 3 else f"task-{i}", "queues": ["q"],
                                        "machine_stats": machine_stats(i)}).encode()
                     i += senders

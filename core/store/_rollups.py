@@ -4,7 +4,9 @@ Raw samples (one per worker, metric, variant and report) are kept for the raw
 retention; rollups keep, per series and fixed span (`SPANS`: 5 minutes and an hour,
 epoch-aligned), the count, sum, min and max of its samples — and per span, which
 workers reported and whether with a task — for longer. They are written in the same
-transaction as the samples (the group commit), so they always agree with them.
+transaction as the samples (the group commit), or held back (`Backlog`) and written
+with a later one, the spans they are for marked pending with the samples: a store
+rolls those up again from the raw rows when it starts, so they always agree.
 
 A bucket of a query is a whole number of spans when the span divides the interval,
 so a query reads the coarsest such span for the part of its range that covers whole
@@ -24,7 +26,8 @@ is exact because raw samples are purged in whole spans of the coarsest size only
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable, Iterable, Sequence
+import itertools
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -32,8 +35,8 @@ import msgspec
 
 from ._interface import AGGREGATIONS, StatBucket, StatSeries
 
-__all__ = ["POOLED", "SCALAR", "SPANS", "Plan", "Rollups", "as_series", "join_series", "plan",
-           "raw_cutoff", "span_for"]
+__all__ = ["POOLED", "SCALAR", "SPANS", "Backlog", "Plan", "Rollups", "as_series", "join_series",
+           "plan", "raw_cutoff", "span_for"]
 
 _encode = msgspec.json.Encoder().encode
 
@@ -155,6 +158,72 @@ class Rollups(Generic[K]):
     def __bool__(self) -> bool:
         return bool(self.add or self.redo or self.redo_pooled or self.active
                     or self.redo_active)
+
+
+@dataclass(slots=True)
+class Backlog(Generic[K]):
+    """Rollup increments held back, for a store that writes many transactions' at
+    once: new reports summed per series and 5-minute span (`report`), and who reported
+    per span. The pooled series and the coarser spans are derived from these sums
+    (`increments`), so a worker's reports of one span become one increment, and
+    pooling and the hour cost a step per bucket, not per reading."""
+
+    #: (series, 5-minute start) -> [count, total, low, high]
+    sums: dict[tuple[K, int], list[float]] = field(default_factory=dict)
+    #: (5-minute start, worker) -> whether it reported with a task
+    active: dict[tuple[int, str], bool] = field(default_factory=dict)
+
+    def report(self, worker: str, ts: int, task: str | None, series: Sequence[K],
+               values: Sequence[float]) -> None:
+        """A report not stored before: its readings `values` of `series`."""
+        start = ts // SPANS[0] * SPANS[0]
+        if task is not None:
+            self.active[start, worker] = True
+        else:
+            self.active.setdefault((start, worker), False)
+        sums = self.sums
+        for s, value in zip(series, values, strict=True):
+            a = sums.get((s, start))
+            if a is None:
+                sums[s, start] = [1, value, value, value]
+            else:  # not min() and max(): this runs for every reading
+                a[0] += 1
+                a[1] += value
+                if value < a[2]:  # noqa: PLR1730
+                    a[2] = value
+                if value > a[3]:  # noqa: PLR1730
+                    a[3] = value
+
+    def increments(self, pooled: Mapping[K, K]) -> dict[tuple[K, int], list[float]]:
+        """The 5-minute sums, with those of the pooled series (`POOLED`; `pooled` names
+        each listed metric's variant series' pooled one). A coarser span's increment is
+        the sum of its 5-minute ones: the store adds each to both."""
+        out = dict(self.sums)
+        for (s, start), a in self.sums.items():
+            p = pooled.get(s)
+            if p is not None:
+                b = out.get((p, start))
+                if b is None:
+                    out[p, start] = a.copy()
+                else:
+                    b[0] += a[0]
+                    b[1] += a[1]
+                    b[2] = min(b[2], a[2])
+                    b[3] = max(b[3], a[3])
+        return out
+
+    def take(self, n: int) -> Backlog[K]:
+        """The first `n` sums (no activity), to write part of the backlog; `drop` them
+        once written."""
+        return Backlog(dict(itertools.islice(self.sums.items(), n)))
+
+    def drop(self, part: Backlog[K]) -> None:
+        """Forget the sums of `part` (taken with `take`), written now."""
+        for key in part.sums:
+            del self.sums[key]
+
+    def __len__(self) -> int:
+        return len(self.sums)
 
 
 def as_series(buckets: Sequence[StatBucket],

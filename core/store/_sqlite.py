@@ -24,12 +24,14 @@ The schema is versioned (`_migrations.py`) and brought up to date when `run` sta
 
 from __future__ import annotations
 
+import enum
 import functools
 import logging
 import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -63,6 +65,7 @@ from ._rollups import (
     POOLED,
     SCALAR,
     SPANS,
+    Backlog,
     Plan,
     Rollups,
     as_series,
@@ -146,6 +149,16 @@ def _execute_chunked(db: sqlite3.Connection, sql: Callable[[int], str],
         db.execute(sql(len(part)), [value for row in part for value in row])
 
 
+def _execute_flat(db: sqlite3.Connection, sql: Callable[[int], str], width: int,
+                  values: Sequence[object]) -> None:
+    """`_execute_chunked` for rows of `width` values laid end to end in `values` (no
+    tuple per row: statistics come by the ten thousand)."""
+    step = CHUNK * width
+    for i in range(0, len(values), step):
+        part = values[i:i + step]
+        db.execute(sql(len(part) // width), part)
+
+
 _encode = msgspec.json.Encoder().encode
 _attrs = msgspec.json.Decoder(dict[str, str])
 _attempts = msgspec.json.Decoder(list[Attempt])
@@ -220,18 +233,27 @@ def _reports_sql(rows: int) -> str:
 
 @functools.cache
 def _rollups_sql(rows: int) -> str:
-    return ("INSERT INTO stat_rollups (span, series, start, count, total, low, high) VALUES "
-            + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
-            + " ON CONFLICT (span, series, start) DO UPDATE SET count = count + excluded.count, "
-            "total = total + excluded.total, low = min(low, excluded.low), "
-            "high = max(high, excluded.high)")
+    """5-minute increments (series, start, count, total, low, high) added to the
+    rollups of every span (`_rollups.Backlog.increments`)."""
+    spans = " UNION ALL ".join(
+        f"SELECT {span}, series, start / {span} * {span}, count, total, low, high FROM v"
+        for span in SPANS)
+    return ("WITH v (series, start, count, total, low, high) AS (VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows)
+            + ") INSERT INTO stat_rollups (span, series, start, count, total, low, high) "
+            f"{spans} WHERE true ON CONFLICT (span, series, start) DO UPDATE SET "
+            "count = count + excluded.count, total = total + excluded.total, "
+            "low = min(low, excluded.low), high = max(high, excluded.high)")
 
 
 @functools.cache
 def _activity_sql(rows: int) -> str:
-    return ("INSERT INTO stat_activity (span, start, worker, active) VALUES "
-            + ", ".join(["(?, ?, ?, ?)"] * rows)
-            + " ON CONFLICT (span, start, worker) DO UPDATE SET "
+    """Who reported (start, worker, with a task) per 5-minute span, for every span."""
+    spans = " UNION ALL ".join(
+        f"SELECT {span}, start / {span} * {span}, worker, active FROM v" for span in SPANS)
+    return ("WITH v (start, worker, active) AS (VALUES " + ", ".join(["(?, ?, ?)"] * rows)
+            + f") INSERT INTO stat_activity (span, start, worker, active) {spans} WHERE true "
+            "ON CONFLICT (span, start, worker) DO UPDATE SET "
             "active = max(active, excluded.active)")
 
 
@@ -280,13 +302,24 @@ def _series_sql(rows: int) -> str:
 
 
 #: seconds rollup increments are held back at most (`SQLiteStore._roll_up`), and how
-#: many rows of them
-ROLLUP_EVERY = 1.0
+#: many (series, 5-minute span) sums of them. The longer, the more reports of a worker
+#: share an increment; a read waits for them all to be written, but never more than
+#: the held sums, one per bucket written to.
+ROLLUP_EVERY = 5.0
 ROLLUP_MAX_HELD = 200_000
+#: Held sums written per transaction once they are due (unless a read waits for them):
+#: all 64,000 rows of 1,000 workers in one transaction held the next commit for over
+#: 100 ms; a slice costs it a few.
+ROLLUP_SLICE = 4096
 
-SERIES = ("INSERT INTO stat_series (worker, metric, variant) VALUES (?, ?, ?) "
-          "ON CONFLICT (worker, metric, variant) DO UPDATE SET worker = excluded.worker "
-          "RETURNING id")
+
+class RollUp(enum.Enum):
+    """How much of the held-back rollups a transaction writes (`SQLiteStore._roll_up_due`)."""
+
+    NONE = "none"
+    SLICE = "a slice"  # `ROLLUP_SLICE` sums
+    ALL = "all"
+
 
 #: A change as the writer thread applies it: a task's changing columns (`_save_row`),
 #: or the change itself.
@@ -297,6 +330,29 @@ _Op = (tuple[object, ...] | InsertTasks | ConfigureQueue | SavePool | DeletePool
 #: changes the writer applies as they are (task saves become rows, see `_save_row`)
 _AS_IS = frozenset({InsertTasks, ConfigureQueue, SavePool, DeletePool, AppendEvents,
                     MarkDelivered, RecordStats})
+
+
+@dataclass(slots=True)
+class _Written:
+    """What a transaction adds to the writer's own state once it commits."""
+
+    #: stat_series ids it stored, by (worker, metric, variant)
+    series: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    #: a new variant series -> its pooled series
+    pooled: dict[int, int] = field(default_factory=dict)
+    #: its new reports (worker, ts, task, series, values), for the rollups
+    reports: list[tuple[str, int, str | None, list[int], list[float]]] = field(
+        default_factory=list)
+    #: the buckets of its repeated reports, to compute again
+    repeats: Rollups[int] = field(default_factory=Rollups)
+    #: the 5-minute spans it marked pending
+    pending: set[int] = field(default_factory=set)
+
+    def absorb(self, other: _Written) -> None:
+        self.series.update(other.series)
+        self.pooled.update(other.pooled)
+        self.reports += other.reports
+        self.repeats.absorb(other.repeats)
 
 
 class _Tasks(TaskWrites):
@@ -409,10 +465,24 @@ def _stored_reports(db: sqlite3.Connection, units: list[Unit]) -> set[tuple[int,
     return found
 
 
-def _write_rollups(db: sqlite3.Connection, rollups: Rollups[int]) -> None:
-    """After the raw rows: the increments, then the repeated buckets computed again."""
-    _execute_chunked(db, _rollups_sql, [(*key, *a) for key, a in rollups.add.items()])
-    _execute_chunked(db, _activity_sql, [(*key, int(a)) for key, a in rollups.active.items()])
+def _write_increments(db: sqlite3.Connection, backlog: Backlog[int],
+                      pooled: Mapping[int, int]) -> None:
+    """Add `backlog`'s increments to the rollups, in key order (neighbouring rows share
+    B-tree pages)."""
+    sums = backlog.increments(pooled)
+    flat: list[object] = []
+    for key in sorted(sums):
+        flat += key
+        flat += sums[key]
+    _execute_flat(db, _rollups_sql, 6, flat)
+    flat = []
+    for (start, worker), busy in sorted(backlog.active.items()):
+        flat += (start, worker, int(busy))
+    _execute_flat(db, _activity_sql, 3, flat)
+
+
+def _redo_rollups(db: sqlite3.Connection, rollups: Rollups[int]) -> None:
+    """The buckets of repeated reports computed again, once their rows are written."""
     if rollups.redo:
         db.executemany(REDO_ROLLUP, sorted(rollups.redo))
     if rollups.redo_pooled:
@@ -647,11 +717,17 @@ class SQLiteStore(HandOver):
         self.stats = _Stats(self)
         #: stat_series ids by (worker, metric, variant), as committed (writer thread only)
         self._series: dict[tuple[str, str, str], int] = {}
-        #: rollup increments committed raw but not yet rolled up (writer thread only),
-        #: when they last were, and whether a read asked for them (`_roll_up`)
-        self._held: Rollups[int] = Rollups()
+        #: a listed metric's variant series -> its pooled series, as committed
+        self._pooled: dict[int, int] = {}
+        #: reports committed raw but not yet rolled up (writer thread only), the spans
+        #: marked pending for them, when rollups were last all written, whether a read
+        #: asked for them, and whether they are being written slice by slice
+        #: (`_roll_up`)
+        self._backlog: Backlog[int] = Backlog()
+        self._pending_spans: set[int] = set()
         self._flushed_at = 0.0
         self._flush_asked = False
+        self._draining = False
         self.commits = 0  # transactions committed: the group-commit ratio is writes / commits
         #: the writer's `total_changes` at its last WAL checkpoint (`CHECKPOINT_CHANGES`)
         self._checkpointed = 0
@@ -679,6 +755,9 @@ class SQLiteStore(HandOver):
             self._recover(db)
             self._series = {(w, m, v): i for i, w, m, v in db.execute(
                 "SELECT id, worker, metric, variant FROM stat_series")}
+            self._pooled = {(self._series[w, m, v]): self._series[w, m, POOLED]
+                            for w, m, v in self._series
+                            if v not in (POOLED, SCALAR) and (w, m, POOLED) in self._series}
         except BaseException:
             db.close()
             raise
@@ -729,11 +808,12 @@ class SQLiteStore(HandOver):
 
     async def _commit(self, db: sqlite3.Connection, batch: list[Unit]) -> None:
         started = time.perf_counter()
+        roll_up = self._roll_up_due()
         try:
-            if _rows_in(batch) <= INLINE_ROWS:
+            if _rows_in(batch) <= INLINE_ROWS and roll_up is RollUp.NONE:
                 self._write(db, batch)  # see INLINE_ROWS
             else:
-                await trio.to_thread.run_sync(self._write, db, batch)
+                await trio.to_thread.run_sync(self._write, db, batch, roll_up)
         except Exception as exc:  # disk full, corrupt file, ...: fail every unit loudly
             log.exception("store transaction failed")
             for unit in batch:
@@ -768,64 +848,95 @@ class SQLiteStore(HandOver):
         except sqlite3.Error:  # the next one will do; the commits are durable already
             log.exception("WAL checkpoint failed")
 
-    def _write(self, db: sqlite3.Connection, batch: list[Unit]) -> None:
+    def _write(self, db: sqlite3.Connection, batch: list[Unit],
+               roll_up: RollUp = RollUp.NONE) -> None:
         """One transaction for the whole batch, on the writer thread (or, for a small
-        batch, the loop's: `INLINE_ROWS`)."""
-        new_series: dict[tuple[str, str, str], int] = {}
-        rollups: Rollups[int] = Rollups()
-        asked, self._flush_asked = self._flush_asked, False
+        batch, the loop's: `INLINE_ROWS`); with `roll_up` of the held-back rollups
+        (`_roll_up_due`)."""
+        written = _Written()
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute("SAVEPOINT batch")
             try:
-                self._apply(db, batch, new_series, rollups)
+                self._apply(db, batch, written)
                 db.execute("RELEASE batch")
             except Exception:  # noqa: BLE001 - find the failing units, commit the others
                 db.execute("ROLLBACK TO batch")
                 db.execute("RELEASE batch")
-                new_series.clear()  # ids of a rolled-back unit were never stored
-                rollups = Rollups()
-                self._apply_one_by_one(db, batch, rollups)
-            flushed = self._roll_up(db, rollups, asked)
+                written = _Written()  # ids of a rolled-back unit were never stored
+                self._apply_one_by_one(db, batch, written)
+            rolled_up = self._roll_up(db, written, roll_up)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        self._series.update(new_series)
-        if flushed:
-            self._held, self._flushed_at = Rollups(), time.monotonic()
-        elif self._held:
-            self._held.absorb(rollups)
-        else:
-            self._held = rollups
+        self._series.update(written.series)
+        self._pooled.update(written.pooled)
+        if rolled_up is self._backlog:  # and the transaction's own
+            self._backlog, self._pending_spans = Backlog(), set()
+            self._flushed_at, self._draining = time.monotonic(), False
+            return
+        if rolled_up is not None:
+            self._backlog.drop(rolled_up)
+        for report in written.reports:
+            self._backlog.report(*report)
+        self._pending_spans |= written.pending
 
-    def _roll_up(self, db: sqlite3.Connection, rollups: Rollups[int], asked: bool) -> bool:
-        """Hold a transaction's rollup increments back, to write many transactions' at
-        once (a worker's next reports add to the same rows), marking their 5-minute
-        spans pending so that a crash meanwhile loses nothing (`_recover`). Write them
-        all now if asked (a read), if it is time, or if a repeat is to be computed
-        again from raw samples (after the increments of its buckets). Whether it did."""
-        held = self._held
-        if not (asked or rollups.redo or rollups.redo_pooled or rollups.redo_active
-                or time.monotonic() - self._flushed_at >= ROLLUP_EVERY
-                or len(held.add) + len(rollups.add) > ROLLUP_MAX_HELD):
-            starts = {start for span, _, start in rollups.add if span == SPANS[0]}
-            if starts:
-                db.executemany("INSERT OR IGNORE INTO stat_pending (start) VALUES (?)",
-                               [(start,) for start in starts])
-            return False
-        if not (held or rollups):
-            return True
-        if held:
-            merged: Rollups[int] = Rollups()  # `held` stays as it is if this rolls back
-            merged.absorb(held)
-            merged.absorb(rollups)
-        else:
-            merged = rollups
-        _write_rollups(db, merged)
-        db.execute("DELETE FROM stat_pending")
-        return True
+    def _roll_up_due(self) -> RollUp:
+        """How much of the held-back rollups the next transaction writes (on the
+        thread, as they are many rows): all of them if a read asked, once due (it is
+        time, or they are many) a slice per transaction until the rest fits in one.
+        Taken on the loop, before the transaction."""
+        if not self._backlog:
+            return RollUp.NONE
+        asked, self._flush_asked = self._flush_asked, False
+        if asked:
+            return RollUp.ALL
+        if not self._draining and (time.monotonic() - self._flushed_at >= ROLLUP_EVERY
+                                   or len(self._backlog) > ROLLUP_MAX_HELD):
+            self._draining = True
+        if not self._draining:
+            return RollUp.NONE
+        return RollUp.ALL if len(self._backlog) <= ROLLUP_SLICE else RollUp.SLICE
+
+    def _roll_up(self, db: sqlite3.Connection, written: _Written,
+                 due: RollUp) -> Backlog[int] | None:
+        """Hold a transaction's new reports back, to write the rollup increments of many
+        transactions at once (a worker's next reports add to the same rows), marking
+        their 5-minute spans pending so that a crash meanwhile loses nothing
+        (`_recover`), and write the held sums `due` (`_roll_up_due`): all of them, and
+        the transaction's own, if so or if a repeat is to be computed again from raw
+        samples (after the increments of its buckets). Returns the part of the held
+        backlog it wrote: the backlog itself if all."""
+        repeats = written.repeats
+        if due is RollUp.ALL or repeats:
+            mine: Backlog[int] = Backlog()  # apart: the held one stays if this rolls back
+            for report in written.reports:
+                mine.report(*report)
+            pooled = self._pooled_now(written)
+            _write_increments(db, self._backlog, pooled)
+            _write_increments(db, mine, pooled)
+            _redo_rollups(db, repeats)
+            if self._pending_spans:
+                db.execute("DELETE FROM stat_pending")
+            return self._backlog
+        fine = SPANS[0]
+        spans = {ts // fine * fine for _, ts, *_ in written.reports}
+        spans -= self._pending_spans
+        if spans:
+            db.executemany("INSERT OR IGNORE INTO stat_pending (start) VALUES (?)",
+                           [(start,) for start in spans])
+            written.pending = spans
+        if due is RollUp.NONE:
+            return None
+        part = self._backlog.take(ROLLUP_SLICE)
+        _write_increments(db, part, self._pooled_now(written))
+        return part
+
+    def _pooled_now(self, written: _Written) -> Mapping[int, int]:
+        """`_pooled` with the transaction's new series."""
+        return {**self._pooled, **written.pooled} if written.pooled else self._pooled
 
     def _recover(self, db: sqlite3.Connection) -> None:
         """Roll up again, from the raw rows, the spans whose increments were held back
@@ -849,31 +960,31 @@ class SQLiteStore(HandOver):
         log.info("rolled up %d span(s) of machine statistics left pending", len(pending))
 
     def _apply_one_by_one(self, db: sqlite3.Connection, batch: list[Unit],
-                          rollups: Rollups[int]) -> None:
+                          written: _Written) -> None:
         """Apply each unit in its own SAVEPOINT; a unit that raises is rolled back alone."""
         for unit in batch:
             if unit.error is not None:
                 continue
             db.execute("SAVEPOINT unit")
-            mine: Rollups[int] = Rollups()
+            mine = _Written()
             try:
-                self._apply(db, [unit], {}, mine)  # new series ids: looked up next time
+                self._apply(db, [unit], mine)
             except Exception as exc:  # noqa: BLE001 - any failure is this unit's alone
                 db.execute("ROLLBACK TO unit")
                 unit.error, unit.results = exc, []
             else:
-                rollups.absorb(mine)
+                written.absorb(mine)
             db.execute("RELEASE unit")
 
-    def _apply(self, db: sqlite3.Connection, units: list[Unit],
-               new_series: dict[tuple[str, str, str], int], rollups: Rollups[int]) -> None:
+    def _apply(self, db: sqlite3.Connection, units: list[Unit], written: _Written) -> None:
         """Apply `units` in order, as few statements as the order allows (`_Rows`);
-        their rollup writes go to `rollups`."""
+        what they add to the writer's state goes to `written`."""
         rows = _Rows(db)
-        samples: list[tuple[object, ...]] = []
+        samples: list[object] = []  # (series, ts, value) laid end to end
         reports: list[tuple[object, ...]] = []
         seen = _stored_reports(db, units)
-        self._add_series(db, units, new_series)
+        self._add_series(db, units, written)
+        known, new = self._series, written.series
         for unit in units:
             if unit.error is not None:
                 continue
@@ -902,34 +1013,36 @@ class SQLiteStore(HandOver):
                     db.execute(MARK_DELIVERED, (op.seq,))
                     results.append(None)
                 elif type(op) is RecordStats:
-                    reports.append((op.ts, op.worker, op.task))
-                    readings, pooled = [], []
+                    worker, ts = op.worker, op.ts
+                    reports.append((ts, worker, op.task))
+                    series, values = [], []
                     for metric, variant, value in op.readings:
-                        series = self._series_id(db, (op.worker, metric, variant), new_series)
-                        samples.append((series, op.ts, value))
-                        readings.append((series, value))
-                        if variant != SCALAR:
-                            pooled.append((self._series_id(db, (op.worker, metric, POOLED),
-                                                           new_series), value))
-                    if (op.ts, op.worker) in seen:
-                        rollups.repeat(op.worker, op.ts, [series for series, _ in readings],
-                                       {series for series, _ in pooled})
+                        key = (worker, metric, variant)
+                        s = known.get(key) or new[key]  # all stored by `_add_series`
+                        series.append(s)
+                        values.append(value)
+                        samples += (s, ts, value)
+                    if (ts, worker) in seen:
+                        written.repeats.repeat(worker, ts, series, {
+                            known.get(k) or new[k] for k in {
+                                (worker, m, POOLED) for m, v, _ in op.readings if v != SCALAR}})
                     else:
-                        seen.add((op.ts, op.worker))
-                        rollups.report(op.worker, op.ts, op.task, readings + pooled)
+                        seen.add((ts, worker))
+                        written.reports.append((worker, ts, op.task, series, values))
                     results.append(None)
                 else:
                     raise TypeError(f"unknown change {op!r}")
             unit.results = results
         rows.flush()
-        _execute_chunked(db, _samples_sql, samples)
+        _execute_flat(db, _samples_sql, 3, samples)
         _execute_chunked(db, _reports_sql, reports)
 
-    def _add_series(self, db: sqlite3.Connection, units: list[Unit],
-                    new_series: dict[tuple[str, str, str], int]) -> None:
+    def _add_series(self, db: sqlite3.Connection, units: list[Unit], written: _Written) -> None:
         """Store the series the units' reports name for the first time, in multi-row
-        statements (a new worker brings some thirty)."""
-        known, missing = self._series, {}
+        statements (a new worker brings some thirty), and pair each new variant series
+        of a listed metric with its pooled one."""
+        known, new = self._series, written.series
+        missing: dict[tuple[str, str, str], None] = {}
         for unit in units:
             if unit.error is not None:
                 continue
@@ -938,23 +1051,21 @@ class SQLiteStore(HandOver):
                     continue
                 for metric, variant, _ in op.readings:
                     for key in ((op.worker, metric, variant), (op.worker, metric, POOLED)):
-                        if key not in known and key not in new_series:
+                        if key not in known and key not in new:
                             missing[key] = None
                         if variant == SCALAR:
                             break
+        if not missing:
+            return
         keys = list(missing)
         for i in range(0, len(keys), CHUNK):
             part = keys[i:i + CHUNK]
             for id_, *key in db.execute(_series_sql(len(part)), [v for k in part for v in k]):
-                new_series[tuple(key)] = id_  # type: ignore[index]
-
-    def _series_id(self, db: sqlite3.Connection, key: tuple[str, str, str],
-                   new_series: dict[tuple[str, str, str], int]) -> int:
-        series = self._series.get(key) or new_series.get(key)
-        if series is None:
-            (series,) = db.execute(SERIES, key).fetchone()
-            new_series[key] = series
-        return series
+                new[tuple(key)] = id_  # type: ignore[index]
+        for worker, metric, variant in keys:
+            if variant not in (POOLED, SCALAR):
+                pool = (worker, metric, POOLED)
+                written.pooled[new[worker, metric, variant]] = known.get(pool) or new[pool]
 
     # -- handing over writes --------------------------------------------------------
 
@@ -974,7 +1085,7 @@ class SQLiteStore(HandOver):
 
     async def _rolled_up(self) -> None:
         """Have the rollup increments of every committed write written, for a read."""
-        if self._held:  # set after the commit and before its writer is woken
+        if self._backlog:  # set after the commit and before its writer is woken
             self._flush_asked = True
             await self.commit()
 

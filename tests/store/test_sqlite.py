@@ -475,7 +475,7 @@ def test_a_stats_query_reads_index_ranges_of_the_series_asked_not_whole_tables(
 
 async def test_rollups_held_back_when_the_store_stopped_are_rolled_up_at_the_next_start(
         hub_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rollup increments are written every second or so; a store killed in between
+    """Rollup increments are written every few seconds; a store killed in between
     loses none of them: their spans are marked pending with the raw rows."""
     from workyard.store import _sqlite
     from workyard.store._handover import Unit
@@ -510,3 +510,52 @@ async def test_rollups_held_back_when_the_store_stopped_are_rolled_up_at_the_nex
         nursery.cancel_scope.cancel()
     with sqlite3.connect(hub_db) as check:
         assert check.execute("SELECT count(*) FROM stat_pending").fetchone() == (0,)
+
+
+def test_held_back_rollups_once_due_are_written_a_slice_per_transaction_and_add_up(
+        hub_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transaction writes at most `ROLLUP_SLICE` held sums, so that writing them does
+    not hold up the commit it rides on; the last slice takes the rest with it, and
+    clears the pending spans. Reports keep coming meanwhile; the rollups are exactly the
+    raw samples' all the same."""
+    from workyard.store import _sqlite
+    from workyard.store._handover import Unit
+
+    monkeypatch.setattr(_sqlite, "ROLLUP_EVERY", 3600.0)
+    monkeypatch.setattr(_sqlite, "ROLLUP_SLICE", 4)
+    store = SQLiteStore(hub_db)
+    db = store._open_writer()
+    store._flushed_at = time.monotonic()
+
+    def report(worker: str, i: int) -> None:
+        unit = store._prepare(Unit([RecordStats(worker, 1_000 + i, None, [
+            ("cpu_usage", "total", float(i)), ("gpu_usage", "0", 1.0), ("gpu_usage", "1", 3.0)])]))
+        store._write(db, [unit], store._roll_up_due())
+
+    for i in range(10):  # 5 workers x 3 series: 15 sums held
+        report(f"w{i % 5}", i)
+    assert db.execute("SELECT count(*) FROM stat_rollups").fetchone() == (0,)
+    monkeypatch.setattr(_sqlite, "ROLLUP_EVERY", 0.0)  # due
+    held = []
+    for i in range(10, 15):  # a new worker's 3 sums come with the first slice
+        assert store._roll_up_due() is (_sqlite.RollUp.ALL if i == 14 else _sqlite.RollUp.SLICE)
+        report("w9", i)
+        held.append(len(store._backlog))
+        assert db.execute("SELECT count(*) FROM stat_pending").fetchone() == (0 if i == 14 else 1,)
+    # the oldest sums first: the fourth slice takes one of w9's, which its next report
+    # brings back
+    assert held == [14, 10, 6, 3, 0]
+    expected = db.execute(
+        "SELECT span, series, start, count(*), sum(value), min(value), max(value) FROM "
+        "(SELECT 300000 AS span, series, ts / 300000 * 300000 AS start, value FROM stat_samples "
+        "UNION ALL SELECT 3600000, series, ts / 3600000 * 3600000, value FROM stat_samples) "
+        "GROUP BY span, series, start ORDER BY span, series, start").fetchall()
+    got = db.execute("SELECT r.span, r.series, r.start, r.count, r.total, r.low, r.high "
+                     "FROM stat_rollups r JOIN stat_series s ON s.id = r.series "
+                     "WHERE s.variant != '' ORDER BY r.span, r.series, r.start").fetchall()
+    assert got == expected
+    pooled = db.execute("SELECT s.worker, r.count, r.total FROM stat_rollups r "
+                        "JOIN stat_series s ON s.id = r.series WHERE s.variant = '' "
+                        "AND r.span = 300000 ORDER BY s.worker").fetchall()
+    assert pooled == [*((f"w{w}", 4, 8.0) for w in range(5)), ("w9", 10, 20.0)]
+    db.close()
