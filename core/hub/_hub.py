@@ -600,7 +600,9 @@ class Hub:
             self._queue_wake[name] = trio.Event()
             self._queue_until[name] = math.inf
             self._nursery.start_soon(self._queue_actor, name)
-        deadline = self.scheduler.next_deadline(name)
+        # Only the actor drops ended deadlines, so after it picked the earliest live one
+        # the earliest set can fall below that only by a deadline set since.
+        deadline = self.scheduler.deadline_floor(name)
         if deadline is not None and deadline < self._queue_until[name]:
             self._queue_wake[name].set()
 

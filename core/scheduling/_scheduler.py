@@ -191,10 +191,22 @@ class Scheduler:
         q = self.queues.get(name)
         if q is None:
             return None
-        heap = q.backlog.deadlines
-        while heap and not self._can_fire(heap[0]):
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        deadlines = q.backlog.deadlines
+        first = deadlines.first()
+        while first is not None and not self._can_fire(first):
+            deadlines.pop()
+            first = deadlines.first()
+        return None if first is None else first[0]
+
+    def deadline_floor(self, name: str) -> float | None:
+        """No deadline of queue `name` comes before this one (None: it has none).
+
+        The earliest set, even if its attempt has ended since: O(1), for a caller that
+        only needs to know whether a new deadline came before what it waits for.
+        """
+        q = self.queues.get(name)
+        first = None if q is None else q.backlog.deadlines.first()
+        return None if first is None else first[0]
 
     @property
     def pending(self) -> bool:
@@ -396,9 +408,9 @@ class Scheduler:
         effects: list[Effect] = []
         if q is None:
             return effects
-        heap = q.backlog.deadlines
-        while heap and heap[0][0] <= now:
-            entry = heapq.heappop(heap)
+        deadlines = q.backlog.deadlines
+        while (first := deadlines.first()) is not None and first[0] <= now:
+            entry = deadlines.pop()
             if not self._can_fire(entry):
                 continue
             task = self.tasks[entry[2]]
@@ -717,7 +729,7 @@ class Scheduler:
         return task.state is TaskState.RUNNING and len(task.attempts) == deadline[3]
 
     def _push_deadline(self, q: _Queue, when: float, task_id: str, attempt_no: int) -> None:
-        heapq.heappush(q.backlog.deadlines, (when, next(self._deadline_seq), task_id, attempt_no))
+        q.backlog.deadlines.push((when, next(self._deadline_seq), task_id, attempt_no))
 
 
 def _unique(subscriptions: Iterable[Subscription]) -> tuple[Subscription, ...]:
