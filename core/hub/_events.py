@@ -140,6 +140,15 @@ class EventStream:
         """Events the slowest subscriber has not read yet (0 with no subscriber)."""
         return max((len(sub.buffer) for sub in self._subscribers), default=0)
 
+    @property
+    def watched(self) -> bool:
+        """Does anyone subscribe? If not, the hot paths `skip` instead of building events."""
+        return bool(self._subscribers)
+
+    def skip(self) -> None:
+        """Number an event that nobody would receive, without building it."""
+        self._seq += 1
+
     def publish(self, event: Event) -> None:
         """Number `event`, stamp it with the hub's time and hand it to every subscriber."""
         self._seq += 1
