@@ -125,7 +125,7 @@ class Scheduler:
         if len(buckets) == 1 and len(buckets[0]) == 1 and self.policy is not Policy.RANDOM:
             for c in buckets[0].values():  # one class (the common case): its best free
                 entry = c.best_free()
-                return None if entry is None else c.members[entry[3]]
+                return None if entry is None else entry[3]
         return self._best(buckets)
 
     def demand(self, offers: Mapping[str, Iterable[Subscription]]) -> dict[str, int]:
@@ -498,6 +498,8 @@ class Scheduler:
         drained for their waiting groups.
         """
         w.version = next(self._versions)
+        if w.capacity is not None and len(w.outstanding) >= w.capacity:
+            return  # full: free in no class
         entry: FreeEntry | None = None
         for c in w.classes:
             if not w.free_for(c.name):
@@ -516,7 +518,7 @@ class Scheduler:
     def _entry(self, w: WorkerState) -> FreeEntry:
         """A free worker's place in a class heap: fewest outstanding, then the tie-break."""
         tie = w.attach_seq if self.policy is Policy.ATTACH_ORDER else w.last_assigned
-        return (len(w.outstanding), tie, w.version, w.id)
+        return (len(w.outstanding), tie, w.version, w)
 
     def _best(self, buckets: list[dict[object, WorkerClass]]) -> WorkerState | None:
         return self._best_of([c for bucket in buckets for c in bucket.values()])
@@ -528,12 +530,11 @@ class Scheduler:
                     if w.free_for(c.name)}
             return self._rng.choice(list(free.values())) if free else None
         best: FreeEntry | None = None
-        owner: WorkerClass | None = None
         for c in classes:
             entry = c.best_free()
             if entry is not None and (best is None or entry < best):
-                best, owner = entry, c
-        return owner.members[best[3]] if owner is not None and best is not None else None
+                best = entry
+        return None if best is None else best[3]
 
     # -- internals: the backlog -------------------------------------------------
 
@@ -630,6 +631,8 @@ class Scheduler:
 
     def _finish_call(self, now: float, effects: list[Effect]) -> list[Effect]:
         """Drain the queues with ready classes, within the call's budget."""
+        if not self._dirty:
+            return effects
         for name in list(self._dirty):
             if not self._drain(self.queues[name], now, effects):
                 break  # out of budget: the rest is the next `drain()`'s
