@@ -335,7 +335,7 @@ class _Simulation:
         stop_at = sc.duration + sc.drain
         bar = _progress(self.progress, stop_at, sc.name, self.policy)
         shown = 0
-        done = self._done  # the commonest event
+        finish, answer = self._finish_execution, self.answer  # the commonest event's
         try:
             while ticks:
                 tick = ticks[0]
@@ -362,8 +362,8 @@ class _Simulation:
                     if kind == _DONE:
                         if w.polling:
                             await self._report(w, item, n)
-                        else:
-                            done(w, item, n)
+                        elif (reply := finish(w, item, n)) is not None:
+                            answer(w, item, reply)
                     elif kind == _ARRIVE:
                         await self._arrive(item, tick)
                     elif kind == _POLL:
@@ -476,16 +476,15 @@ class _Simulation:
             self.redelivered.setdefault(task.id, 0)
         else:
             self.assigned[int(task.id[1:])] = self.now
-        if not self.oracle.allows(w.group.name, w.group.subscriptions, task.name, task.attrs):
+        g = w.group
+        if not self.oracle.allows(g.name, g.subscriptions, task.name, task.attrs):
             self.violations += 1
-        self._execute(w, task)
-
-    def _execute(self, w: _Worker, task: Task) -> None:
+        # it executes at once, until a service time later (at least the next tick)
         exec_id = next(self.exec_ids)
         self.executing += 1
         w.running[exec_id] = (self.now, task.id)
-        self._push(self._after(w.group.service.sample(self.service_rng)), _DONE, w, task,
-                   exec_id)
+        ticks = round(g.service.sample(self.service_rng) * self.per_tick)
+        self._push(self.now_tick + (ticks if ticks > 1 else 1), _DONE, w, task, exec_id)
 
     def _finish_execution(self, w: _Worker, task: Task, exec_id: int) -> Answer | None:
         """End an execution; its answer, or None if a disconnect aborted it."""
@@ -501,11 +500,6 @@ class _Simulation:
         if rate and self.error_rng.random() < rate:
             return Answer(task.id, "error", error="simulated failure")
         return Answer(task.id, "done")
-
-    def _done(self, w: _Worker, task: Task, exec_id: int) -> None:
-        answer = self._finish_execution(w, task, exec_id)
-        if answer is not None:
-            self.answer(w, task, answer)
 
     def answer(self, w: _Worker, task: Task, answer: Answer) -> None:
         """A WebSocket worker's answer reaches the hub that dispatched the task."""
