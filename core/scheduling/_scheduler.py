@@ -500,12 +500,11 @@ class Scheduler:
         w.version = next(self._versions)
         if w.capacity is not None and len(w.outstanding) >= w.capacity:
             return  # full: free in no class
-        entry: FreeEntry | None = None
+        entry = self._entry(w)
+        polling = w.polling
         for c in w.classes:
-            if not w.free_for(c.name):
-                continue
-            if entry is None:
-                entry = self._entry(w)
+            if polling and w.rooms.get(c.name, 0) <= 0:
+                continue  # no open poll for this name (`free_for`, capacity checked above)
             heap = c.free
             heapq.heappush(heap, entry)
             if len(heap) > 4 * len(c.members) + 64:  # mostly stale entries: rebuild
