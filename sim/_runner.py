@@ -651,11 +651,11 @@ class _Simulation:
         self.lost += self.submitted - self.done - self.failed - len(tracked)
 
     def result(self, wall: float) -> RunResult:
-        n = len(self.created)
-        created, assigned, finals = self.created, self.assigned, self.finals
-        state = self.final_state
-        wait = sorted(assigned[i] - created[i] for i in range(n) if assigned[i] == assigned[i])
-        e2e = sorted(finals[i] - created[i] for i in range(n) if state[i] == 1)
+        created = self.created
+        wait = [a - c for a, c in zip(self.assigned, created) if a == a]  # NaN: never assigned
+        e2e = [f - c for f, c, state in zip(self.finals, created, self.final_state) if state == 1]
+        wait.sort()
+        e2e.sort()
         return RunResult(
             scenario=self.scenario,
             policy=self.policy,
