@@ -321,7 +321,7 @@ class Scheduler:
         else:
             self.number(task)
         self.tasks[task.id] = task
-        q = self.queue(task.name)
+        q = self.queues.get(task.name) or self.queue(task.name)
         if task.schedule_timeout is not None and not task.attempts:
             self._push_deadline(q, now + task.schedule_timeout, task.id, 0)
         effects: list[Effect] = []
@@ -353,26 +353,28 @@ class Scheduler:
         task = self.tasks.get(task_id)
         if task is None:
             return [], "unknown task, or already final"
-        attempts = task.attempts  # the current attempt's worker answers most often
-        if not ((attempts and attempts[-1].worker == worker_id)
-                or any(a.worker == worker_id for a in attempts)):
+        attempts = task.attempts
+        current = attempts[-1] if attempts else None
+        # the current attempt's worker answers most often
+        mine = current is not None and current.worker == worker_id
+        if not (mine or any(a.worker == worker_id for a in attempts)):
             return [], f"task was never assigned to worker {worker_id!r}"
+        assert current is not None
         effects: list[Effect] = []
         q = self.queues[task.name]
         outcome = Outcome.DONE if ok else Outcome.ERROR
         waiting = task.state is TaskState.QUEUED
         if not waiting:
-            current = task.attempts[-1]
             holder = self.workers.get(current.worker)
             if holder is not None:
                 self._release(holder, task)
             q.running -= 1
             current.ended = now
-            current.outcome = outcome if current.worker == worker_id else Outcome.SUPERSEDED
+            current.outcome = outcome if mine else Outcome.SUPERSEDED
         else:  # queued again after this worker was lost: its late answer still wins
             q.queued -= 1
-        if task.attempts[-1].worker != worker_id:
-            late = next(a for a in reversed(task.attempts) if a.worker == worker_id)
+        if not mine:
+            late = next(a for a in reversed(attempts) if a.worker == worker_id)
             late.outcome = outcome
         self._finish(task, TaskState.DONE if ok else TaskState.FAILED, worker_id, now, effects,
                      result=result, error=None if ok else (error or "worker reported an error"))
