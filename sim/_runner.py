@@ -484,7 +484,7 @@ class _Simulation:
         self.executing += 1
         w.running[exec_id] = (self.now, task.id)
         ticks = round(g.service.sample(self.service_rng) * self.per_tick)
-        self._push(self.now_tick + (ticks if ticks > 1 else 1), _DONE, w, task, exec_id)
+        self._push(self.now_tick + max(1, ticks), _DONE, w, task, exec_id)
 
     def _finish_execution(self, w: _Worker, task: Task, exec_id: int) -> Answer | None:
         """End an execution; its answer, or None if a disconnect aborted it."""
@@ -652,7 +652,8 @@ class _Simulation:
 
     def result(self, wall: float) -> RunResult:
         created = self.created
-        wait = [a - c for a, c in zip(self.assigned, created) if a == a]  # NaN: never assigned
+        isnan = math.isnan  # never assigned
+        wait = [a - c for a, c in zip(self.assigned, created) if not isnan(a)]
         e2e = [f - c for f, c, state in zip(self.finals, created, self.final_state) if state == 1]
         wait.sort()
         e2e.sort()
