@@ -434,10 +434,12 @@ class _Simulation:
     async def _arrive(self, arrivals: _Arrivals, tick: int) -> None:
         """Submit, as one batch, every task of a stream that arrives in this tick."""
         now, batch, created = self.now, [], self.created
-        while arrivals.next_tick is not None and arrivals.next_tick <= tick:
-            batch.append(arrivals.make(f"t{len(created):08d}", now))
+        make, ticks, next_tick = arrivals.make, arrivals.ticks, arrivals.next_tick
+        while next_tick is not None and next_tick <= tick:
+            batch.append(make(f"t{len(created):08d}", now))
             created.append(now)
-            arrivals.next_tick = next(arrivals.ticks, None)
+            next_tick = next(ticks, None)
+        arrivals.next_tick = next_tick
         count = len(batch)
         self.assigned.extend(_NAN * count)
         self.finals.extend(_NAN * count)
