@@ -38,6 +38,7 @@ from workyard.store import PoolRecord
 from workyard.testing import MemoryStore
 
 from ._metrics import percentile
+from ._runner import collector_paused
 from ._scenario import Dist, ScenarioError, _dist
 
 __all__ = ["ProvisionedRun", "ProvisionedScenario", "is_provisioned", "load_provisioned",
@@ -403,7 +404,8 @@ class _Sim:
 def simulate_provisioned(scenario: ProvisionedScenario) -> ProvisionedRun:
     sim = _Sim(scenario)
     started = time.perf_counter()
-    trio.run(sim.main, clock=trio.testing.MockClock(autojump_threshold=0))
+    with collector_paused():
+        trio.run(sim.main, clock=trio.testing.MockClock(autojump_threshold=0))
     sim.run.wall = time.perf_counter() - started
     return sim.run
 

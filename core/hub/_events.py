@@ -128,6 +128,9 @@ class EventStream:
         self._clock = clock
         self._seq = 0
         self._subscribers: set[_Subscriber] = set()
+        #: does anyone subscribe? If not, the hot paths `skip` instead of building events
+        #: (an attribute, not a property: it is read three times per task)
+        self.watched = False
         #: events dropped from subscribers' buffers, over all subscribers
         self.dropped = 0
 
@@ -139,6 +142,10 @@ class EventStream:
     def backlog(self) -> int:
         """Events the slowest subscriber has not read yet (0 with no subscriber)."""
         return max((len(sub.buffer) for sub in self._subscribers), default=0)
+
+    def skip(self) -> None:
+        """Number an event that nobody would receive, without building it."""
+        self._seq += 1
 
     def publish(self, event: Event) -> None:
         """Number `event`, stamp it with the hub's time and hand it to every subscriber."""
@@ -165,10 +172,12 @@ class EventStream:
             raise ValueError("a subscriber needs room for at least one event")
         sub = _Subscriber(buffer)
         self._subscribers.add(sub)
+        self.watched = True
         try:
             yield self._receive(sub)
         finally:
             self._subscribers.discard(sub)
+            self.watched = bool(self._subscribers)
 
     @contextmanager
     def subscribe_batches(self, buffer: int = DEFAULT_BUFFER, *, idle: float = math.inf
@@ -180,10 +189,12 @@ class EventStream:
             raise ValueError("a subscriber needs room for at least one event")
         sub = _Subscriber(buffer)
         self._subscribers.add(sub)
+        self.watched = True
         try:
             yield self._receive_batches(sub, idle)
         finally:
             self._subscribers.discard(sub)
+            self.watched = bool(self._subscribers)
 
     async def _receive_batches(self, sub: _Subscriber, idle: float
                                ) -> AsyncIterator[list[Event]]:

@@ -293,10 +293,14 @@ class Hub:
         if not self.leading:
             return ids
         now = self.now()
+        events, live = self.events, self.scheduler.tasks
         for task, task_id in zip(tasks, ids):
-            if task.id == task_id and task.id not in self.scheduler.tasks:
-                self.events.publish(TaskSubmitted(task=task.id, name=task.name,
-                                                  attrs=task.attrs, priority=task.priority))
+            if task.id == task_id and task.id not in live:
+                if events.watched:
+                    events.publish(TaskSubmitted(task=task.id, name=task.name,
+                                                 attrs=task.attrs, priority=task.priority))
+                else:
+                    events.skip()
                 self._submit(task, now)
         return ids
 
@@ -582,7 +586,8 @@ class Hub:
     # -- effects ----------------------------------------------------------------
 
     def _apply(self, effects: list[Effect]) -> None:
-        publish = self.events.publish
+        events = self.events
+        publish = events.publish
         for effect in effects:
             if type(effect) is Dispatch:
                 task = effect.task
@@ -591,8 +596,11 @@ class Hub:
                 link.deliver(task)
                 self.store.tasks.started(task)
                 self._watch(task.name)
-                publish(TaskDispatched(task=task.id, name=task.name, worker=effect.worker,
-                                       attempt=len(task.attempts)))
+                if events.watched:
+                    publish(TaskDispatched(task=task.id, name=task.name, worker=effect.worker,
+                                           attempt=len(task.attempts)))
+                else:
+                    events.skip()
             elif type(effect) is Finished:
                 task = effect.task
                 if effect.worker is not None:
@@ -640,9 +648,11 @@ class Hub:
             holder = last.worker if last is not None and last.outcome is Outcome.CANCELLED \
                 else None
             self.events.publish(TaskCancelled(task=task.id, name=task.name, worker=holder))
-        else:
+        elif self.events.watched:
             self.events.publish(TaskFinished(task=task.id, name=task.name, state=task.state,
                                              worker=_ended_by(task), error=task.error))
+        else:
+            self.events.skip()
         if task.state is TaskState.FAILED:
             log.info("task %s (%s) failed: %s", task.id, task.name, task.error)
         for waiter in self._waiters.pop(task.id, ()):
@@ -658,7 +668,9 @@ class Hub:
             self._queue_wake[name] = trio.Event()
             self._queue_until[name] = math.inf
             self._nursery.start_soon(self._queue_actor, name)
-        deadline = self.scheduler.next_deadline(name)
+        # Only the actor drops ended deadlines, so after it picked the earliest live one
+        # the earliest set can fall below that only by a deadline set since.
+        deadline = self.scheduler.deadline_floor(name)
         if deadline is not None and deadline < self._queue_until[name]:
             self._queue_wake[name].set()
 

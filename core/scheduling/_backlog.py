@@ -9,12 +9,13 @@ index (groups by shape and values) finds the groups a new class matches.
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Iterable, Mapping
 
 from .._model import Task, TaskState
 from ._index import Shape, Values, WorkerClass
 
-__all__ = ["Backlog", "Group", "GroupEntry", "ReadyEntry"]
+__all__ = ["Backlog", "Deadline", "Deadlines", "Group", "GroupEntry", "ReadyEntry"]
 
 #: a group's head registered in a class: (-priority, seq, registration no, group)
 GroupEntry = tuple[int, int, int, "Group"]
@@ -57,7 +58,7 @@ class Backlog:
         self.projection: dict[Shape, dict[Values, dict[tuple[str | None, ...], Group]]] = {}
         #: classes that gained a free member or a better head during this call
         self.ready: list[ReadyEntry] = []
-        self.deadlines: list[Deadline] = []
+        self.deadlines = Deadlines()
 
     def key_of(self, attrs: Mapping[str, str],
                routing_keys: tuple[str, ...]) -> tuple[str | None, ...]:
@@ -108,3 +109,43 @@ def _project(g: Group, shape: Shape) -> Values | None:
         return tuple([g.attrs[k] for k in shape])
     except KeyError:
         return None
+
+
+class Deadlines:
+    """A queue's deadlines, earliest first (by when, then by the order they were set).
+
+    Most come in order — one timeout for every task of a name, set as time moves on —
+    and go on a FIFO, O(1) to add and to take; one earlier than the FIFO's last goes on
+    a heap instead. Taking the smaller of the two heads gives the order one heap would.
+    """
+
+    __slots__ = ("_heap", "_in_order")
+
+    def __init__(self) -> None:
+        self._in_order: deque[Deadline] = deque()
+        self._heap: list[Deadline] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._in_order or self._heap)
+
+    def push(self, deadline: Deadline) -> None:
+        """Add a deadline; its second field (a sequence number) must exceed every earlier one's."""
+        in_order = self._in_order
+        if not in_order or deadline[0] >= in_order[-1][0]:
+            in_order.append(deadline)
+        else:
+            heapq.heappush(self._heap, deadline)
+
+    def first(self) -> Deadline | None:
+        """The earliest deadline (None if there is none)."""
+        in_order, heap = self._in_order, self._heap
+        if in_order and (not heap or in_order[0] < heap[0]):
+            return in_order[0]
+        return heap[0] if heap else None
+
+    def pop(self) -> Deadline:
+        """Take the earliest deadline (there must be one)."""
+        in_order, heap = self._in_order, self._heap
+        if in_order and (not heap or in_order[0] < heap[0]):
+            return in_order.popleft()
+        return heapq.heappop(heap)

@@ -23,8 +23,9 @@ __all__ = ["FreeEntry", "Policy", "Roster", "WorkerClass", "WorkerState"]
 
 Shape = tuple[str, ...]
 Values = tuple[str, ...]
-#: a free worker's place in its class: (outstanding, tie-break, version, worker id)
-FreeEntry = tuple[int, int, int, str]
+#: a free worker's place in its class: (outstanding, tie-break, version, worker); versions
+#: are unique, so comparing two entries never reaches the worker
+FreeEntry = tuple[int, int, int, "WorkerState"]
 
 
 class Policy(enum.StrEnum):
@@ -94,12 +95,12 @@ class WorkerClass:
         self.dead = False
 
     def best_free(self) -> FreeEntry | None:
-        """The entry of its best free member (None if none is free)."""
-        heap, members = self.free, self.members
+        """The entry of its best free member (None if none is free). An entry is stale
+        once its worker's version moved on, which leaving a class always does."""
+        heap = self.free
         while heap:
             entry = heap[0]
-            w = members.get(entry[3])
-            if w is not None and w.version == entry[2]:
+            if entry[3].version == entry[2]:
                 return entry
             heapq.heappop(heap)
         return None
@@ -164,8 +165,13 @@ class Roster:
         for shapes in self.levels:
             found = None
             for shape in shapes:
-                try:
-                    values = tuple([attrs[k] for k in shape])
+                try:  # the commonest shapes, no key or one, without building a list
+                    if not shape:
+                        values: Values = ()
+                    elif len(shape) == 1:
+                        values = (attrs[shape[0]],)
+                    else:
+                        values = tuple([attrs[k] for k in shape])
                 except KeyError:
                     continue
                 bucket = buckets[shape].get(values)

@@ -125,7 +125,7 @@ class Scheduler:
         if len(buckets) == 1 and len(buckets[0]) == 1 and self.policy is not Policy.RANDOM:
             for c in buckets[0].values():  # one class (the common case): its best free
                 entry = c.best_free()
-                return None if entry is None else c.members[entry[3]]
+                return None if entry is None else entry[3]
         return self._best(buckets)
 
     def demand(self, offers: Mapping[str, Iterable[Subscription]]) -> dict[str, int]:
@@ -191,10 +191,22 @@ class Scheduler:
         q = self.queues.get(name)
         if q is None:
             return None
-        heap = q.backlog.deadlines
-        while heap and not self._can_fire(heap[0]):
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        deadlines = q.backlog.deadlines
+        first = deadlines.first()
+        while first is not None and not self._can_fire(first):
+            deadlines.pop()
+            first = deadlines.first()
+        return None if first is None else first[0]
+
+    def deadline_floor(self, name: str) -> float | None:
+        """No deadline of queue `name` comes before this one (None: it has none).
+
+        The earliest set, even if its attempt has ended since: O(1), for a caller that
+        only needs to know whether a new deadline came before what it waits for.
+        """
+        q = self.queues.get(name)
+        first = None if q is None else q.backlog.deadlines.first()
+        return None if first is None else first[0]
 
     @property
     def pending(self) -> bool:
@@ -309,7 +321,7 @@ class Scheduler:
         else:
             self.number(task)
         self.tasks[task.id] = task
-        q = self.queue(task.name)
+        q = self.queues.get(task.name) or self.queue(task.name)
         if task.schedule_timeout is not None and not task.attempts:
             self._push_deadline(q, now + task.schedule_timeout, task.id, 0)
         effects: list[Effect] = []
@@ -341,26 +353,28 @@ class Scheduler:
         task = self.tasks.get(task_id)
         if task is None:
             return [], "unknown task, or already final"
-        attempts = task.attempts  # the current attempt's worker answers most often
-        if not ((attempts and attempts[-1].worker == worker_id)
-                or any(a.worker == worker_id for a in attempts)):
+        attempts = task.attempts
+        current = attempts[-1] if attempts else None
+        # the current attempt's worker answers most often
+        mine = current is not None and current.worker == worker_id
+        if not (mine or any(a.worker == worker_id for a in attempts)):
             return [], f"task was never assigned to worker {worker_id!r}"
+        assert current is not None
         effects: list[Effect] = []
         q = self.queues[task.name]
         outcome = Outcome.DONE if ok else Outcome.ERROR
         waiting = task.state is TaskState.QUEUED
         if not waiting:
-            current = task.attempts[-1]
             holder = self.workers.get(current.worker)
             if holder is not None:
                 self._release(holder, task)
             q.running -= 1
             current.ended = now
-            current.outcome = outcome if current.worker == worker_id else Outcome.SUPERSEDED
+            current.outcome = outcome if mine else Outcome.SUPERSEDED
         else:  # queued again after this worker was lost: its late answer still wins
             q.queued -= 1
-        if task.attempts[-1].worker != worker_id:
-            late = next(a for a in reversed(task.attempts) if a.worker == worker_id)
+        if not mine:
+            late = next(a for a in reversed(attempts) if a.worker == worker_id)
             late.outcome = outcome
         self._finish(task, TaskState.DONE if ok else TaskState.FAILED, worker_id, now, effects,
                      result=result, error=None if ok else (error or "worker reported an error"))
@@ -396,9 +410,9 @@ class Scheduler:
         effects: list[Effect] = []
         if q is None:
             return effects
-        heap = q.backlog.deadlines
-        while heap and heap[0][0] <= now:
-            entry = heapq.heappop(heap)
+        deadlines = q.backlog.deadlines
+        while (first := deadlines.first()) is not None and first[0] <= now:
+            entry = deadlines.pop()
             if not self._can_fire(entry):
                 continue
             task = self.tasks[entry[2]]
@@ -486,12 +500,13 @@ class Scheduler:
         drained for their waiting groups.
         """
         w.version = next(self._versions)
-        entry: FreeEntry | None = None
+        if w.capacity is not None and len(w.outstanding) >= w.capacity:
+            return  # full: free in no class
+        entry = self._entry(w)
+        polling = w.polling
         for c in w.classes:
-            if not w.free_for(c.name):
-                continue
-            if entry is None:
-                entry = self._entry(w)
+            if polling and w.rooms.get(c.name, 0) <= 0:
+                continue  # no open poll for this name (`free_for`, capacity checked above)
             heap = c.free
             heapq.heappush(heap, entry)
             if len(heap) > 4 * len(c.members) + 64:  # mostly stale entries: rebuild
@@ -504,7 +519,7 @@ class Scheduler:
     def _entry(self, w: WorkerState) -> FreeEntry:
         """A free worker's place in a class heap: fewest outstanding, then the tie-break."""
         tie = w.attach_seq if self.policy is Policy.ATTACH_ORDER else w.last_assigned
-        return (len(w.outstanding), tie, w.version, w.id)
+        return (len(w.outstanding), tie, w.version, w)
 
     def _best(self, buckets: list[dict[object, WorkerClass]]) -> WorkerState | None:
         return self._best_of([c for bucket in buckets for c in bucket.values()])
@@ -516,12 +531,11 @@ class Scheduler:
                     if w.free_for(c.name)}
             return self._rng.choice(list(free.values())) if free else None
         best: FreeEntry | None = None
-        owner: WorkerClass | None = None
         for c in classes:
             entry = c.best_free()
             if entry is not None and (best is None or entry < best):
-                best, owner = entry, c
-        return owner.members[best[3]] if owner is not None and best is not None else None
+                best = entry
+        return None if best is None else best[3]
 
     # -- internals: the backlog -------------------------------------------------
 
@@ -618,6 +632,8 @@ class Scheduler:
 
     def _finish_call(self, now: float, effects: list[Effect]) -> list[Effect]:
         """Drain the queues with ready classes, within the call's budget."""
+        if not self._dirty:
+            return effects
         for name in list(self._dirty):
             if not self._drain(self.queues[name], now, effects):
                 break  # out of budget: the rest is the next `drain()`'s
@@ -717,7 +733,7 @@ class Scheduler:
         return task.state is TaskState.RUNNING and len(task.attempts) == deadline[3]
 
     def _push_deadline(self, q: _Queue, when: float, task_id: str, attempt_no: int) -> None:
-        heapq.heappush(q.backlog.deadlines, (when, next(self._deadline_seq), task_id, attempt_no))
+        q.backlog.deadlines.push((when, next(self._deadline_seq), task_id, attempt_no))
 
 
 def _unique(subscriptions: Iterable[Subscription]) -> tuple[Subscription, ...]:

@@ -99,6 +99,20 @@ async def test_a_stalled_subscriber_neither_blocks_dispatch_nor_loses_anything(
     assert all(isinstance(e, TaskFinished) for e in kept)
 
 
+async def test_events_nobody_listens_to_are_numbered_all_the_same(start_hub: StartHub) -> None:
+    hub = await start_hub()
+    hub.attach("early", TAG, RecordingLink(), capacity=1)
+    unheard = task()
+    await hub.submit([unheard])  # submitted and dispatched, unheard
+    hub.answer("early", Answer(unheard.id, "done"))
+    final = await hub.wait(unheard.id, 5)  # finished, unheard
+    assert final is not None and final.state is TaskState.DONE
+    with hub.events.subscribe() as events:
+        hub.attach("late", TAG, RecordingLink())
+        [first] = await collect(events, 1)
+    assert isinstance(first, WorkerAttached) and first.seq == 5 == hub.events.last_seq
+
+
 async def test_subscribers_see_only_what_happens_while_they_listen(start_hub: StartHub) -> None:
     hub = await start_hub()
     hub.attach("early", TAG, RecordingLink())

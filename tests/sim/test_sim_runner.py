@@ -5,6 +5,7 @@ shortened (and `big` scaled down) to keep the file to seconds.
 """
 
 import dataclasses
+import gc
 import io
 import json
 import os
@@ -129,6 +130,27 @@ def test_same_seed_same_metrics_and_another_seed_differs():
     other = json.dumps(metrics_document([simulate(dataclasses.replace(scenario, seed=2))],
                                         scale=1))
     assert other != first
+
+
+def test_a_run_pauses_the_garbage_collector_and_leaves_it_as_it_was(monkeypatch):
+    from workyard.sim import _runner
+
+    during = []
+    real_run = _runner.trio.run
+
+    def run(*args, **kwargs):
+        during.append(gc.isenabled())
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(_runner.trio, "run", run)
+    simulate(shortened("uniform", 60))
+    assert during == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        simulate(shortened("uniform", 60))
+        assert not gc.isenabled()  # it was off before: it stays off
+    finally:
+        gc.enable()
 
 
 def test_workyard_sim_writes_the_report(tmp_path, capsys):

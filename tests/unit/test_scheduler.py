@@ -233,6 +233,33 @@ def test_timeout_redispatches_to_another_worker_and_releases_the_slot() -> None:
     assert s.next_deadline("tag") == 20.0
 
 
+def test_deadlines_set_out_of_order_fire_earliest_first() -> None:
+    s = Scheduler()
+    s.attach("a", [sub("tag")], now=0.0, capacity=None)
+    slow, quick, middling, late = (task(timeout=100.0, retries=0), task(timeout=10.0, retries=0),
+                                   task(timeout=50.0, retries=0), task(timeout=200.0, retries=0))
+    for now, t in enumerate((slow, quick, middling, late)):  # deadlines 100, 11, 52, 203
+        s.submit(t, now=float(now))
+    assert s.deadline_floor("tag") == s.next_deadline("tag") == 11.0
+    fired = []
+    for when in (11.0, 52.0, 100.0, 203.0):
+        fired += [f.id for f in finished(s.expire("tag", now=when))]
+        assert s.next_deadline("tag") == {11.0: 52.0, 52.0: 100.0, 100.0: 203.0}.get(when)
+    assert fired == [quick.id, middling.id, slow.id, late.id]
+
+
+def test_the_deadline_floor_may_be_an_ended_attempt_until_the_next_deadline_drops_it() -> None:
+    s = Scheduler()
+    s.attach("a", [sub("tag")], now=0.0, capacity=None)
+    done, running = task(timeout=10.0), task(timeout=10.0)
+    s.submit(done, now=0.0)
+    s.submit(running, now=1.0)
+    s.complete("a", done.id, ok=True, now=2.0)
+    assert s.deadline_floor("tag") == 10.0  # ended, but not yet dropped
+    assert s.next_deadline("tag") == 11.0
+    assert s.deadline_floor("tag") == 11.0
+
+
 def test_timeouts_exhaust_retries() -> None:
     s = Scheduler()
     s.attach("a", [sub("tag")], now=0.0)
