@@ -11,6 +11,8 @@ the layer packages (`scheduling`, `hub`, `store`, `transports`, ...) and every
 underscored module — is the implementation, free to change.
 """
 
+from typing import TYPE_CHECKING
+
 from ._config import Settings
 from ._errors import (
     Conflict,
@@ -34,8 +36,21 @@ from .scheduling import (
     Scheduler,
     WorkerState,
 )
-from .server import build_app, serve
 from .store import SQLiteStore, Store, StoreError
+
+if TYPE_CHECKING:
+    from .server import build_app, serve
+
+
+def __getattr__(name: str) -> object:
+    """`build_app` and `serve`, imported on first use: they bring quart and hypercorn,
+    which a worker or a producer (`workyard.client`) never needs."""
+    if name in ("build_app", "serve"):
+        from . import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "UNCHANGED",

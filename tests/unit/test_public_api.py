@@ -6,6 +6,8 @@ Changing a list here is changing the API; do it on purpose.
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 
 import pytest
 
@@ -55,3 +57,13 @@ def test_public_names_are_defined_in_private_modules_or_their_own(module: str) -
             continue  # constants, and names from other libraries
         assert origin == module or any(p.startswith("_") for p in origin.split(".")), (
             name, origin)
+
+
+def test_the_clients_import_without_the_server_stack() -> None:
+    """A worker or a producer never serves: importing `workyard.client` leaves quart
+    and hypercorn unloaded (`workyard.serve` and `build_app` load them on first use)."""
+    code = ("import sys, workyard.client; "
+            "print(sorted(m for m in ('quart', 'hypercorn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
