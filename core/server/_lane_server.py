@@ -94,8 +94,8 @@ class LaneServer:
         buffer = received
         try:
             while True:
-                buffer = await self._next_head(stream, buffer)
-                if not self.takes(buffer):
+                buffer, takes = await self._next_head(stream, buffer)
+                if not takes:
                     raise _HandOver
                 buffer = await self._serve_one(stream, buffer, peer)
         except _HandOver:
@@ -103,15 +103,17 @@ class LaneServer:
         except (_Gone, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
             return
 
-    async def _next_head(self, stream: trio.abc.Stream, buffer: bytes) -> bytes:
-        """`buffer` and what follows until the request can be routed: the keep-alive
-        timeout while nothing came, the head timeout once something did."""
-        while self.takes(buffer) is None:
+    async def _next_head(self, stream: trio.abc.Stream, buffer: bytes
+                         ) -> tuple[bytes, bool]:
+        """`buffer` and what follows until the request can be routed, and whether it is
+        the lane's: the keep-alive timeout while nothing came, the head timeout once
+        something did."""
+        while (takes := self.takes(buffer)) is None:
             chunk = await _receive(stream, HEAD_TIMEOUT if buffer else self.keep_alive)
             if not chunk:
                 raise _Gone
             buffer += chunk
-        return buffer
+        return buffer, takes
 
     async def _serve_one(self, stream: trio.abc.Stream, buffer: bytes,
                          peer: str | None) -> bytes:
