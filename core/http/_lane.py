@@ -4,8 +4,8 @@ A route is (method, path pattern) → `async def handler(request: LaneRequest) -
 LaneResponse`. The lane is the only implementation of its routes, reached two ways:
 
 * on HTTP/1.1 connections whose request is a lane route, the main port's front door
-  serves it with h11 alone (`server/_lane_server.py`): no hypercorn, no quart, one
-  send per response. That is where the hot routes' time went (a profile of POST
+  parses it with h11 and answers it itself (`server/_lane_server.py`): no hypercorn,
+  no quart, one send per response. That is where the hot routes' time went (a profile of POST
   /tasks: hypercorn + h11 and their two sends per response about half the hub's
   CPU, quart and werkzeug another sixth, workyard's own work a tenth);
 * everywhere else (HTTP/2, a keep-alive connection hypercorn already serves, HEAD),

@@ -1,11 +1,13 @@
-"""HTTP/1.1 connections of the fast lane (`http/_lane.py`), served with h11 alone.
+"""HTTP/1.1 connections of the fast lane (`http/_lane.py`), parsed with h11 alone.
 
 The front door hands a connection here when its first request is a lane route (its
 head complete). Each request is then parsed by h11, its body read whole (within
 `--max-body` and quart's body timeout, answering `Expect: 100-continue`), its
-handler run while the socket is watched (a client that leaves cancels it, as
-hypercorn and quart do: a long poll cut off gives its tasks back), and the answer
-written in one send. A keep-alive connection stays here while its requests are the
+handler run, and the answer written here in one send. The socket is watched while a
+handler runs only for a route that `waits` (a long poll): a client that leaves
+cancels it, as hypercorn and quart do, so a poll cut off gives its tasks back. Any
+other handler runs to its end; a client gone meanwhile is seen when its answer is
+sent or the next request read. A keep-alive connection stays here while its requests are the
 lane's; the first one that is not (or that h11 refuses, or HEAD and OPTIONS) is
 handed to hypercorn with its bytes unread, so hypercorn answers it, and the rest of
 the connection, exactly as it would have.
@@ -219,9 +221,9 @@ class LaneServer:
             raise _Gone from None
 
     def _encode(self, reply: LaneResponse, close: bool) -> bytes:
-        """Head and body of the answer, for one send. Written here rather than by h11
-        (whose checks of every header were a tenth of a report's time in the lane):
-        the status and headers come from the lane's own handlers, not from clients."""
+        """Head and body of the answer, for one send. Written here rather than by h11,
+        whose checks of every header were a tenth of the lane's time for a ClearML
+        report: the status and headers come from the lane's handlers, not clients."""
         head = [b"HTTP/1.1 %d \r\n" % reply.status]
         if reply.content_type is not None:
             head.append(b"content-type: %s\r\n" % reply.content_type.encode("ascii"))
