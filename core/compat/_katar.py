@@ -144,7 +144,7 @@ def add_polling_routes(app: QuartTrio, fleet: PollingFleet, auth: Auth,
         await configurations.set(queue, settings)
         return json_response({"configuration": configurations.get(queue)})
 
-    @lane.route("POST", "/v1/queue/<queue>")
+    @lane.route("POST", "/v1/queue/<queue>", waits=True)
     async def poll(req: LaneRequest) -> LaneResponse:
         require(auth, Role.WORKER, req)
         queue = _params.name(req.view_args["queue"], "queue")

@@ -109,14 +109,14 @@ def create_app(hub: Hub, settings: Settings) -> QuartTrio:
         created = ids[0] == tasks[0].id
         return json_reply({"id": ids[0], "created": created}, 201 if created else 200)
 
-    @lane.route("POST", "/tasks/wait")
+    @lane.route("POST", "/tasks/wait", waits=True)
     async def wait_for_tasks(req: LaneRequest) -> LaneResponse:
         require(auth, Role.PRODUCER, req)
         ids, wait, at_least = decode_wait(await req.body())
         finished, pending, unknown = await hub.wait_many(ids, wait, at_least)
         return json_reply({"finished": finished, "pending": pending, "unknown": unknown})
 
-    @lane.route("GET", "/tasks/<task_id>")
+    @lane.route("GET", "/tasks/<task_id>", waits=True)  # ?wait=
     async def get_task(req: LaneRequest) -> LaneResponse:
         require(auth, Role.PRODUCER, req)
         task_id = req.view_args["task_id"]

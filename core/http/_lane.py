@@ -4,8 +4,8 @@ A route is (method, path pattern) → `async def handler(request: LaneRequest) -
 LaneResponse`. The lane is the only implementation of its routes, reached two ways:
 
 * on HTTP/1.1 connections whose request is a lane route, the main port's front door
-  serves it with h11 alone (`server/_lane_server.py`): no hypercorn, no quart, one
-  send per response. That is where the hot routes' time went (a profile of POST
+  parses it with h11 and answers it itself (`server/_lane_server.py`): no hypercorn,
+  no quart, one send per response. That is where the hot routes' time went (a profile of POST
   /tasks: hypercorn + h11 and their two sends per response about half the hub's
   CPU, quart and werkzeug another sixth, workyard's own work a tenth);
 * everywhere else (HTTP/2, a keep-alive connection hypercorn already serves, HEAD),
@@ -24,6 +24,12 @@ Adding a route (say, from a compat module):
         return json_reply({"poked": request.view_args["thing_id"]})
 
 Patterns are werkzeug's (quart's) rules, converters included (`<any(a,b):service>`).
+A route whose handler may wait long for something other than the store (a long poll)
+says so, `lane.route("POST", "/things/wait", waits=True)`: the lane server then watches
+its socket while it runs, so that a client that leaves cancels it (as hypercorn would)
+and, say, a poll cut off gives its tasks back. Other handlers are not watched (that
+took a task and two more socket waits per request): one whose client left runs to
+its end, and its answer goes nowhere.
 Raise a `WorkyardError` (or werkzeug's HTTPException) for a 4xx: the answer is the
 app's JSON error, exactly as from a quart route; anything else is logged and a 500.
 Routes must be added before the server starts (`build_app` does it).
@@ -111,6 +117,8 @@ class Route:
     methods: tuple[str, ...]
     pattern: str
     handler: Handler
+    #: whether the handler may wait long (a long poll): its client is watched meanwhile
+    waits: bool = False
 
 
 class Lane:
@@ -126,14 +134,15 @@ class Lane:
         self._matched = functools.lru_cache(maxsize=MATCHES_CACHED)(self._match)
         self._mounted: QuartTrio | None = None
 
-    def route(self, method: str | tuple[str, ...], pattern: str
+    def route(self, method: str | tuple[str, ...], pattern: str, *, waits: bool = False
               ) -> Callable[[Handler], Handler]:
-        """Add `handler` for `method` (or each of several) on `pattern`."""
+        """Add `handler` for `method` (or each of several) on `pattern`; `waits`: it may
+        wait long, so the client is watched while it runs (see the module's docstring)."""
         methods = (method,) if isinstance(method, str) else tuple(method)
 
         def add(handler: Handler) -> Handler:
             index = len(self.routes)
-            self.routes.append(Route(methods, pattern, handler))
+            self.routes.append(Route(methods, pattern, handler, waits))
             self._map.add(Rule(pattern, endpoint=index, methods=list(methods)))
             self._matched.cache_clear()
             self.methods = self.methods | {m.encode() for m in methods}

@@ -1,11 +1,13 @@
-"""HTTP/1.1 connections of the fast lane (`http/_lane.py`), served with h11 alone.
+"""HTTP/1.1 connections of the fast lane (`http/_lane.py`), parsed with h11 alone.
 
 The front door hands a connection here when its first request is a lane route (its
 head complete). Each request is then parsed by h11, its body read whole (within
 `--max-body` and quart's body timeout, answering `Expect: 100-continue`), its
-handler run while the socket is watched (a client that leaves cancels it, as
-hypercorn and quart do: a long poll cut off gives its tasks back), and the answer
-written in one send. A keep-alive connection stays here while its requests are the
+handler run, and the answer written here in one send. The socket is watched while a
+handler runs only for a route that `waits` (a long poll): a client that leaves
+cancels it, as hypercorn and quart do, so a poll cut off gives its tasks back. Any
+other handler runs to its end; a client gone meanwhile is seen when its answer is
+sent or the next request read. A keep-alive connection stays here while its requests are the
 lane's; the first one that is not (or that h11 refuses, or HEAD and OPTIONS) is
 handed to hypercorn with its bytes unread, so hypercorn answers it, and the rest of
 the connection, exactly as it would have.
@@ -24,7 +26,7 @@ import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" codec er
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, RequestTimeout
 
-from ..http._lane import Lane, LaneRequest, LaneResponse
+from ..http._lane import Lane, LaneRequest, LaneResponse, Route
 from ..transports._streams import peer_of
 from ._front import HEAD_TIMEOUT, MAX_HEAD, RECEIVE_BYTES, ConnectionHandler, head_end
 
@@ -94,8 +96,8 @@ class LaneServer:
         buffer = received
         try:
             while True:
-                buffer = await self._next_head(stream, buffer)
-                if not self.takes(buffer):
+                buffer, takes = await self._next_head(stream, buffer)
+                if not takes:
                     raise _HandOver
                 buffer = await self._serve_one(stream, buffer, peer)
         except _HandOver:
@@ -103,15 +105,17 @@ class LaneServer:
         except (_Gone, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
             return
 
-    async def _next_head(self, stream: trio.abc.Stream, buffer: bytes) -> bytes:
-        """`buffer` and what follows until the request can be routed: the keep-alive
-        timeout while nothing came, the head timeout once something did."""
-        while self.takes(buffer) is None:
+    async def _next_head(self, stream: trio.abc.Stream, buffer: bytes
+                         ) -> tuple[bytes, bool]:
+        """`buffer` and what follows until the request can be routed, and whether it is
+        the lane's: the keep-alive timeout while nothing came, the head timeout once
+        something did."""
+        while (takes := self.takes(buffer)) is None:
             chunk = await _receive(stream, HEAD_TIMEOUT if buffer else self.keep_alive)
             if not chunk:
                 raise _Gone
             buffer += chunk
-        return buffer
+        return buffer, takes
 
     async def _serve_one(self, stream: trio.abc.Stream, buffer: bytes,
                          peer: str | None) -> bytes:
@@ -143,24 +147,40 @@ class LaneServer:
         args = ImmutableMultiDict(parse_qsl(query.decode("ascii"), keep_blank_values=True,
                                             errors="werkzeug.url_quote"))
         request = LaneRequest(method, path, args, headers, view_args, peer, read_body)
+        close = refused is not None or not _keeps_alive(event)
+        pending = b""
+        if route.waits and refused is None:  # the body is read: the socket is ours to watch
+            close, pending = await self._answer_watched(stream, route, request, close)
+        else:
+            close = await self._answer(stream, route, request, close)
+        if close or conn.their_state is not h11.DONE:
+            raise _Gone  # Connection: close, HTTP/1.0, or a body left unread
+        return conn.trailing_data[0] + pending
+
+    async def _answer(self, stream: trio.abc.Stream, route: Route, request: LaneRequest,
+                      close: bool) -> bool:
+        """Run the handler and send its answer; whether the connection ends after it."""
+        reply = await self.lane.answer(route, request)
+        close = close or _closes(reply)
+        await stream.send_all(self._encode(reply, close))
+        return close
+
+    async def _answer_watched(self, stream: trio.abc.Stream, route: Route,
+                              request: LaneRequest, close: bool) -> tuple[bool, bytes]:
+        """`_answer` while the socket is watched, so that a client that leaves cancels
+        the handler; also what the client sent meanwhile."""
         pending = bytearray()
         sent = False
         async with trio.open_nursery() as nursery:
-            if refused is None:  # the body is read: the socket is ours to watch
-                nursery.start_soon(_watch, stream, pending, nursery.cancel_scope)
-            reply = await self.lane.answer(route, request)
+            nursery.start_soon(_watch, stream, pending, nursery.cancel_scope)
             # sent before the watch is stopped: stopping it takes a scheduler round,
             # in which whatever else is ready (a store commit, say) would go first
-            await stream.send_all(self._encode(conn, reply))
+            close = await self._answer(stream, route, request, close)
             sent = True
             nursery.cancel_scope.cancel()
         if not sent:
             raise _Gone  # the client left while its handler ran (or while it was sent)
-        if refused is not None or conn.our_state is not h11.DONE or \
-                conn.their_state is not h11.DONE:
-            raise _Gone  # Connection: close, HTTP/1.0, or a body left unread
-        conn.start_next_cycle()
-        return conn.trailing_data[0] + bytes(pending)
+        return close, bytes(pending)
 
     async def _read_body(self, stream: trio.abc.Stream, conn: h11.Connection,
                          headers: Headers) -> tuple[bytes, HTTPException | None]:
@@ -200,19 +220,24 @@ class LaneServer:
                 await stream.send_all(_BAD_REQUEST)  # a malformed body, not a leaver
             raise _Gone from None
 
-    def _encode(self, conn: h11.Connection, reply: LaneResponse) -> bytes:
-        """Head and body of the answer, for one send."""
-        headers: list[tuple[str, str | bytes]] = []
+    def _encode(self, reply: LaneResponse, close: bool) -> bytes:
+        """Head and body of the answer, for one send. Written here rather than by h11,
+        whose checks of every header were a tenth of the lane's time for a ClearML
+        report: the status and headers come from the lane's handlers, not clients."""
+        head = [b"HTTP/1.1 %d \r\n" % reply.status]
         if reply.content_type is not None:
-            headers.append(("content-type", reply.content_type))
-        headers.extend(reply.headers)
+            head.append(b"content-type: %s\r\n" % reply.content_type.encode("ascii"))
+        head.extend(b"%s: %s\r\n" % (name.encode("ascii"), value.encode("ascii"))
+                    for name, value in reply.headers)
         if reply.status not in _NO_BODY:
-            headers.append(("content-length", str(len(reply.body))))
-        headers.append(("date", self._now()))
-        data = conn.send(h11.Response(status_code=reply.status, headers=headers)) or b""
-        if reply.body and reply.status not in _NO_BODY:
-            data += conn.send(h11.Data(data=reply.body)) or b""
-        return data + (conn.send(h11.EndOfMessage()) or b"")
+            head.append(b"content-length: %d\r\n" % len(reply.body))
+        head.append(b"date: %s\r\n" % self._now())
+        if close and not _closes(reply):
+            head.append(b"connection: close\r\n")
+        head.append(b"\r\n")
+        if reply.status not in _NO_BODY:
+            head.append(reply.body)
+        return b"".join(head)
 
     def _now(self) -> bytes:
         """The Date header, formatted once a second."""
@@ -220,6 +245,21 @@ class LaneServer:
         if second != self._date[0]:
             self._date = (second, format_date_time(second).encode("ascii"))
         return self._date[1]
+
+
+def _keeps_alive(request: h11.Request) -> bool:
+    """Whether the client lets the connection be reused after this request (h11's rule:
+    HTTP/1.1 without `Connection: close`)."""
+    if request.http_version < b"1.1":
+        return False
+    return not any(name == b"connection" and b"close" in value.lower()
+                   for name, value in request.headers)
+
+
+def _closes(reply: LaneResponse) -> bool:
+    """Whether the handler's answer ends the connection (`Connection: close`)."""
+    return any(name.lower() == "connection" and "close" in value.lower()
+               for name, value in reply.headers)
 
 
 async def _receive(stream: trio.abc.Stream, timeout: float) -> bytes:
