@@ -127,7 +127,7 @@ INLINE_ROWS = 1024
 #: SQLite's automatic checkpoint (off) would run in whichever commit crossed its
 #: threshold, inline ones included, and hold the loop for its fsync (17-24 ms).
 CHECKPOINT_CHANGES = 1000
-CHECKPOINT_COMMITS = 50
+CHECKPOINT_COMMITS = 150
 
 
 @functools.cache
@@ -698,6 +698,9 @@ def _buckets_sql(p: Plan, interval: int, metrics: Sequence[str],
 class SQLiteStore(HandOver):
     """A `Store` in one SQLite file."""
 
+    #: bytes of WAL past which the writer waits for a checkpoint (`_wal.py`)
+    wal_limit = WAL_LIMIT
+
     def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
         self.path = self.where = str(path)
         self.synchronous = synchronous.upper()
@@ -746,7 +749,7 @@ class SQLiteStore(HandOver):
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                              cached_statements=2 * CHUNK + 64)
         db.execute("PRAGMA busy_timeout = 5000")
-        db.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")  # see `_wal.py`
+        db.execute(f"PRAGMA journal_size_limit = {self.wal_limit}")  # see `_wal.py`
         return db
 
     def _open_writer(self) -> sqlite3.Connection:
@@ -777,7 +780,7 @@ class SQLiteStore(HandOver):
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         writer = await trio.to_thread.run_sync(self._open_writer)
         wal = self._wal = Checkpoints(await trio.to_thread.run_sync(self._open_reader),
-                                      self.path)
+                                      self.path, limit=self.wal_limit)
         readers = READERS
         send, receive = trio.open_memory_channel[sqlite3.Connection](readers)
         for _ in range(readers):

@@ -29,7 +29,7 @@ log = logging.getLogger("workyard.store")
 #: bytes of WAL past which the writer waits for a checkpoint with no commit beside it,
 #: and to which the WAL file is cut when it starts again; SQLite's own automatic
 #: checkpoint comes at about 4 MB (1,000 pages)
-WAL_LIMIT = 4_000_000
+WAL_LIMIT = 16_000_000
 
 
 def checkpoint(db: sqlite3.Connection) -> tuple[int, int]:
