@@ -123,7 +123,8 @@ CHUNK = 128
 INLINE_ROWS = 1024
 #: The writer has the WAL checkpointed, beside it (`_wal.Checkpoints`), once this many
 #: rows changed or this many transactions committed since it last asked (a small commit
-#: still writes ~6 pages: 150 of them are about SQLite's own 1000-page threshold).
+#: still writes ~6 pages: 150 of them are about SQLite's own 1000-page threshold). The
+#: more often, the less each copies, but each syncs the database file.
 #: SQLite's automatic checkpoint (off) would run in whichever commit crossed its
 #: threshold, inline ones included, and hold the loop for its fsync (17-24 ms).
 CHECKPOINT_CHANGES = 1000
@@ -735,9 +736,10 @@ class SQLiteStore(HandOver):
         self._draining = False
         self.commits = 0  # transactions committed: the group-commit ratio is writes / commits
         #: the writer's `total_changes` when it last had the WAL checkpointed
-        #: (`CHECKPOINT_CHANGES`), and the checkpoints (while running)
+        #: (`CHECKPOINT_CHANGES`)
         self._checkpointed = 0
         self._commits_since_checkpoint = 0
+        #: the checkpoints beside the writer, while it runs
         self._wal: Checkpoints | None = None
         #: told (units of work, seconds) after each transaction, e.g. by /metrics
         self.on_commit: Callable[[int, float], None] | None = None

@@ -67,7 +67,8 @@ class Checkpoints:
         return True
 
     def too_long(self) -> bool:
-        """Has the WAL grown past its limit (the file is cut to it on a restart)?"""
+        """Has the WAL grown past its limit (the file is cut to it on a restart)? A
+        `stat` of its file (microseconds: the writer asks before every batch)."""
         try:
             size = os.stat(self._wal_path).st_size
         except FileNotFoundError:
