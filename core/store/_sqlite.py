@@ -5,7 +5,8 @@ call, or one `commit_soon` change) queue up while the previous transaction commi
 and the writer actor applies everything queued in one transaction — on a worker
 thread when the batch is large, on the event loop's own thread when it is small (see
 `INLINE_ROWS`: under steady load the hop to the thread, not SQLite, was a commit's
-time). The writer checkpoints the WAL itself (`CHECKPOINT_CHANGES`). Reads, and
+time). The writer has the WAL checkpointed beside it, on a connection of its own
+(`CHECKPOINT_CHANGES`, `_wal.py`). Reads, and
 purging, use other connections (`READERS` of them), which WAL lets run beside the
 writer and beside each other: SQLite releases the GIL while it steps a statement, so
 reads on several threads use several cores.
@@ -74,6 +75,7 @@ from ._rollups import (
     raw_cutoff,
     span_for,
 )
+from ._wal import WAL_LIMIT, Checkpoints
 from ._writes import QueueWrites, TaskWrites
 
 __all__ = ["SQLiteStore"]
@@ -119,11 +121,12 @@ CHUNK = 128
 #: writer never comes back: with 64, half the peak rate (~2,500 tasks/s, ~25 ms per
 #: commit on the thread) kept every commit on the thread.
 INLINE_ROWS = 1024
-#: The writer connection checkpoints the WAL itself, on its thread, once this many rows
-#: changed or this many transactions committed since its last checkpoint (a small
-#: commit still writes ~6 pages: 150 of them are about SQLite's own 1000-page
-#: threshold). SQLite's automatic checkpoint (off) would run in whichever commit crossed
-#: its threshold, inline ones included, and hold the loop for its fsync (17-24 ms).
+#: The writer has the WAL checkpointed, beside it (`_wal.Checkpoints`), once this many
+#: rows changed or this many transactions committed since it last asked (a small commit
+#: still writes ~6 pages: 150 of them are about SQLite's own 1000-page threshold). The
+#: more often, the less each copies, but each syncs the database file.
+#: SQLite's automatic checkpoint (off) would run in whichever commit crossed its
+#: threshold, inline ones included, and hold the loop for its fsync (17-24 ms).
 CHECKPOINT_CHANGES = 1000
 CHECKPOINT_COMMITS = 150
 
@@ -696,6 +699,9 @@ def _buckets_sql(p: Plan, interval: int, metrics: Sequence[str],
 class SQLiteStore(HandOver):
     """A `Store` in one SQLite file."""
 
+    #: bytes of WAL past which the writer waits for a checkpoint (`_wal.py`)
+    wal_limit = WAL_LIMIT
+
     def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
         self.path = self.where = str(path)
         self.synchronous = synchronous.upper()
@@ -729,9 +735,12 @@ class SQLiteStore(HandOver):
         self._flush_asked = False
         self._draining = False
         self.commits = 0  # transactions committed: the group-commit ratio is writes / commits
-        #: the writer's `total_changes` at its last WAL checkpoint (`CHECKPOINT_CHANGES`)
+        #: the writer's `total_changes` when it last had the WAL checkpointed
+        #: (`CHECKPOINT_CHANGES`)
         self._checkpointed = 0
         self._commits_since_checkpoint = 0
+        #: the checkpoints beside the writer, while it runs
+        self._wal: Checkpoints | None = None
         #: told (units of work, seconds) after each transaction, e.g. by /metrics
         self.on_commit: Callable[[int, float], None] | None = None
 
@@ -742,6 +751,7 @@ class SQLiteStore(HandOver):
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                              cached_statements=2 * CHUNK + 64)
         db.execute("PRAGMA busy_timeout = 5000")
+        db.execute(f"PRAGMA journal_size_limit = {self.wal_limit}")  # see `_wal.py`
         return db
 
     def _open_writer(self) -> sqlite3.Connection:
@@ -771,6 +781,8 @@ class SQLiteStore(HandOver):
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         writer = await trio.to_thread.run_sync(self._open_writer)
+        wal = self._wal = Checkpoints(await trio.to_thread.run_sync(self._open_reader),
+                                      self.path, limit=self.wal_limit)
         readers = READERS
         send, receive = trio.open_memory_channel[sqlite3.Connection](readers)
         for _ in range(readers):
@@ -778,26 +790,33 @@ class SQLiteStore(HandOver):
         self._idle = send, receive
         self._closed = False
         try:
-            task_status.started()
-            while True:
-                await self._wake.wait()
-                # One more scheduler round, so that writes handed over by tasks that
-                # run in the same round as this wake-up share this commit.
-                await trio.lowlevel.checkpoint()
-                self._wake = trio.Event()
-                batch, self._pending = self._pending, []
-                # A batch taken off the queue is committed even if we are cancelled
-                # meanwhile: otherwise neither this loop nor the flush below writes it.
-                with trio.CancelScope(shield=True):
-                    await self._commit(writer, batch)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(wal.run)
+                task_status.started()
+                while True:
+                    await self._wake.wait()
+                    if wal.too_long():  # before the batch is taken: more join it meanwhile
+                        await wal.alone()
+                    # One more scheduler round, so that writes handed over by tasks that
+                    # run in the same round as this wake-up share this commit.
+                    await trio.lowlevel.checkpoint()
+                    self._wake = trio.Event()
+                    batch, self._pending = self._pending, []
+                    # A batch taken off the queue is committed even if we are cancelled
+                    # meanwhile: otherwise neither this loop nor the flush below writes it.
+                    with trio.CancelScope(shield=True):
+                        await self._commit(writer, batch)
         finally:
-            # Cancelled: flush what callers already handed over, then close.
+            # Cancelled: flush what callers already handed over, then close (the
+            # checkpoints' connection too: their nursery waited for the running one).
             with trio.CancelScope(shield=True):
                 self._closed = True
+                self._wal = None
                 self._flush_asked = True  # the held-back rollups too
                 batch, self._pending = self._pending, []
                 await self._commit(writer, batch)
                 writer.close()
+                wal.db.close()
                 # Closing a connection a read is using on a worker thread crashes the
                 # process: close each once its read gave it back, then the channel (reads
                 # still waiting for a connection fail).
@@ -833,20 +852,17 @@ class SQLiteStore(HandOver):
                     unit.then()
                 except Exception:  # a callback's bug must not stop the writer
                     log.exception("store commit callback failed")
-        await self._checkpoint_now_and_then(db)
+        self._checkpoint_now_and_then(db)
 
-    async def _checkpoint_now_and_then(self, db: sqlite3.Connection) -> None:
-        """Checkpoint the WAL (on the thread) once enough was written since the last
-        time (`CHECKPOINT_CHANGES`), after the commit's callers have been told."""
+    def _checkpoint_now_and_then(self, db: sqlite3.Connection) -> None:
+        """Have the WAL checkpointed, beside the writer, once enough was written since
+        the last time (`CHECKPOINT_CHANGES`)."""
         self._commits_since_checkpoint += 1
-        if (db.total_changes - self._checkpointed < CHECKPOINT_CHANGES
-                and self._commits_since_checkpoint < CHECKPOINT_COMMITS):
+        if self._wal is None or (db.total_changes - self._checkpointed < CHECKPOINT_CHANGES
+                                 and self._commits_since_checkpoint < CHECKPOINT_COMMITS):
             return
-        self._checkpointed, self._commits_since_checkpoint = db.total_changes, 0
-        try:
-            await trio.to_thread.run_sync(_checkpoint, db)
-        except sqlite3.Error:  # the next one will do; the commits are durable already
-            log.exception("WAL checkpoint failed")
+        if self._wal.start():  # else one runs: ask again after the next commit
+            self._checkpointed, self._commits_since_checkpoint = db.total_changes, 0
 
     def _write(self, db: sqlite3.Connection, batch: list[Unit],
                roll_up: RollUp = RollUp.NONE) -> None:
@@ -1108,12 +1124,6 @@ class SQLiteStore(HandOver):
         """`_aside` for a write: one at a time (`_aside_writes`)."""
         async with self._aside_writes:
             return await self._aside(fn)
-
-
-def _checkpoint(db: sqlite3.Connection) -> None:
-    """Copy the WAL back into the database, so that the next write restarts the WAL from
-    its beginning (reading the result: an unread one would leave the statement open)."""
-    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def _rows_in(batch: list[Unit]) -> int:

@@ -17,7 +17,7 @@ import trio.testing
 from conftest import NET_TIMEOUT
 
 from workyard import Attempt, SQLiteStore, Task, TaskState
-from workyard.store import ActivityBucket, InsertTasks, RecordStats, StoreError
+from workyard.store import ActivityBucket, InsertTasks, RecordStats, StoreError, _wal
 from workyard.store._migrations import VERSION
 from workyard.store._sqlite import CHECKPOINT_COMMITS, CHUNK
 
@@ -199,14 +199,73 @@ async def test_concurrent_writes_share_commits(sqlite_store: SQLiteStore) -> Non
     assert sqlite_store.commits - before < 50
 
 
-async def test_many_small_commits_keep_the_wal_small(sqlite_store: SQLiteStore,
-                                                      hub_db: str) -> None:
+async def test_many_small_commits_keep_the_wal_near_its_limit(nursery: trio.Nursery,
+                                                               hub_db: str) -> None:
     # each of these commits on the loop's thread, where SQLite's own checkpoint is off:
-    # without the writer's checkpoints the WAL grows by ~26 KB a commit, without end
+    # without checkpoints the WAL grows by ~26 KB a commit (~11 MB here), without end;
+    # back to back, no checkpoint beside the writer finishes between two commits, so
+    # the WAL starts again only after the ones the writer waits for
+    store = SQLiteStore(hub_db)
+    store.wal_limit = 1_000_000
+    await nursery.start(store.run)
     for _ in range(3 * CHECKPOINT_COMMITS):
-        await sqlite_store.tasks.insert([task()])
-    assert len(await sqlite_store.tasks.unfinished()) == 3 * CHECKPOINT_COMMITS
-    assert Path(hub_db + "-wal").stat().st_size < 6_000_000
+        await store.tasks.insert([task()])
+    assert len(await store.tasks.unfinished()) == 3 * CHECKPOINT_COMMITS
+    assert Path(hub_db + "-wal").stat().st_size < store.wal_limit + 100_000
+
+
+async def test_commits_go_on_while_the_wal_is_checkpointed(
+        sqlite_store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    started, release = threading.Event(), threading.Event()
+    checkpoint = _wal.checkpoint
+
+    def held(db: sqlite3.Connection) -> tuple[int, int]:
+        started.set()
+        release.wait(NET_TIMEOUT)
+        return checkpoint(db)
+    monkeypatch.setattr(_wal, "checkpoint", held)
+    try:
+        for _ in range(CHECKPOINT_COMMITS):  # the last one asks for a checkpoint
+            await sqlite_store.tasks.insert([task()])
+        assert await trio.to_thread.run_sync(started.wait, NET_TIMEOUT)
+        with trio.fail_after(NET_TIMEOUT):
+            for _ in range(CHECKPOINT_COMMITS):
+                await sqlite_store.tasks.insert([task()])
+        assert not release.is_set()  # all committed while the checkpoint was held
+    finally:
+        release.set()
+    assert len(await sqlite_store.tasks.unfinished()) == 2 * CHECKPOINT_COMMITS
+
+
+async def test_a_store_closing_during_a_checkpoint_waits_for_it(
+        hub_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    started, release = threading.Event(), threading.Event()
+    checkpoint = _wal.checkpoint
+    ended = []
+
+    def held(db: sqlite3.Connection) -> tuple[int, int]:
+        started.set()
+        release.wait(NET_TIMEOUT)
+        result = checkpoint(db)
+        ended.append(result)
+        return result
+    monkeypatch.setattr(_wal, "checkpoint", held)
+    store = SQLiteStore(hub_db)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        for _ in range(CHECKPOINT_COMMITS):
+            await store.tasks.insert([task()])
+        assert await trio.to_thread.run_sync(started.wait, NET_TIMEOUT)
+        nursery.cancel_scope.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        assert not ended
+        release.set()
+    assert ended  # its connection was closed only after it
+    async with trio.open_nursery() as nursery:
+        again = SQLiteStore(hub_db)
+        await nursery.start(again.run)
+        assert len(await again.tasks.unfinished()) == CHECKPOINT_COMMITS
+        nursery.cancel_scope.cancel()
 
 
 async def test_writes_beyond_one_chunk_are_all_stored(sqlite_store: SQLiteStore) -> None:
