@@ -68,8 +68,8 @@ class WorkerSocket(Protocol):
     async def receive(self) -> str | bytes:
         """The next message. Raises (or is cancelled) once the connection has ended."""
 
-    async def send(self, frame: str) -> None:
-        """Send one text frame."""
+    async def send(self, frame: str | bytes) -> None:
+        """Send one text frame (`bytes`: text already encoded as UTF-8)."""
 
     async def close(self, code: int, reason: str) -> None:
         """Close with `code` and `reason`, without waiting long for a dead peer."""
@@ -144,9 +144,11 @@ class _Connection:
                     frame = encode([TaskFrame.of(t) for t in batch])
                 else:
                     frame = encode(TaskFrame.of(batch[0]))
-                # the edge admits UTF-8 only; "replace" keeps a task stored before that
-                # from failing every worker it goes to
-                await self.socket.send(frame.decode("utf-8", "replace"))
+                if not frame.isascii():
+                    # the edge admits UTF-8 only; "replace" keeps a task stored before
+                    # that from failing every worker it goes to
+                    frame = frame.decode("utf-8", "replace").encode()
+                await self.socket.send(frame)
                 FRAMES.sent += 1
                 batch = self._waiting(1)
 
