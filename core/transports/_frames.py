@@ -8,8 +8,10 @@ buffer. Anything else — a close, a fragment, a binary or reserved frame, an un
 or oversized one, a non-minimal length, text that is not UTF-8 — stops the split at
 that frame, and the caller hands the rest of the stream to wsproto, which knows the
 protocol in full (and refuses a bad frame with the right close code). The split
-never goes past a frame it does not understand, so wsproto always starts at a frame
-boundary.
+never goes past a frame it does not understand and only takes whole (FIN) messages,
+so wsproto always starts at a frame boundary, between messages; until then it has
+read nothing of the stream after the upgrade (a server-side wsproto connection
+starts its frame reader empty), so its state is as if it had read every frame.
 
 Server frames are never masked, so writing one is a header and the payload.
 """
