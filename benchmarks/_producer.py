@@ -29,7 +29,7 @@ import httpx
 import msgspec
 import trio
 from _clients import ClientGroup
-from _common import cpu_seconds, percentile, run_hub, runqueue_wait
+from _common import cpu_seconds, percentile, run_hub, runqueue_wait, thread_cpu_seconds
 
 __all__ = ["Producer", "end_to_end", "latency_phase", "peak_phase", "wait_for_workers"]
 
@@ -261,15 +261,19 @@ def end_to_end(make_workers: Callable[[int], ClientGroup], *, tasks: int, batch:
                 producer = Producer(hub.url, db, "bench")
                 pids = [hub.pid, *group.pids]
                 cpu0 = {pid: cpu_seconds(pid) for pid in pids}
+                loop0 = thread_cpu_seconds(hub.pid)
                 own0 = _own_cpu()
                 peak = trio.run(peak_phase, producer, tasks, batch, inflight)
                 own1 = _own_cpu()
                 cpu1 = {pid: cpu_seconds(pid) for pid in pids}
+                loop_cpu = thread_cpu_seconds(hub.pid) - loop0
                 start, end = peak.pop("_window")
                 elapsed = end - start
                 hub_cpu = cpu1[hub.pid] - cpu0[hub.pid]
                 peak["hub_cpu"] = round(hub_cpu / elapsed, 2)
                 peak["hub_cpu_us_per_task"] = round(hub_cpu / peak["tasks"] * 1e6)
+                # the event loop's share alone: without the store's writer threads
+                peak["hub_loop_cpu_us_per_task"] = round(loop_cpu / peak["tasks"] * 1e6)
                 peak["clients_cpu"] = round(
                     sum(cpu1[p] - cpu0[p] for p in group.pids) / elapsed, 2)
                 peak["producer_cpu"] = round((own1 - own0) / elapsed, 2)

@@ -10,8 +10,11 @@ cheap:
 * writes are coalesced: `send` only appends a frame to the connection's buffer, and
   one writer sends everything buffered in a single `send_all`, so a burst of N task
   frames from the hub costs one system call;
-* reads are pulled: `receive` feeds what one read brought to wsproto and hands out
-  the complete messages it held, with no reader task or queue in between.
+* reads are pulled: `receive` splits what one read brought into messages and hands
+  them out, with no reader task or queue in between;
+* an open connection's common frames — whole text messages, pings, pongs — are read
+  and written by `_frames.py` in one loop per read, not by wsproto frame by frame;
+  the first frame of any other kind hands the rest of the stream to wsproto for good.
 
 The worker protocol pings each connection every `ping_interval` seconds (`ping`
 returns at the pong); the hub's liveness watch drops a worker whose pongs stopped for
@@ -54,6 +57,7 @@ from .._config import Settings
 from .._errors import InvalidInput, NotFound, TooLarge
 from ..hub import Hub
 from ..protocol import HANDSHAKE_TIMEOUT, encode
+from . import _frames
 from ._streams import linger, peer_of
 from ._tls import open_tls
 from ._websocket import WorkerSocket, serve_worker
@@ -87,6 +91,11 @@ class _LeanSocket:
         self._parts: list[str | bytes] = []
         self._part_bytes = 0
         self._pong = trio.Event()
+        #: received bytes of an incomplete frame, while `_frames` reads the stream
+        self._pending = bytearray()
+        #: `_frames` reads the stream (False: wsproto does, from the first frame
+        #: `_frames` leaves to it on)
+        self._fast = True
         #: answered with an HTTP error instead of upgrading
         self._refused = False
 
@@ -121,11 +130,13 @@ class _LeanSocket:
             self._has_output = trio.Event()
             await self.flush()
 
-    async def send(self, frame: str) -> None:
+    async def send(self, frame: str | bytes) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
         if not self._open:
             raise ConnectionEnded("the connection is closing")
-        self.queue(TextMessage(data=frame))
+        self._out += _frames.frame(_frames.TEXT, frame.encode() if isinstance(frame, str)
+                                   else frame)
+        self._has_output.set()
         if len(self._out) > HIGH_WATER:  # a slow reader: wait for it
             await self.flush()
 
@@ -148,11 +159,41 @@ class _LeanSocket:
             raise ConnectionEnded("the stream broke") from exc
 
     async def _read(self) -> None:
-        """Feed one read to wsproto (the end of the stream too)."""
+        """Take in one read (the end of the stream too): its common frames here, the
+        rest through wsproto."""
         data = await self._receive_some()
         if self._ws.state is ConnectionState.CLOSED:
             raise ConnectionEnded("the connection is closed")
+        if self._fast:
+            if data and self._open:
+                self._pending += data
+                frames, used, leave = _frames.split_frames(self._pending,
+                                                           self._settings.max_frame)
+                del self._pending[:used]
+                for first, payload in frames:
+                    self._take_frame(first, payload)
+                if not leave:
+                    return
+                # a frame for wsproto: it reads from that frame's first byte on
+                data, self._pending = bytes(self._pending), bytearray()
+            elif self._pending:  # the end of the stream, or a close under way
+                self._ws.receive_data(bytes(self._pending))
+                self._pending.clear()
+            self._fast = False
         self._ws.receive_data(data or None)  # None: the peer closed the stream
+        for event in self._ws.events():
+            self._take(event)
+
+    def _take_frame(self, first: int, payload: bytes) -> None:
+        """Act on one frame `_frames` read (UTF-8 text, a ping or a pong)."""
+        if first == _frames.TEXT:
+            self._messages.append(payload)
+        elif first == _frames.PING:
+            if self._open:
+                self._out += _frames.frame(_frames.PONG, payload)
+                self._has_output.set()
+        else:
+            self._pong.set()
 
     async def request(self, received: bytes = b"") -> Request | None:
         """The upgrade request, read from `received` (bytes already taken off the stream)
@@ -197,8 +238,6 @@ class _LeanSocket:
             if not self._open:
                 raise ConnectionEnded("the connection is closing")
             await self._read()
-            for event in self._ws.events():
-                self._take(event)
         return self._messages.popleft()
 
     # --- closing -----------------------------------------------------------------------
@@ -212,8 +251,6 @@ class _LeanSocket:
                 await self.flush()
                 while self._ws.state is not ConnectionState.CLOSED:
                     await self._read()
-                    for event in self._ws.events():
-                        self._take(event)
             except ConnectionEnded:
                 pass
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import os
+from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -68,8 +68,8 @@ class WorkerSocket(Protocol):
     async def receive(self) -> str | bytes:
         """The next message. Raises (or is cancelled) once the connection has ended."""
 
-    async def send(self, frame: str) -> None:
-        """Send one text frame."""
+    async def send(self, frame: str | bytes) -> None:
+        """Send one text frame (`bytes`: text already encoded as UTF-8)."""
 
     async def close(self, code: int, reason: str) -> None:
         """Close with `code` and `reason`, without waiting long for a dead peer."""
@@ -111,44 +111,40 @@ class _Connection:
         self.socket = socket
         #: 0: one task object per frame (seed 000); n: JSON arrays of up to n tasks
         self.per_frame = per_frame
-        self.outbox, self._inbox = trio.open_memory_channel[Task](math.inf)
+        #: tasks delivered and not yet framed, oldest first
+        self._outbox: deque[Task] = deque()
+        self._delivered = trio.Event()
         self.scope: trio.CancelScope | None = None
         self.closed_because: str | None = None
 
     def deliver(self, task: Task) -> None:
-        self.outbox.send_nowait(task)
+        self._outbox.append(task)
+        self._delivered.set()
 
     def close(self, reason: str) -> None:
         self.closed_because = reason
         if self.scope is not None:
             self.scope.cancel()
 
-    def _waiting(self, limit: int) -> list[Task]:
-        """Up to `limit` tasks already in the outbox, without waiting."""
-        tasks: list[Task] = []
-        while len(tasks) < limit:
-            try:
-                tasks.append(self._inbox.receive_nowait())
-            except trio.WouldBlock:
-                break
-        return tasks
-
     async def send_tasks(self) -> None:
-        """Frames out what the hub delivers; what is already waiting goes out without a
-        scheduling round trip, and (with `per_frame`) in as few frames as it allows."""
-        async for task in self._inbox:
-            batch = [task]
-            while batch:
+        """Frames out what the hub delivers: everything delivered by the time it wakes
+        (with `per_frame`, in as few frames as that allows), then it waits again."""
+        outbox = self._outbox
+        while True:
+            await self._delivered.wait()
+            self._delivered = trio.Event()
+            while outbox:
                 if self.per_frame:
-                    batch += self._waiting(self.per_frame - 1)
+                    batch = [outbox.popleft() for _ in range(min(self.per_frame, len(outbox)))]
                     frame = encode([TaskFrame.of(t) for t in batch])
                 else:
-                    frame = encode(TaskFrame.of(batch[0]))
-                # the edge admits UTF-8 only; "replace" keeps a task stored before that
-                # from failing every worker it goes to
-                await self.socket.send(frame.decode("utf-8", "replace"))
+                    frame = encode(TaskFrame.of(outbox.popleft()))
+                if not frame.isascii():
+                    # the edge admits UTF-8 only; "replace" keeps a task stored before
+                    # that from failing every worker it goes to
+                    frame = frame.decode("utf-8", "replace").encode()
+                await self.socket.send(frame)
                 FRAMES.sent += 1
-                batch = self._waiting(1)
 
 
 def _whole_number(raw: str | None, name: str, low: int, high: int | None = None) -> int | None:
