@@ -335,6 +335,18 @@ _AS_IS = frozenset({InsertTasks, ConfigureQueue, SavePool, DeletePool, AppendEve
                     MarkDelivered, RecordStats})
 
 
+@dataclass(slots=True, frozen=True)
+class _Shape:
+    """The series of a worker's report: its readings' (metric, variant) in order, their
+    stat_series ids, and the pooled series of its listed metrics. A worker sends the
+    same metrics report after report, so the writer keeps its last shape and finds a
+    report's series with one lookup rather than one (or two) per reading."""
+
+    names: tuple[tuple[str, str], ...]
+    series: tuple[int, ...]
+    pooled: frozenset[int]
+
+
 @dataclass(slots=True)
 class _Written:
     """What a transaction adds to the writer's own state once it commits."""
@@ -343,8 +355,10 @@ class _Written:
     series: dict[tuple[str, str, str], int] = field(default_factory=dict)
     #: a new variant series -> its pooled series
     pooled: dict[int, int] = field(default_factory=dict)
+    #: the shapes of its reports that were not the last known, by worker
+    shapes: dict[str, _Shape] = field(default_factory=dict)
     #: its new reports (worker, ts, task, series, values), for the rollups
-    reports: list[tuple[str, int, str | None, list[int], list[float]]] = field(
+    reports: list[tuple[str, int, str | None, Sequence[int], list[float]]] = field(
         default_factory=list)
     #: the buckets of its repeated reports, to compute again
     repeats: Rollups[int] = field(default_factory=Rollups)
@@ -354,6 +368,7 @@ class _Written:
     def absorb(self, other: _Written) -> None:
         self.series.update(other.series)
         self.pooled.update(other.pooled)
+        self.shapes.update(other.shapes)
         self.reports += other.reports
         self.repeats.absorb(other.repeats)
 
@@ -725,6 +740,8 @@ class SQLiteStore(HandOver):
         self._series: dict[tuple[str, str, str], int] = {}
         #: a listed metric's variant series -> its pooled series, as committed
         self._pooled: dict[int, int] = {}
+        #: each worker's last report shape, as committed (writer thread only)
+        self._shapes: dict[str, _Shape] = {}
         #: reports committed raw but not yet rolled up (writer thread only), the spans
         #: marked pending for them, when rollups were last all written, whether a read
         #: asked for them, and whether they are being written slice by slice
@@ -889,6 +906,7 @@ class SQLiteStore(HandOver):
             raise
         self._series.update(written.series)
         self._pooled.update(written.pooled)
+        self._shapes.update(written.shapes)
         if rolled_up is self._backlog:  # and the transaction's own
             self._backlog, self._pending_spans = Backlog(), set()
             self._flushed_at, self._draining = time.monotonic(), False
@@ -999,8 +1017,7 @@ class SQLiteStore(HandOver):
         samples: list[object] = []  # (series, ts, value) laid end to end
         reports: list[tuple[object, ...]] = []
         seen = _stored_reports(db, units)
-        self._add_series(db, units, written)
-        known, new = self._series, written.series
+        shapes = iter(self._shapes_of(db, units, written))
         for unit in units:
             if unit.error is not None:
                 continue
@@ -1031,17 +1048,14 @@ class SQLiteStore(HandOver):
                 elif type(op) is RecordStats:
                     worker, ts = op.worker, op.ts
                     reports.append((ts, worker, op.task))
-                    series, values = [], []
-                    for metric, variant, value in op.readings:
-                        key = (worker, metric, variant)
-                        s = known.get(key) or new[key]  # all stored by `_add_series`
-                        series.append(s)
-                        values.append(value)
-                        samples += (s, ts, value)
+                    shape = next(shapes)
+                    series = shape.series
+                    values = [value for _, _, value in op.readings]
+                    flat: list[object] = [ts] * (3 * len(values))  # (series, ts, value)...
+                    flat[0::3], flat[2::3] = series, values
+                    samples += flat
                     if (ts, worker) in seen:
-                        written.repeats.repeat(worker, ts, series, {
-                            known.get(k) or new[k] for k in {
-                                (worker, m, POOLED) for m, v, _ in op.readings if v != SCALAR}})
+                        written.repeats.repeat(worker, ts, series, shape.pooled)
                     else:
                         seen.add((ts, worker))
                         written.reports.append((worker, ts, op.task, series, values))
@@ -1053,24 +1067,52 @@ class SQLiteStore(HandOver):
         _execute_flat(db, _samples_sql, 3, samples)
         _execute_chunked(db, _reports_sql, reports)
 
-    def _add_series(self, db: sqlite3.Connection, units: list[Unit], written: _Written) -> None:
-        """Store the series the units' reports name for the first time, in multi-row
-        statements (a new worker brings some thirty), and pair each new variant series
-        of a listed metric with its pooled one."""
-        known, new = self._series, written.series
-        missing: dict[tuple[str, str, str], None] = {}
+    def _shapes_of(self, db: sqlite3.Connection, units: list[Unit],
+                   written: _Written) -> list[_Shape]:
+        """The shape of each report of `units`, in order: the worker's last one if its
+        readings name the same series, else found anew (`_add_series`)."""
+        known = self._shapes
+        shapes: list[_Shape | None] = []
+        changed: list[tuple[int, RecordStats, tuple[tuple[str, str], ...]]] = []
         for unit in units:
             if unit.error is not None:
                 continue
             for op in unit.ops:
                 if type(op) is not RecordStats:
                     continue
-                for metric, variant, _ in op.readings:
-                    for key in ((op.worker, metric, variant), (op.worker, metric, POOLED)):
-                        if key not in known and key not in new:
-                            missing[key] = None
-                        if variant == SCALAR:
-                            break
+                names = tuple([(metric, variant) for metric, variant, _ in op.readings])
+                shape = written.shapes.get(op.worker) or known.get(op.worker)
+                if shape is not None and shape.names == names:
+                    shapes.append(shape)
+                else:
+                    changed.append((len(shapes), op, names))
+                    shapes.append(None)
+        if changed:
+            self._add_series(db, [op for _, op, _ in changed], written)
+            series, new = self._series, written.series
+            for i, op, names in changed:
+                worker = op.worker
+                ids = tuple([series.get(k) or new[k]  # all stored by `_add_series`
+                             for k in [(worker, m, v) for m, v in names]])
+                pooled = frozenset([series.get(k) or new[k] for k in {
+                    (worker, m, POOLED) for m, v in names if v != SCALAR}])
+                shapes[i] = written.shapes[worker] = _Shape(names, ids, pooled)
+        return shapes  # type: ignore[return-value] # every None was replaced
+
+    def _add_series(self, db: sqlite3.Connection, reports: list[RecordStats],
+                    written: _Written) -> None:
+        """Store the series `reports` name for the first time, in multi-row statements
+        (a new worker brings some thirty), and pair each new variant series of a listed
+        metric with its pooled one."""
+        known, new = self._series, written.series
+        missing: dict[tuple[str, str, str], None] = {}
+        for op in reports:
+            for metric, variant, _ in op.readings:
+                for key in ((op.worker, metric, variant), (op.worker, metric, POOLED)):
+                    if key not in known and key not in new:
+                        missing[key] = None
+                    if variant == SCALAR:
+                        break
         if not missing:
             return
         keys = list(missing)
