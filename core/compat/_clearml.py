@@ -117,7 +117,7 @@ class _Unregister(msgspec.Struct):
 Reading = float | Annotated[list[float | None], Meta(max_length=MAX_VARIANTS)] | None
 
 
-class _StatusReport(msgspec.Struct):
+class _Report(msgspec.Struct):
     worker: Name
     #: milliseconds since the epoch (what every client sends; the docs say seconds)
     timestamp: Annotated[float, Meta(ge=0)]
@@ -126,7 +126,16 @@ class _StatusReport(msgspec.Struct):
     queues: Names | None = None
     tags: Tags | None = None
     system_tags: Tags | None = None
-    #: values decoded one by one (`_readings`), so that an error names its metric
+
+
+class _StatusReport(_Report):
+    machine_stats: dict[str, Reading] | None = None
+
+
+class _RawStatusReport(_Report):
+    """A report that `_StatusReport` refused, its values to decode one by one
+    (`_decode_report`), so that an error names its metric."""
+
     machine_stats: dict[str, msgspec.Raw] | None = None
 
 
@@ -161,8 +170,8 @@ class _GetMetricKeys(msgspec.Struct):
 
 
 _decoders: dict[type, msgspec.json.Decoder[Any]] = {
-    t: msgspec.json.Decoder(t) for t in (_Register, _Unregister, _StatusReport, _GetAll,
-                                         _GetStats, _Range, _GetMetricKeys)}
+    t: msgspec.json.Decoder(t) for t in (_Register, _Unregister, _StatusReport, _RawStatusReport,
+                                         _GetAll, _GetStats, _Range, _GetMetricKeys)}
 _reading: msgspec.json.Decoder[Reading] = msgspec.json.Decoder(Reading)  # type: ignore[arg-type]
 _encode = msgspec.json.Encoder().encode
 
@@ -436,7 +445,7 @@ class ClearML:
         return {}
 
     async def status_report(self, body: bytes, caller: _Caller) -> dict[str, Any]:
-        req = _decode(_StatusReport, body)
+        req = _decode_report(body)
         _check_name(req.worker, "worker")
         now = self.hub.now()
         readings = _readings(req.machine_stats)
@@ -690,25 +699,59 @@ def _report_ms(timestamp: float, now: float, retention: float) -> int:
     return ms
 
 
-def _readings(stats: dict[str, msgspec.Raw] | None) -> list[tuple[str, str, float]]:
-    """A report's machine stats as (metric, variant, value): "total" for a number, the
-    index for each element of a list. Nulls are skipped; zeros are readings."""
+def _decode_report(body: bytes) -> _StatusReport:
+    """A status report decoded in one go; if that fails, again with each metric's value
+    decoded on its own, checked in the order of `status_report` and `_readings`, so
+    that the error names the field (the first bad metric, or its name)."""
+    try:
+        return _decoders[_StatusReport].decode(body if body.strip() else b"{}")  # type: ignore[no-any-return]
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        raw = _decode(_RawStatusReport, body)
+    _check_name(raw.worker, "worker")
+    fields = msgspec.structs.asdict(raw)
+    fields["machine_stats"] = _decode_stats(raw.machine_stats)
+    return _StatusReport(**fields)
+
+
+def _decode_stats(stats: dict[str, msgspec.Raw] | None) -> dict[str, Reading] | None:
+    """Each metric's value decoded on its own, after its name is checked, so that an
+    error names the metric."""
     if not stats:
-        return []
-    if len(stats) > MAX_METRICS:
-        raise invalid("machine_stats", f"at most {MAX_METRICS} metrics, not {len(stats)}")
-    readings: list[tuple[str, str, float]] = []
+        return None
+    _check_count(stats)
+    decoded: dict[str, Reading] = {}
     for metric, raw in stats.items():
-        if not _metric_name(metric):
-            raise invalid(f"machine_stats.{metric[:64]}",
-                          "a metric name is 1 to 64 letters, digits, '_', '.' or '-'")
+        _check_metric(metric)
         try:
-            value = _reading.decode(raw)  # floats: msgspec turns integers into floats
+            decoded[metric] = _reading.decode(raw)  # floats: msgspec turns integers into floats
         except msgspec.ValidationError as exc:
             match = _AT.match(str(exc))
             assert match is not None
             raise invalid(f"machine_stats.{metric[:64]}" + (match["path"] or ""),
                           match["detail"].replace("`", "")) from None
+    return decoded
+
+
+def _check_count(stats: dict[str, Any]) -> None:
+    if len(stats) > MAX_METRICS:
+        raise invalid("machine_stats", f"at most {MAX_METRICS} metrics, not {len(stats)}")
+
+
+def _check_metric(metric: str) -> None:
+    if not _metric_name(metric):
+        raise invalid(f"machine_stats.{metric[:64]}",
+                      "a metric name is 1 to 64 letters, digits, '_', '.' or '-'")
+
+
+def _readings(stats: dict[str, Reading] | None) -> list[tuple[str, str, float]]:
+    """A report's machine stats as (metric, variant, value): "total" for a number, the
+    index for each element of a list. Nulls are skipped; zeros are readings."""
+    if not stats:
+        return []
+    _check_count(stats)
+    readings: list[tuple[str, str, float]] = []
+    for metric, value in stats.items():
+        _check_metric(metric)
         if value is None:
             continue
         if type(value) is list:
