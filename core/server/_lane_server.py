@@ -36,6 +36,8 @@ __all__ = ["LaneServer"]
 _BAD_REQUEST = b"HTTP/1.1 400 \r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 #: statuses that have no body, hence no content-length
 _NO_BODY = frozenset({204, 304})
+#: the args of a request without a query (most of them), shared: they cannot change
+_NO_ARGS: ImmutableMultiDict[str, str] = ImmutableMultiDict()
 
 
 class _HandOver(Exception):
@@ -145,7 +147,7 @@ class LaneServer:
             return body
 
         args = ImmutableMultiDict(parse_qsl(query.decode("ascii"), keep_blank_values=True,
-                                            errors="werkzeug.url_quote"))
+                                            errors="werkzeug.url_quote")) if query else _NO_ARGS
         request = LaneRequest(method, path, args, headers, view_args, peer, read_body)
         close = refused is not None or not _keeps_alive(event)
         pending = b""
