@@ -669,6 +669,25 @@ async def test_a_metric_sent_as_a_number_and_as_a_list_pools_all_its_readings(
         assert flat == [(b.worker, b.start, b.low, b.high) for b in want], interval
 
 
+async def test_a_worker_whose_readings_change_between_reports_has_each_in_its_series(
+        store: Store) -> None:
+    shapes = [[("cpu_usage", "0", 1.0), ("cpu_usage", "1", 2.0)],
+              [("cpu_usage", "1", 3.0)],  # a null left out: fewer variants of the metric
+              [("cpu_usage", "0", 4.0), ("cpu_usage", "1", 5.0)],
+              [("memory_used", "total", 6.0), ("cpu_usage", "0", 7.0)]]
+    for i, readings in enumerate(shapes):  # one commit each: each shape after another
+        await store.stats.record(RecordStats("w1", 1_000 * (i + 1), None, readings))
+    metrics = ["cpu_usage", "memory_used"]
+    got = await store.stats.buckets(since=0, until=9_999, interval=10_000, metrics=metrics)
+    assert [(b.metric, b.variant, b.count, b.total) for b in got] == [
+        ("cpu_usage", "0", 3, 12.0), ("cpu_usage", "1", 3, 10.0),
+        ("memory_used", "total", 1, 6.0)]
+    pooled = await store.stats.buckets(since=0, until=9_999, interval=10_000, metrics=metrics,
+                                       by_variant=False)
+    assert [(b.metric, b.count, b.total) for b in pooled] == [
+        ("cpu_usage", 6, 22.0), ("memory_used", 1, 6.0)]
+
+
 async def test_series_fill_only_the_arrays_of_the_aggregations_asked(store: Store) -> None:
     await store.commit(*_reports(60))
     for since, until, interval in RANGES[:4]:
