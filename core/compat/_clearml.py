@@ -45,6 +45,7 @@ from typing import Annotated, Any, TypeVar
 
 import jwt
 import msgspec
+import regex
 import trio
 from msgspec import Meta
 from quart_trio import QuartTrio
@@ -83,6 +84,9 @@ MAX_ITEMS = 100
 MAX_IDS = 10_000
 MAX_METRICS = 100
 MAX_VARIANTS = 64
+#: seconds one get_all's `worker_pattern` may spend matching, over all workers: a
+#: pattern that backtracks without end (`(a|a)*$`) is refused, not left to stall the hub
+PATTERN_BUDGET = 0.05
 _METRIC = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _VERSION = re.compile(r"\d{1,3}\.\d{1,3}")
 AGGREGATIONS = ("avg", "min", "max")
@@ -481,9 +485,10 @@ class ClearML:
         pattern = None
         if req.worker_pattern:
             try:
-                pattern = re.compile(req.worker_pattern)
-            except re.error as exc:
+                pattern = regex.compile(req.worker_pattern)
+            except regex.error as exc:
                 raise invalid("worker_pattern", f"not a regular expression: {exc}") from None
+        deadline = time.monotonic() + PATTERN_BUDGET
         workers = []
         for session in list(self.hub.sessions):
             if session.anonymous:
@@ -494,7 +499,7 @@ class ClearML:
             worker = self._worker(session, entry, now)
             if last_seen and worker["_seen"] < now - last_seen:
                 continue
-            if pattern is not None and not pattern.search(session.id):
+            if pattern is not None and not _matches(pattern, session.id, deadline):
                 continue
             if not (_tags_match(worker["tags"], req.tags)
                     and _tags_match(worker["system_tags"], req.system_tags)):
@@ -780,6 +785,17 @@ def _range(req: _Range) -> tuple[int, int, int]:
         raise invalid("interval", f"{req.interval} s gives more than {MAX_POINTS} points "
                                   "between from_date and to_date")
     return int(req.from_date * 1000), int(req.to_date * 1000), req.interval * 1000
+
+
+def _matches(pattern: regex.Pattern[str], worker: str, deadline: float) -> bool:
+    """Whether `pattern` is found in `worker`, within what is left of the budget (the
+    `regex` library stops a match at a timeout; `re` would run it to its end)."""
+    try:
+        return pattern.search(worker, timeout=max(deadline - time.monotonic(), 1e-3)) \
+            is not None
+    except TimeoutError:
+        raise invalid("worker_pattern", f"matching it took over {PATTERN_BUDGET:g} s "
+                                        "(it backtracks): write it more simply") from None
 
 
 def _tags_match(tags: Sequence[str], wanted: Sequence[str] | None) -> bool:

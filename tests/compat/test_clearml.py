@@ -130,6 +130,15 @@ async def test_get_all_filters_by_last_seen_tags_and_pattern(
     assert await registry.ids(worker_pattern="^new-[2-9]$") == ["new-2"]
 
 
+async def test_a_worker_pattern_that_backtracks_without_end_is_refused_naming_it(
+        registry: Registry) -> None:
+    await registry.ok("register", {"worker": "a" * 60 + "b"})
+    status, answer = await registry.call("get_all", {"worker_pattern": "^(a|aa)+$"})
+    assert (status, answer["meta"]["result_subcode"]) == (400, 12)
+    assert "worker_pattern" in answer["meta"]["result_msg"]
+    assert "backtracks" in answer["meta"]["result_msg"]
+
+
 async def test_a_hub_worker_shows_its_task_names_as_queues_and_the_task_it_runs(
         registry: Registry, autojump_clock: trio.testing.MockClock) -> None:
     hub = registry.hub
