@@ -134,9 +134,7 @@ class _LeanSocket:
         await trio.lowlevel.checkpoint_if_cancelled()
         if not self._open:
             raise ConnectionEnded("the connection is closing")
-        self._out += _frames.frame(_frames.TEXT, frame.encode() if isinstance(frame, str)
-                                   else frame)
-        self._has_output.set()
+        self._buffer(_frames.TEXT, frame.encode() if isinstance(frame, str) else frame)
         if len(self._out) > HIGH_WATER:  # a slow reader: wait for it
             await self.flush()
 
@@ -190,10 +188,14 @@ class _LeanSocket:
             self._messages.append(payload)
         elif first == _frames.PING:
             if self._open:
-                self._out += _frames.frame(_frames.PONG, payload)
-                self._has_output.set()
+                self._buffer(_frames.PONG, payload)
         else:
             self._pong.set()
+
+    def _buffer(self, first: int, payload: bytes) -> None:
+        """Add a frame `_frames` writes (a text message, a pong) to the output."""
+        self._out += _frames.frame(first, payload)
+        self._has_output.set()
 
     async def request(self, received: bytes = b"") -> Request | None:
         """The upgrade request, read from `received` (bytes already taken off the stream)
