@@ -236,10 +236,12 @@ def ingest_inprocess(args: argparse.Namespace) -> dict[str, Any]:
 
 def prefill(db: str, workers: int, hours: float, every: int, days: float) -> tuple[int, int]:
     """Write `workers` x `hours` of reports every `every` s straight into a migrated file,
-    rolled up as the store rolls them up; before them, hourly rollups only (raw samples
-    and 5-minute rollups past their retention) back to `days` days. Returns (samples,
-    rollup rows)."""
-    from workyard.store._migrations import MIGRATIONS, migrate
+    rolled up with the store's own statements; before them, hourly rollups only (raw
+    readings and 5-minute rollups past their retention) back to `days` days. Returns
+    (readings, rollup rows)."""
+    from workyard.store._migrations import migrate
+    from workyard.store._rollups import SPANS
+    from workyard.store._sqlite import ACTIVITY_AGAIN, POOL_AGAIN, ROLL_UP_AGAIN
 
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
@@ -250,45 +252,48 @@ def prefill(db: str, workers: int, hours: float, every: int, days: float) -> tup
     first_hour = (end - int(days * 24 * 3600)) * 1000 // HOUR_MS * HOUR_MS
     hours_before = range(first_hour, start * 1000 // HOUR_MS * HOUR_MS, HOUR_MS)
     per_hour = 3600 // every
-    samples = 0
+    readings = 0
     conn.execute("BEGIN")
     for w in range(workers):
         worker = f"agent-{w:04d}"
-        conn.executemany("INSERT INTO stat_reports (ts, worker, task) VALUES (?, ?, ?)",
-                         [(ts, worker, None) for ts in stamps])
         conn.executemany("INSERT INTO stat_activity (span, start, worker, active) "
                          "VALUES (?, ?, ?, 0)", [(HOUR_MS, h, worker) for h in hours_before])
+        ids: list[tuple[int, int]] = []  # (series, variant index)
         for metric, variants in _series():
-            for k, variant in enumerate(variants):
+            listed = variants != ["total"]
+            for k, variant in enumerate([*variants, ""] if listed else variants):
                 (series,) = conn.execute(
                     "INSERT INTO stat_series (worker, metric, variant) VALUES (?, ?, ?) "
                     "RETURNING id", (worker, metric, variant)).fetchone()
-                conn.executemany(
-                    "INSERT INTO stat_samples (series, ts, value) VALUES (?, ?, ?)",
-                    [(series, ts, float((ts // 1000 + k + w) % 101)) for ts in stamps])
-                samples += len(stamps)
+                if variant:
+                    ids.append((series, k))
                 conn.executemany(
                     "INSERT INTO stat_rollups (span, series, start, count, total, low, high) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(HOUR_MS, series, h, per_hour, per_hour * 50.0, 0.0, 100.0)
+                    [(HOUR_MS, series, h, per_hour * (len(variants) if not variant else 1),
+                      per_hour * 50.0 * (len(variants) if not variant else 1), 0.0, 100.0)
                      for h in hours_before])
-    # the raw samples rolled up by migration 5's own backfill statements
-    (backfill,) = [m for m in MIGRATIONS if m.version == 5]
-    for statement in backfill.statements:
-        if statement.startswith("INSERT"):
-            conn.execute(statement)
-    # and the month's hourly rollups of listed metrics pooled, as the store pools them
-    conn.execute(
-        "INSERT INTO stat_rollups (span, series, start, count, total, low, high) "
-        "SELECT r.span, p.id, r.start, sum(r.count), sum(r.total), min(r.low), max(r.high) "
-        "FROM stat_rollups r JOIN stat_series s ON s.id = r.series AND s.variant != 'total' "
-        "JOIN stat_series p ON p.worker = s.worker AND p.metric = s.metric AND p.variant = '' "
-        "WHERE r.span = ? AND r.start < ? AND s.variant != '' GROUP BY p.id, r.start",
-        (HOUR_MS, start * 1000 // HOUR_MS * HOUR_MS))
+        conn.executemany(
+            "INSERT INTO stat_reports (ts, worker, task, readings) VALUES (?, ?, NULL, ?)",
+            [(ts, worker, json.dumps({s: float((ts // 1000 + k + w) % 101) for s, k in ids}))
+             for ts in stamps])
+        readings += len(stamps) * len(ids)
+    # the raw readings rolled up as the store rolls up spans left pending
+    for span in SPANS:
+        for first in range(start * 1000 // span * span, end * 1000, span):
+            for statement in (ROLL_UP_AGAIN, POOL_AGAIN, ACTIVITY_AGAIN):
+                conn.execute(statement, (span, first, None))
     conn.execute("COMMIT")
     (rollups,) = conn.execute("SELECT count(*) FROM stat_rollups").fetchone()
     conn.close()
-    return samples, rollups
+    return readings, rollups
+
+
+def stored_readings(conn: sqlite3.Connection) -> int:
+    """The readings in a file: one ':' each in a report's JSON object."""
+    (n,) = conn.execute("SELECT coalesce(sum(length(readings) - length(replace(readings, "
+                        "':', ''))), 0) FROM stat_reports").fetchone()
+    return int(n)
 
 
 def get_stats(args: argparse.Namespace, db: str) -> dict[str, Any]:
@@ -376,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             if args.stats_db and Path(db).exists():
                 with sqlite3.connect(db) as conn:
-                    (samples,) = conn.execute("SELECT count(*) FROM stat_samples").fetchone()
+                    samples = stored_readings(conn)
                     (rollups,) = conn.execute("SELECT count(*) FROM stat_rollups").fetchone()
                 print(f"reusing {db}", flush=True)
             else:

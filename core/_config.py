@@ -111,10 +111,12 @@ class Settings:
         "are kept; older reports are refused", metavar="S")
     stats_5m_retention: Annotated[float, Meta(gt=0, le=100 * YEAR)] = setting(
         14 * 24 * 3600.0, "seconds 5-minute rollups of machine statistics are kept (they "
-        "answer get_stats for intervals that are multiples of 300 s)", metavar="S")
+        "answer get_stats for intervals that are multiples of 300 s); never less than "
+        "--stats-retention", metavar="S")
     stats_1h_retention: Annotated[float, Meta(gt=0, le=100 * YEAR)] = setting(
         400 * 24 * 3600.0, "seconds hourly rollups of machine statistics are kept (they "
-        "answer intervals that are multiples of 3600 s)", metavar="S")
+        "answer intervals that are multiples of 3600 s); never less than --stats-retention",
+        metavar="S")
     max_body: Bytes = setting(MAX_BODY, "largest HTTP request body, in bytes", metavar="BYTES")
     max_frame: Bytes = setting(MAX_FRAME, "largest WebSocket message, in bytes",
                                metavar="BYTES")

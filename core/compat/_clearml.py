@@ -625,7 +625,8 @@ class ClearML:
                 purged_at = now
                 settings = self.settings
                 cutoff = int((now - settings.stats_retention) * 1000)
-                rollups = {span: int((now - keep) * 1000) for span, keep in zip(
+                # rollups are kept at least as long as the raw readings they sum
+                rollups = {span: min(cutoff, int((now - keep) * 1000)) for span, keep in zip(
                     SPANS, (settings.stats_5m_retention, settings.stats_1h_retention),
                     strict=True)}
                 try:

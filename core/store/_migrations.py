@@ -148,6 +148,29 @@ WHERE p.variant = '' GROUP BY p.id, x.ts / {span}""" for span in (300_000, 3_600
 SELECT {span}, ts / {span} * {span}, worker, max(task IS NOT NULL)
 FROM stat_reports GROUP BY ts / {span}, worker""" for span in (300_000, 3_600_000)),
     )),
+    Migration(6, "a report's readings in its own row, as a JSON object of values by series "
+                 "id: a report appends one row at the end of the table instead of writing "
+                 "a row into each of its series' ranges", (
+        # a rowid table: rows of a few hundred bytes would crowd a WITHOUT ROWID tree's
+        # interior pages, which hold whole rows
+        """CREATE TABLE stat_reports_6 (
+    id INTEGER PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    worker TEXT NOT NULL,
+    task TEXT,
+    readings TEXT,
+    UNIQUE (ts, worker)
+)""",
+        # %!.17g: every double as it was (SQLite's JSON functions write 15 digits)
+        """INSERT INTO stat_reports_6 (ts, worker, task, readings)
+SELECT r.ts, r.worker, r.task, (SELECT '{' || group_concat('"' || x.series || '":'
+    || printf('%!.17g', x.value), ',') || '}' FROM stat_series s JOIN stat_samples x
+    ON x.series = s.id AND x.ts = r.ts WHERE s.worker = r.worker)
+FROM stat_reports r ORDER BY r.ts, r.worker""",
+        "DROP TABLE stat_reports",
+        "DROP TABLE stat_samples",
+        "ALTER TABLE stat_reports_6 RENAME TO stat_reports",
+    )),
 )
 
 #: The schema version this code writes.

@@ -223,15 +223,21 @@ def _pool(row: tuple[Any, ...]) -> PoolRecord:
 
 
 @functools.cache
-def _samples_sql(rows: int) -> str:
-    return ("INSERT OR REPLACE INTO stat_samples (series, ts, value) VALUES "
-            + ", ".join(["(?, ?, ?)"] * rows))
-
-
-@functools.cache
 def _reports_sql(rows: int) -> str:
-    return ("INSERT OR REPLACE INTO stat_reports (ts, worker, task) VALUES "
-            + ", ".join(["(?, ?, ?)"] * rows))
+    """Reports (ts, worker, task, readings); a repeat's readings replace the stored ones
+    of the same series and keep the others, as one row per reading would."""
+    return ("INSERT INTO stat_reports (ts, worker, task, readings) VALUES "
+            + ", ".join(["(?, ?, ?, ?)"] * rows)
+            + " ON CONFLICT (ts, worker) DO UPDATE SET task = excluded.task, readings = "
+            "CASE WHEN readings IS NULL THEN excluded.readings "
+            "WHEN excluded.readings IS NULL THEN readings "
+            "ELSE json_patch(readings, excluded.readings) END")
+
+
+#: A report's readings as rows (series, value), after `FROM stat_reports r`; its
+#: `readings` are a JSON object of values by series id (`_Shape.template`), read back
+#: exactly: SQLite keeps a number's text.
+READINGS = "CROSS JOIN json_each(r.readings) j"
 
 
 @functools.cache
@@ -268,33 +274,27 @@ def _stored_reports_sql(rows: int) -> str:
             + ") AS v CROSS JOIN stat_reports r ON r.ts = v.column1 AND r.worker = v.column2")
 
 
-#: a bucket of a repeated report, from the raw samples (see `_rollups.Rollups.repeat`)
-REDO_ROLLUP = ("INSERT OR REPLACE INTO stat_rollups (span, series, start, count, total, low, "
-               "high) SELECT ?1, ?2, ?3, count(*), sum(value), min(value), max(value) "
-               "FROM stat_samples WHERE series = ?2 AND ts >= ?3 AND ts < ?3 + ?1")
-REDO_POOLED = ("INSERT OR REPLACE INTO stat_rollups (span, series, start, count, total, low, "
-               "high) SELECT ?1, ?2, ?3, count(*), sum(x.value), min(x.value), max(x.value) "
-               "FROM stat_series p JOIN stat_series s ON s.worker = p.worker "
-               "AND s.metric = p.metric AND s.variant NOT IN ('', 'total') "
-               "JOIN stat_samples x ON x.series = s.id AND x.ts >= ?3 AND x.ts < ?3 + ?1 "
-               "WHERE p.id = ?2")
-#: rollups of one span from the raw rows (`SQLiteStore._recover`): ?1 span, ?2 start
-RECOVER_ROLLUPS = ("INSERT OR REPLACE INTO stat_rollups (span, series, start, count, total, "
-                   "low, high) SELECT ?1, series, ?2, count(*), sum(value), min(value), "
-                   "max(value) FROM stat_samples WHERE series IN (SELECT id FROM stat_series) "
-                   "AND ts >= ?2 AND ts < ?2 + ?1 GROUP BY series")
-RECOVER_POOLED = ("INSERT OR REPLACE INTO stat_rollups (span, series, start, count, total, "
-                  "low, high) SELECT ?1, p.id, ?2, count(*), sum(x.value), min(x.value), "
-                  "max(x.value) FROM stat_series p JOIN stat_series s ON s.worker = p.worker "
-                  "AND s.metric = p.metric AND s.variant NOT IN ('', 'total') "
-                  "JOIN stat_samples x ON x.series = s.id AND x.ts >= ?2 AND x.ts < ?2 + ?1 "
-                  "WHERE p.variant = '' GROUP BY p.id")
-RECOVER_ACTIVITY = ("INSERT OR REPLACE INTO stat_activity (span, start, worker, active) "
-                    "SELECT ?1, ?2, worker, max(task IS NOT NULL) FROM stat_reports "
-                    "WHERE ts >= ?2 AND ts < ?2 + ?1 GROUP BY worker")
-REDO_ACTIVITY = ("INSERT OR REPLACE INTO stat_activity (span, start, worker, active) "
-                 "SELECT ?1, ?2, ?3, max(task IS NOT NULL) FROM stat_reports "
-                 "WHERE worker = ?3 AND ts >= ?2 AND ts < ?2 + ?1")
+#: The rollups of one span and bucket (?1 span, ?2 start) from the raw rows, of one
+#: worker (?3) or of all (?3 null): at start for the spans left pending
+#: (`SQLiteStore._recover`), and for the buckets of a repeated report (`_redo_rollups`).
+ROLL_UP_AGAIN = ("INSERT OR REPLACE INTO stat_rollups (span, series, start, count, total, "
+                 "low, high) SELECT ?1, j.key, ?2, count(*), sum(j.value), min(j.value), "
+                 f"max(j.value) FROM stat_reports r {READINGS} "
+                 "WHERE r.ts >= ?2 AND r.ts < ?2 + ?1 AND (?3 IS NULL OR r.worker = ?3) "
+                 "GROUP BY j.key")
+POOL_AGAIN = ("INSERT OR REPLACE INTO stat_rollups (span, series, start, count, total, "
+              "low, high) SELECT ?1, p.id, ?2, count(*), sum(j.value), min(j.value), "
+              f"max(j.value) FROM stat_reports r {READINGS} "
+              "CROSS JOIN stat_series s ON s.id = j.key "
+              "JOIN stat_series p ON p.worker = s.worker AND p.metric = s.metric "
+              "AND p.variant = '' WHERE r.ts >= ?2 AND r.ts < ?2 + ?1 "
+              "AND (?3 IS NULL OR r.worker = ?3) AND s.variant NOT IN ('', 'total') "
+              "GROUP BY p.id")
+ACTIVITY_AGAIN = ("INSERT OR REPLACE INTO stat_activity (span, start, worker, active) "
+                  "SELECT ?1, ?2, worker, max(task IS NOT NULL) FROM stat_reports "
+                  "WHERE ts >= ?2 AND ts < ?2 + ?1 AND (?3 IS NULL OR worker = ?3) "
+                  "GROUP BY worker")
+
 
 @functools.cache
 def _series_sql(rows: int) -> str:
@@ -345,6 +345,13 @@ class _Shape:
     names: tuple[tuple[str, str], ...]
     series: tuple[int, ...]
     pooled: frozenset[int]
+    #: the report's `readings`, a JSON object, as a %-format of its values
+    template: str
+
+
+def _template(series: Sequence[int]) -> str:
+    """`_Shape.template`: `%r` writes a float's shortest exact text."""
+    return "{" + ",".join([f'"{s}":%r' for s in series]) + "}"
 
 
 @dataclass(slots=True)
@@ -500,13 +507,11 @@ def _write_increments(db: sqlite3.Connection, backlog: Backlog[int],
 
 
 def _redo_rollups(db: sqlite3.Connection, rollups: Rollups[int]) -> None:
-    """The buckets of repeated reports computed again, once their rows are written."""
-    if rollups.redo:
-        db.executemany(REDO_ROLLUP, sorted(rollups.redo))
-    if rollups.redo_pooled:
-        db.executemany(REDO_POOLED, sorted(rollups.redo_pooled))
-    if rollups.redo_active:
-        db.executemany(REDO_ACTIVITY, sorted(rollups.redo_active))
+    """The buckets of repeated reports computed again, once their rows are written:
+    all of the worker's series in each (its reports of the bucket are read once)."""
+    buckets = sorted(rollups.redo_active)  # (span, start, worker)
+    for sql in (ROLL_UP_AGAIN, POOL_AGAIN, ACTIVITY_AGAIN):
+        db.executemany(sql, buckets)
 
 
 def _in(values: Sequence[object]) -> str:
@@ -587,15 +592,18 @@ class _Stats:
         return [ActivityBucket(*r) for r in rows]
 
     async def metric_keys(self, workers: Sequence[str] | None = None) -> list[str]:
+        # The series with rollups: every reading is in them once the held-back ones are
+        # written, for as long as raw readings are kept (the registry purges rollups no
+        # sooner), and longer.
         if workers is not None and not workers:
             return []
+        await self._store._rolled_up()
         where, args = "", list(workers or ())
         if workers is not None:
             where = f"AND s.worker IN {_in(workers)}"
         rows = await self._store._aside(lambda db: db.execute(
-            "SELECT DISTINCT s.metric FROM stat_series s WHERE (EXISTS "
-            "(SELECT 1 FROM stat_samples x WHERE x.series = s.id) OR EXISTS "
-            f"(SELECT 1 FROM stat_rollups r WHERE r.span IN {_in(SPANS)} AND r.series = s.id)) "
+            "SELECT DISTINCT s.metric FROM stat_series s WHERE EXISTS "
+            f"(SELECT 1 FROM stat_rollups r WHERE r.span IN {_in(SPANS)} AND r.series = s.id) "
             f"{where} ORDER BY s.metric", [*SPANS, *args]).fetchall())
         return [metric for (metric,) in rows]
 
@@ -608,8 +616,10 @@ class _Stats:
         def delete(db: sqlite3.Connection) -> int:
             db.execute("BEGIN IMMEDIATE")
             try:
-                n = db.execute("DELETE FROM stat_samples WHERE series IN "
-                               "(SELECT id FROM stat_series) AND ts < ?", (cutoff,)).rowcount
+                # the readings: one ':' each in a report's JSON object (`_template`)
+                (n,) = db.execute("SELECT coalesce(sum(length(readings) - length(replace("
+                                  "readings, ':', ''))), 0) FROM stat_reports WHERE ts < ?",
+                                  (cutoff,)).fetchone()
                 db.execute("DELETE FROM stat_reports WHERE ts < ?", (cutoff,))
                 for span, until in (rollups_before or {}).items():
                     db.execute("DELETE FROM stat_rollups WHERE span = ? AND series IN "
@@ -627,11 +637,16 @@ class _Stats:
 def _series_filter(metrics: Sequence[str], workers: Sequence[str] | None,
                    args: dict[str, object]) -> str:
     args.update({f"m{i}": m for i, m in enumerate(metrics)})
-    where = "s.metric IN (" + ", ".join(f":m{i}" for i in range(len(metrics))) + ")"
+    where = f"s.metric IN {_named('m', len(metrics))}"
     if workers is not None:
         args.update({f"w{i}": w for i, w in enumerate(workers)})
-        where += " AND s.worker IN (" + ", ".join(f":w{i}" for i in range(len(workers))) + ")"
+        where += f" AND s.worker IN {_named('w', len(workers))}"
     return where
+
+
+def _named(prefix: str, n: int) -> str:
+    """`(:p0, :p1, ...)`, the parameters `_series_filter` names."""
+    return "(" + ", ".join([f":{prefix}{i}" for i in range(n)]) + ")"
 
 
 def _rollup_variants(by_variant: bool) -> str:
@@ -682,15 +697,13 @@ def _middle_sql(span: int, lo: int, hi: int, interval: int, metrics: Sequence[st
 
 def _buckets_sql(p: Plan, interval: int, metrics: Sequence[str],
                  workers: Sequence[str] | None, by_variant: bool) -> tuple[str, dict[str, object]]:
-    """One statement: the rollups of the whole spans and the raw samples of the edges,
-    pooled per series (or per metric) and bucket. CROSS JOIN keeps SQLite's order: the
-    series first (by metric, or worker and metric), then one key range of each."""
+    """One statement: the rollups of the whole spans and the raw readings of the edges,
+    pooled per series (or per metric) and bucket. CROSS JOIN keeps SQLite's order: for
+    rollups the series first (by metric, or worker and metric), then one key range of
+    each; for readings the reports of the range (of the workers asked), then theirs."""
     args: dict[str, object] = {"interval": interval}
-    args.update({f"m{i}": m for i, m in enumerate(metrics)})
-    where = "s.metric IN (" + ", ".join(f":m{i}" for i in range(len(metrics))) + ")"
-    if workers is not None:
-        args.update({f"w{i}": w for i, w in enumerate(workers)})
-        where += " AND s.worker IN (" + ", ".join(f":w{i}" for i in range(len(workers))) + ")"
+    where = _series_filter(metrics, workers, args)
+    reports = "" if workers is None else f" AND r.worker IN {_named('w', len(workers))}"
     variant = "s.variant" if by_variant else "''"
     parts = []
     if p.span is not None:
@@ -702,9 +715,9 @@ def _buckets_sql(p: Plan, interval: int, metrics: Sequence[str],
         args.update(span=p.span, lo=p.lo, hi=p.hi)
     for i, (a, b) in enumerate(p.raw):
         parts.append(f"SELECT s.worker, s.metric, {variant} AS variant, "
-                     "x.ts / :interval * :interval AS b, 1 AS c, x.value AS t, x.value AS l, "
-                     "x.value AS h FROM stat_series s CROSS JOIN stat_samples x "
-                     f"ON x.series = s.id AND x.ts BETWEEN :a{i} AND :b{i} WHERE {where}")
+                     "r.ts / :interval * :interval AS b, 1 AS c, j.value AS t, j.value AS l, "
+                     f"j.value AS h FROM stat_reports r {READINGS} CROSS JOIN stat_series s "
+                     f"ON s.id = j.key WHERE r.ts BETWEEN :a{i} AND :b{i}{reports} AND {where}")
         args.update({f"a{i}": a, f"b{i}": b})
     sql = ("SELECT worker, metric, variant, b, sum(c), sum(t), min(l), max(h) "
            f"FROM ({' UNION ALL '.join(parts)}) GROUP BY worker, metric, variant, b")
@@ -941,7 +954,7 @@ class SQLiteStore(HandOver):
         their 5-minute spans pending so that a crash meanwhile loses nothing
         (`_recover`), and write the held sums `due` (`_roll_up_due`): all of them, and
         the transaction's own, if so or if a repeat is to be computed again from raw
-        samples (after the increments of its buckets). Returns the part of the held
+        readings (after the increments of its buckets). Returns the part of the held
         backlog it wrote: the backlog itself if all."""
         repeats = written.repeats
         if due is RollUp.ALL or repeats:
@@ -983,9 +996,8 @@ class SQLiteStore(HandOver):
         try:
             for span, starts in ((SPANS[0], sorted(pending)), (SPANS[-1], hours)):
                 for start in starts:
-                    db.execute(RECOVER_ROLLUPS, (span, start))
-                    db.execute(RECOVER_POOLED, (span, start))
-                    db.execute(RECOVER_ACTIVITY, (span, start))
+                    for sql in (ROLL_UP_AGAIN, POOL_AGAIN, ACTIVITY_AGAIN):
+                        db.execute(sql, (span, start, None))
             db.execute("DELETE FROM stat_pending")
             db.execute("COMMIT")
         except BaseException:
@@ -1014,7 +1026,6 @@ class SQLiteStore(HandOver):
         """Apply `units` in order, as few statements as the order allows (`_Rows`);
         what they add to the writer's state goes to `written`."""
         rows = _Rows(db)
-        samples: list[object] = []  # (series, ts, value) laid end to end
         reports: list[tuple[object, ...]] = []
         seen = _stored_reports(db, units)
         shapes = iter(self._shapes_of(db, units, written))
@@ -1047,13 +1058,14 @@ class SQLiteStore(HandOver):
                     results.append(None)
                 elif type(op) is RecordStats:
                     worker, ts = op.worker, op.ts
-                    reports.append((ts, worker, op.task))
                     shape = next(shapes)
                     series = shape.series
-                    values = [value for _, _, value in op.readings]
-                    flat: list[object] = [ts] * (3 * len(values))  # (series, ts, value)...
-                    flat[0::3], flat[2::3] = series, values
-                    samples += flat
+                    values = [float(value) for _, _, value in op.readings]
+                    readings = shape.template % tuple(values) if values else None
+                    if readings is not None and "n" in readings:  # nan, inf: not JSON
+                        raise ValueError(f"a reading of worker {worker!r} is not a "
+                                         "finite number")
+                    reports.append((ts, worker, op.task, readings))
                     if (ts, worker) in seen:
                         written.repeats.repeat(worker, ts, series, shape.pooled)
                     else:
@@ -1064,7 +1076,6 @@ class SQLiteStore(HandOver):
                     raise TypeError(f"unknown change {op!r}")
             unit.results = results
         rows.flush()
-        _execute_flat(db, _samples_sql, 3, samples)
         _execute_chunked(db, _reports_sql, reports)
 
     def _shapes_of(self, db: sqlite3.Connection, units: list[Unit],
@@ -1096,7 +1107,8 @@ class SQLiteStore(HandOver):
                              for k in [(worker, m, v) for m, v in names]])
                 pooled = frozenset([series.get(k) or new[k] for k in {
                     (worker, m, POOLED) for m, v in names if v != SCALAR}])
-                shapes[i] = written.shapes[worker] = _Shape(names, ids, pooled)
+                shapes[i] = written.shapes[worker] = _Shape(names, ids, pooled,
+                                                            _template(ids))
         return shapes  # type: ignore[return-value] # every None was replaced
 
     def _add_series(self, db: sqlite3.Connection, reports: list[RecordStats],

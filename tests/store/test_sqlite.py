@@ -17,7 +17,7 @@ import trio.testing
 from conftest import NET_TIMEOUT
 
 from workyard import Attempt, SQLiteStore, Task, TaskState
-from workyard.store import ActivityBucket, InsertTasks, RecordStats, StoreError, _wal
+from workyard.store import ActivityBucket, InsertTasks, RecordStats, StatBucket, StoreError, _wal
 from workyard.store._migrations import VERSION
 from workyard.store._sqlite import CHECKPOINT_COMMITS, CHUNK
 
@@ -415,6 +415,31 @@ async def test_a_failing_callback_is_logged_and_the_writer_goes_on(
     assert await sqlite_store.tasks.insert([after]) == [after.id]
 
 
+async def test_a_reading_that_is_not_a_finite_number_fails_its_report_alone(
+        sqlite_store: SQLiteStore) -> None:
+    """A report's readings are a JSON object, which has no inf or nan: such a report
+    is refused naming its worker, and the reports committed with it are stored."""
+    outcomes: dict[str, str] = {}
+
+    async def record(worker: str, value: float) -> None:
+        try:
+            await sqlite_store.stats.record(RecordStats(worker, 1_000, None,
+                                                        [("cpu_usage", "total", value)]))
+        except StoreError as exc:
+            outcomes[worker] = str(exc)
+        else:
+            outcomes[worker] = "stored"
+
+    async with trio.open_nursery() as nursery:  # one batch
+        for worker, value in (("w1", 1.0), ("w2", float("inf")), ("w3", float("nan"))):
+            nursery.start_soon(record, worker, value)
+    assert outcomes["w1"] == "stored"
+    assert "'w2'" in outcomes["w2"] and "finite" in outcomes["w2"]
+    assert "'w3'" in outcomes["w3"] and "finite" in outcomes["w3"]
+    assert [b.worker for b in await sqlite_store.stats.buckets(
+        since=0, until=9_999, interval=1_000, metrics=["cpu_usage"])] == ["w1"]
+
+
 # -- schema versions ----------------------------------------------------------------
 
 
@@ -423,7 +448,7 @@ async def test_a_new_file_gets_the_current_schema_version(hub_db: str) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
         nursery.cancel_scope.cancel()
-    assert user_version(hub_db) == VERSION == 5
+    assert user_version(hub_db) == VERSION == 6
 
 
 async def test_a_file_from_before_versions_opens_and_upgrades_in_place(hub_db: str) -> None:
@@ -501,6 +526,48 @@ async def test_a_version_4_file_s_samples_are_rolled_up_by_the_upgrade(hub_db: s
         nursery.cancel_scope.cancel()
 
 
+async def test_a_version_5_file_s_readings_move_into_their_reports_exactly(
+        hub_db: str) -> None:
+    """Migration 6 packs each report's readings into its row: raw reads answer as
+    before, to the last bit of every value, and the reports keep their tasks."""
+    from workyard.store._migrations import MIGRATIONS
+
+    third = 0.1 + 0.2  # 0.30000000000000004: 17 digits, not SQLite JSON's 15
+    with sqlite3.connect(hub_db, isolation_level=None) as db:
+        for migration in MIGRATIONS[:5]:
+            for statement in migration.statements:
+                db.execute(statement)
+        db.execute("PRAGMA user_version = 5")
+        db.executemany("INSERT INTO stat_series VALUES (?, ?, ?, ?)",
+                       [(1, "w1", "gpu_usage", "0"), (2, "w1", "gpu_usage", "1"),
+                        (3, "w2", "memory_used", "total"), (4, "w1", "gpu_usage", "")])
+        db.executemany("INSERT INTO stat_samples VALUES (?, ?, ?)",
+                       [(1, 10, third), (2, 10, 3.0), (1, 20, 1e-300), (3, 10, 0.0)])
+        db.executemany("INSERT INTO stat_reports VALUES (?, ?, ?)",
+                       [(10, "w1", "t"), (20, "w1", None), (10, "w2", None),
+                        (30, "w2", "idle-of-readings")])
+    store = SQLiteStore(hub_db)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        got = await store.stats.buckets(since=0, until=99, interval=10,
+                                        metrics=["gpu_usage", "memory_used"])
+        assert got == [StatBucket("w1", "gpu_usage", "0", 10, 1, third, third, third),
+                       StatBucket("w1", "gpu_usage", "0", 20, 1, 1e-300, 1e-300, 1e-300),
+                       StatBucket("w1", "gpu_usage", "1", 10, 1, 3.0, 3.0, 3.0),
+                       StatBucket("w2", "memory_used", "total", 10, 1, 0.0, 0.0, 0.0)]
+        assert await store.stats.activity(since=0, until=99, interval=100) == [
+            ActivityBucket(0, 2, 2)]
+        nursery.cancel_scope.cancel()
+    assert user_version(hub_db) == VERSION
+    with sqlite3.connect(hub_db) as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        assert "stat_samples" not in tables and "stat_reports_6" not in tables
+        assert db.execute("SELECT ts, worker, task, readings IS NULL FROM stat_reports "
+                          "ORDER BY ts, worker").fetchall() == [
+            (10, "w1", "t", 0), (10, "w2", None, 0), (20, "w1", None, 0),
+            (30, "w2", "idle-of-readings", 1)]
+
+
 def test_a_stats_query_reads_index_ranges_of_the_series_asked_not_whole_tables(
         hub_db: str) -> None:
     from workyard.store._migrations import migrate
@@ -525,11 +592,14 @@ def test_a_stats_query_reads_index_ranges_of_the_series_asked_not_whole_tables(
                     for workers in (None, ["a"]) for by_variant in (True, False)]
         for sql, args in queries:
             plan_text = " | ".join(r[3] for r in db.execute(f"EXPLAIN QUERY PLAN {sql}", args))
-            for table in ("stat_rollups", "stat_samples", "stat_series"):
+            for table in ("stat_rollups", "stat_reports", "stat_series"):
                 assert f"SCAN {table}" not in plan_text, plan_text
             assert "SEARCH r USING PRIMARY KEY (span=? AND series=? AND start>? AND start<?)" \
-                in plan_text or "SEARCH x USING PRIMARY KEY (series=? AND ts>? AND ts<?)" \
                 in plan_text, plan_text
+            if "stat_reports" in sql:  # the edges: one range of reports, series by id
+                assert "SEARCH r USING INDEX sqlite_autoindex_stat_reports_1 (ts>? AND ts<?)" \
+                    in plan_text and "SEARCH s USING INTEGER PRIMARY KEY (rowid=?)" \
+                    in plan_text, plan_text
 
 
 async def test_rollups_held_back_when_the_store_stopped_are_rolled_up_at_the_next_start(
@@ -604,10 +674,12 @@ def test_held_back_rollups_once_due_are_written_a_slice_per_transaction_and_add_
     # the oldest sums first: the fourth slice takes one of w9's, which its next report
     # brings back
     assert held == [14, 10, 6, 3, 0]
+    readings = ("SELECT CAST(j.key AS INTEGER) AS series, r.ts, j.value FROM stat_reports r "
+                "CROSS JOIN json_each(r.readings) j")
     expected = db.execute(
         "SELECT span, series, start, count(*), sum(value), min(value), max(value) FROM "
-        "(SELECT 300000 AS span, series, ts / 300000 * 300000 AS start, value FROM stat_samples "
-        "UNION ALL SELECT 3600000, series, ts / 3600000 * 3600000, value FROM stat_samples) "
+        f"(SELECT 300000 AS span, series, ts / 300000 * 300000 AS start, value FROM ({readings}) "
+        f"UNION ALL SELECT 3600000, series, ts / 3600000 * 3600000, value FROM ({readings})) "
         "GROUP BY span, series, start ORDER BY span, series, start").fetchall()
     got = db.execute("SELECT r.span, r.series, r.start, r.count, r.total, r.low, r.high "
                      "FROM stat_rollups r JOIN stat_series s ON s.id = r.series "
