@@ -175,7 +175,7 @@ class Lane:
         """Run the handler; an exception becomes the app's error answer."""
         try:
             reply = await route.handler(request)
-        except Exception as exc:  # bad input is a 4xx, anything else a logged 500
+        except Exception as exc:  # noqa: BLE001 - bad input is a 4xx, anything else a logged 500
             reply = error_reply(exc, f"{request.method} {request.path}")
         if self.counted is not None:
             self.counted(route.pattern, request.method, reply.status)
