@@ -205,8 +205,8 @@ class LaneServer:
                         if conn.they_are_waiting_for_100_continue:
                             await stream.send_all(conn.send(
                                 h11.InformationalResponse(status_code=100, headers=[])))
-                        # h11 takes any bytes-like object, as its docstring says; its
-                        # annotation says bytes (a bytearray from TLS would be copied)
+                        # h11 takes any bytes-like object (its docstring), though its
+                        # annotation says bytes: a TLS stream's bytearray goes in uncopied
                         conn.receive_data(
                             await stream.receive_some(RECEIVE_BYTES))  # type: ignore[arg-type]
                 elif isinstance(event, h11.Data):
