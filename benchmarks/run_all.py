@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         try:
             code = subprocess.run([sys.executable, str(HERE / script), *extra], cwd=HERE,
-                                  timeout=limit).returncode
+                                  timeout=limit, check=False).returncode
         except subprocess.TimeoutExpired:
             code = f"timed out after {limit:g} s"
         print(f"== {name}: {outcome(code)} in {time.monotonic() - t0:.0f} s", flush=True)

@@ -31,10 +31,10 @@ __all__ = [
     "Attachment",
     "Figures",
     "Snapshot",
+    "Summary",
     "Violation",
     "attachments",
     "counts_by_worker",
-    "Summary",
     "summarize",
     "violations",
 ]

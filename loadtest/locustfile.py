@@ -30,8 +30,8 @@ from locust.runners import WorkerRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtest.plan import ATTACH_LIMIT, PLAN_ENV, Plan  # noqa: E402
-from loadtest.users import Clock, user_classes  # noqa: E402
+from loadtest.plan import ATTACH_LIMIT, PLAN_ENV, Plan
+from loadtest.users import Clock, user_classes
 
 #: seconds after the last submission before the watcher starts looking
 SETTLE = 0.5

@@ -69,7 +69,7 @@ def _ms(seconds: float | None) -> str:
     return "–" if seconds is None else f"{seconds * 1000:,.1f}"
 
 
-def _num(value: float | int | None, digits: int = 1) -> str:
+def _num(value: float | None, digits: int = 1) -> str:
     if value is None:
         return "–"
     return f"{value:,}" if isinstance(value, int) else f"{value:,.{digits}f}"
@@ -87,8 +87,8 @@ def checks(summary: Summary, plan: Plan, drained_in: float | None) -> list[tuple
               f"{summary.submitted:,}" if ran else
               "none: the load never ran (see locust.log and hub.log)")]
     for name, ok, detail in [
-        ("no task lost", summary.lost == 0, f"{summary.lost:,} of {summary.submitted:,} "
-         "submitted are neither final nor held by the hub"),
+        ("no task lost", summary.lost == 0, (f"{summary.lost:,} of {summary.submitted:,} "
+          "submitted are neither final nor held by the hub")),
         ("every submitted task final after the drain", not summary.unfinished,
          _unfinished(summary.unfinished).removeprefix(": ")),
         ("most-specific violations", not summary.violations, f"{len(summary.violations):,}"),
@@ -126,32 +126,32 @@ def write(out: Path, plan: Plan, summary: Summary, *, drain: Mapping[str, Any] |
 
     md: list[str] = [
         f"# Load test: {plan.scenario}", "",
-        f"{plan.duration:g} s of arrivals at {plan.rate:,.4g} tasks/s on average, then up to "
-        f"{plan.drain:g} s to drain. {workers} workers and {producers} producer"
-        f"{'s' if producers > 1 else ''} as {plan.users} locust users in {processes} locust "
-        f"process{'es' if processes > 1 else ''}; one hub on loopback with a temporary "
-        "SQLite database. The scenario as played is scenario.toml.", "",
+        (f"{plan.duration:g} s of arrivals at {plan.rate:,.4g} tasks/s on average, then up to "
+         f"{plan.drain:g} s to drain. {workers} workers and {producers} producer"
+         f"{'s' if producers > 1 else ''} as {plan.users} locust users in {processes} locust "
+         f"process{'es' if processes > 1 else ''}; one hub on loopback with a temporary "
+         "SQLite database. The scenario as played is scenario.toml."), "",
         "## Checks", "", "| check | result |", "| --- | --- |",
         *[_check_row(*check) for check in verdicts], "",
         "## Measured beside simulated", ""]
     if sim is None:
         md += [f"No simulator figures: {sim_note}", ""]
     md += ["| figure | measured | simulated |", "| --- | ---: | ---: |",
-           f"| throughput (done tasks/s) | {_num(measured.throughput, 2)} | "
-           f"{_num(sim.throughput if sim else None, 2)} |",
-           f"| latency p50, submitted → done (ms) | {_ms(measured.p50)} | "
-           f"{_ms(sim.p50 if sim else None)} |",
-           f"| latency p99, submitted → done (ms) | {_ms(measured.p99)} | "
-           f"{_ms(sim.p99 if sim else None)} |"]
+           (f"| throughput (done tasks/s) | {_num(measured.throughput, 2)} | "
+            f"{_num(sim.throughput if sim else None, 2)} |"),
+           (f"| latency p50, submitted → done (ms) | {_ms(measured.p50)} | "
+            f"{_ms(sim.p50 if sim else None)} |"),
+           (f"| latency p99, submitted → done (ms) | {_ms(measured.p99)} | "
+            f"{_ms(sim.p99 if sim else None)} |")]
     for group, value in measured.jain.items():
         other = sim.jain.get(group) if sim else None
         md.append(f"| Jain's index of assignments, {group} | {_num(value, 4)} | "
                   f"{_num(other, 4)} |")
-    md += [f"| most-specific violations | {measured.violations} | "
-           f"{_num(sim.violations if sim else None)} |",
+    md += [(f"| most-specific violations | {measured.violations} | "
+            f"{_num(sim.violations if sim else None)} |"),
            f"| lost tasks | {measured.lost} | {_num(sim.lost if sim else None)} |",
-           f"| unfinished at the drain limit | {measured.unfinished} | "
-           f"{_num(sim.unfinished if sim else None)} |", "",
+           (f"| unfinished at the drain limit | {measured.unfinished} | "
+            f"{_num(sim.unfinished if sim else None)} |"), "",
            "Both sides use the simulator's definitions: throughput is done tasks per "
            "second from the first arrival instant to the last final state; latency is the "
            "hub's, from creation to done (the producers' view, which adds fetching the "
@@ -163,12 +163,12 @@ def write(out: Path, plan: Plan, summary: Summary, *, drain: Mapping[str, Any] |
               "each stream among several producers."), ""]
 
     md += ["## Fairness by fleet group", "",
-           "Jain's index (Σx)²/(n·Σx²) over the workers of one group (equally specific, "
-           "equally able): 1 is perfectly even, 1/n is one worker taking everything. "
-           "Processed counts the tasks a worker answered; assigned counts every attempt "
-           "it was given, including those lost to a churn drop.", "",
-           "| group | specificity | workers | processed | min | max | Jain, processed "
-           "| assigned | Jain, assigned |",
+           ("Jain's index (Σx)²/(n·Σx²) over the workers of one group (equally specific, "
+            "equally able): 1 is perfectly even, 1/n is one worker taking everything. "
+            "Processed counts the tasks a worker answered; assigned counts every attempt "
+            "it was given, including those lost to a churn drop."), "",
+           ("| group | specificity | workers | processed | min | max | Jain, processed "
+            "| assigned | Jain, assigned |"),
            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for group, g in summary.groups.items():
         md.append(f"| {group} | {g['specificity']} | {g['workers']} | {g['processed']:,} | "
@@ -189,10 +189,10 @@ def write(out: Path, plan: Plan, summary: Summary, *, drain: Mapping[str, Any] |
             md.append(f"| {label} | {_num(row['count'])} | {_num(row['fails'])} | "
                       f"{_ms(row['p50'])} | {_ms(row['p95'])} | {_ms(row['p99'])} | "
                       f"{_ms(row['max'])} |")
-    md += ["", "Producer and worker rows are locust's request types `e2e` and `dispatch` "
-           "(its percentiles are rounded as locust rounds them; locust.html shows them "
-           "over time). A failed `e2e` is a task that ended failed, e.g. by an injected "
-           "error.", ""]
+    md += ["", ("Producer and worker rows are locust's request types `e2e` and `dispatch` "
+            "(its percentiles are rounded as locust rounds them; locust.html shows them "
+            "over time). A failed `e2e` is a task that ended failed, e.g. by an injected "
+            "error."), ""]
 
     md += ["## Outcome", "",
            f"- submitted: {summary.submitted:,}; final: "
@@ -209,10 +209,10 @@ def write(out: Path, plan: Plan, summary: Summary, *, drain: Mapping[str, Any] |
         md.append("")
     md += ["## Files", "",
            "- locust.html: locust's report, with charts over time",
-           "- locust_stats.csv, locust_stats_history.csv, locust_failures.csv, "
-           "locust_exceptions.csv, locust.json: locust's statistics",
-           "- report.json: every figure above; scenario.toml: the scenario as played; "
-           "plan.json: what each locust user did",
+           ("- locust_stats.csv, locust_stats_history.csv, locust_failures.csv, "
+            "locust_exceptions.csv, locust.json: locust's statistics"),
+           ("- report.json: every figure above; scenario.toml: the scenario as played; "
+            "plan.json: what each locust user did"),
            "- hub.log, locust.log: the processes' logs; drain.json: the drain watcher's view",
            "- sim/: the simulator's report on scenario.toml", ""]
 

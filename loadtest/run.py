@@ -61,16 +61,16 @@ def _require() -> None:
 if __name__ == "__main__":
     _require()
 
-import httpx  # noqa: E402
-import trio  # noqa: E402
+import httpx
+import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtest import report, scenario  # noqa: E402
-from loadtest.analysis import Snapshot, summarize  # noqa: E402
-from loadtest.plan import ATTACH_LIMIT, Plan  # noqa: E402
-from workyard import SQLiteStore, Task  # noqa: E402
-from workyard.sim import load_scenario  # noqa: E402
+from loadtest import report, scenario
+from loadtest.analysis import Snapshot, summarize
+from loadtest.plan import ATTACH_LIMIT, Plan
+from workyard import SQLiteStore, Task
+from workyard.sim import load_scenario
 
 HERE = Path(__file__).resolve().parent
 LOCUSTFILE = HERE / "locustfile.py"

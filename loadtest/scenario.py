@@ -156,7 +156,8 @@ def simulate(scenario_file: Path, out: Path) -> tuple[Figures | None, str]:
            "--quiet"]
     out.mkdir(parents=True, exist_ok=True)
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=SIM_TIMEOUT)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=SIM_TIMEOUT,
+                              check=False)
     except subprocess.TimeoutExpired:
         return None, f"the simulator took longer than {SIM_TIMEOUT:g} s"
     (out / "sim.log").write_text(done.stdout + done.stderr)

@@ -194,7 +194,7 @@ def _queue_depth(runs: Sequence[RunResult], path: Path) -> Path:
     fig = _figure(8, 4.4)
     axes = fig.subplots(2, 1, sharex=True)
     for ax, column, name in ((axes[0], 1, "queued"), (axes[1], 2, "running")):
-        peak = 0
+        peak: float = 0
         for which in _same(runs, lambda run: tuple(r[column] for r in run.depth)):  # noqa: B023
             depth = runs[which[0]].depth
             values = [row[column] for row in depth]

@@ -416,9 +416,9 @@ def simulate_provisioned(scenario: ProvisionedScenario) -> ProvisionedRun:
 def report_lines(run: ProvisionedRun) -> list[str]:
     s, sc = run.summary(), run.scenario
     lines = [f"# {sc.name}: pool {sc.pool_id} scaled on pendingTasks", "",
-             f"Provisioner: every {sc.interval:g} s, {sc.min_workers}–{sc.max_workers} "
-             f"workers of capacity {sc.capacity_per_worker}, boot {sc.boot:g} s, idle stop "
-             f"after {sc.idle:g} s; seed {sc.seed}.", "",
+             (f"Provisioner: every {sc.interval:g} s, {sc.min_workers}–{sc.max_workers} "
+              f"workers of capacity {sc.capacity_per_worker}, boot {sc.boot:g} s, idle stop "
+              f"after {sc.idle:g} s; seed {sc.seed}."), "",
              "| measured | value |", "| --- | ---: |"]
     for key in ("submitted", "done", "lost", "requested_workers", "peak_workers",
                 "final_workers", "pool_worker_hours", "peak_pending", "overcounted_samples"):

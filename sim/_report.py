@@ -117,8 +117,8 @@ def results_table(doc: dict[str, Any]) -> list[str]:
 
 
 def _fairness_table(doc: dict[str, Any]) -> list[str]:
-    lines = ["| group | workers | policy | assignments min / mean / max | Jain | max/min | CV "
-             "| Jain per attached hour | utilisation |",
+    lines = [("| group | workers | policy | assignments min / mean / max | Jain | max/min | CV "
+              "| Jain per attached hour | utilisation |"),
              "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     runs = _runs_of(doc)
     for name in doc["groups"]:
@@ -149,8 +149,8 @@ def _scale_out_table(doc: dict[str, Any]) -> list[str]:
         f"{_n(so['speedup'], 2)}×. Jain's index of busy time: "
         + ", ".join(f"{name} {jain:.4f}" for name, jain in so["busy_jain"].items()) + ".",
         "",
-        "| hub | names owned | connections | submitted | dispatched | answered | relayed "
-        "| work |",
+        ("| hub | names owned | connections | submitted | dispatched | answered | relayed "
+         "| work |"),
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for i, h in enumerate(so["per_hub"]):
@@ -161,8 +161,8 @@ def _scale_out_table(doc: dict[str, Any]) -> list[str]:
 
 
 def _scenario_tables(sc: Scenario) -> list[str]:
-    lines = ["| fleet group | workers | subscriptions | capacity | service time | errors "
-             "| transport | churn |",
+    lines = [("| fleet group | workers | subscriptions | capacity | service time | errors "
+              "| transport | churn |"),
              "| --- | ---: | --- | ---: | --- | ---: | --- | --- |"]
     for g in sc.fleet:
         subs = "; ".join(_describe(s) for s in g.subscriptions)
@@ -174,8 +174,8 @@ def _scenario_tables(sc: Scenario) -> list[str]:
                  if g.churn else "–")
         lines.append(f"| {g.name} | {g.count:,} | {subs} | {g.capacity} | {g.service.describe()} "
                      f"| {100 * g.error_rate:g} % | {transport} | {churn} |")
-    lines += ["", "| task stream | rate (tasks/s from time) | arrivals | bursts | attrs "
-              "| priority | timeout | retries |",
+    lines += ["", ("| task stream | rate (tasks/s from time) | arrivals | bursts | attrs "
+               "| priority | timeout | retries |"),
               "| --- | --- | --- | --- | --- | --- | ---: | ---: |"]
     for s in sc.workload:
         rate = ", ".join(f"{r:g} from {t:g} s" for t, r in s.rate)
@@ -193,18 +193,18 @@ def render_report(runs: Sequence[RunResult], doc: dict[str, Any], pngs: Sequence
         "",
         *(f"> {line}" for line in sc.description.splitlines() if sc.description),
         "",
-        f"Seed {sc.seed}, scale {doc['scale']:g}: {sc.worker_count:,} workers in "
-        f"{len(sc.fleet)} group(s); tasks arrive for {sc.duration:g} simulated seconds, then "
-        f"the run drains for at most {sc.drain:g} s. Time step 1/{sc.ticks_per_second} s.",
+        (f"Seed {sc.seed}, scale {doc['scale']:g}: {sc.worker_count:,} workers in "
+         f"{len(sc.fleet)} group(s); tasks arrive for {sc.duration:g} simulated seconds, then "
+         f"the run drains for at most {sc.drain:g} s. Time step 1/{sc.ticks_per_second} s."),
         "",
         "## Results",
         "",
         *results_table(doc),
         "",
-        "Wait is queued → first assignment; end to end is submitted → done. A violation is a "
-        "task given to a worker while a more specific matching worker was attached, counted by "
-        "an independent check over the attached workers' subscriptions. Lost means neither final "
-        "nor queued nor running anywhere.",
+        ("Wait is queued → first assignment; end to end is submitted → done. A violation is a "
+         "task given to a worker while a more specific matching worker was attached, counted by "
+         "an independent check over the attached workers' subscriptions. Lost means neither final "
+         "nor queued nor running anywhere."),
         "",
         "## Fairness within groups of equally specific, equally able workers",
         "",
@@ -223,9 +223,9 @@ def render_report(runs: Sequence[RunResult], doc: dict[str, Any], pngs: Sequence
         *(f"| {_policy_name(str(r.policy))} | {r.end:,.0f} | {r.events:,} | {r.wall:,.1f} s "
           f"| {r.events / r.wall:,.0f} |" for r in runs),
         "",
-        "Events are arrivals, dispatches, completions, polls, connects and disconnects. Wall "
-        "time depends on the machine and is left out of metrics.json, which is byte-identical "
-        "for the same scenario and seed.",
+        ("Events are arrivals, dispatches, completions, polls, connects and disconnects. Wall "
+         "time depends on the machine and is left out of metrics.json, which is byte-identical "
+         "for the same scenario and seed."),
         "",
         "## Scenario",
         "",

@@ -157,7 +157,7 @@ class _Worker:
 
     __slots__ = (
         "assignments", "attached", "busy", "completed", "connected", "generation", "group", "id",
-        "poll", "poll_scheduled", "poller", "polling", "running", "since", "sim",
+        "poll", "poll_scheduled", "poller", "polling", "running", "sim", "since",
     )
 
     def __init__(self, sim: _Simulation, group: FleetGroup, worker_id: str) -> None:

@@ -61,7 +61,7 @@ def leader_address(leader: str | None, own: str | None) -> tuple[str, int]:
     return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
 
 
-async def _refuse(stream: trio.SocketStream, problem: Unavailable) -> None:
+async def _refuse(stream: trio.abc.Stream, problem: Unavailable) -> None:
     body = encode(problem.body())
     head = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
             b"content-length: %d\r\nretry-after: 1\r\nconnection: close\r\n\r\n" % len(body))
@@ -82,7 +82,7 @@ async def _pipe(source: trio.abc.Stream, sink: trio.abc.Stream,
         done.cancel()
 
 
-async def relay_connection(stream: trio.SocketStream, received: bytes, leader: str | None,
+async def relay_connection(stream: trio.abc.Stream, received: bytes, leader: str | None,
                            own: str | None) -> None:
     """Relay one connection (its first bytes already read: `received`) to the leader."""
     try:

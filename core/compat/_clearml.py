@@ -49,6 +49,7 @@ import regex
 import trio
 from msgspec import Meta
 from quart_trio import QuartTrio
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 
 from .._auth import Auth, Role
@@ -294,8 +295,8 @@ class ClearML:
     # -- transport ---------------------------------------------------------------------
 
     async def handle(self, service: str, action: str, version: str | None,
-                     headers: Mapping[str, str], body: bytes, query: Mapping[str, str],
-                     peer: str | None) -> tuple[int, bytes]:
+                     headers: Headers | Mapping[str, str], body: bytes,
+                     query: Mapping[str, str], peer: str | None) -> tuple[int, bytes]:
         endpoint = f"{service}.{action}"
         requested = version or API_VERSION
         actual = API_VERSION
@@ -328,7 +329,8 @@ class ClearML:
 
     # -- credentials -------------------------------------------------------------------
 
-    def _login(self, headers: Mapping[str, str], query: Mapping[str, str]) -> dict[str, Any]:
+    def _login(self, headers: Headers | Mapping[str, str], query: Mapping[str, str]
+               ) -> dict[str, Any]:
         scheme, _, value = headers.get("Authorization", "").partition(" ")
         scheme, value = scheme.lower(), value.strip()
         user: str | None
@@ -380,7 +382,7 @@ class ClearML:
         user = claims.get("identity", {}).get("user")
         return user if isinstance(user, str) else None
 
-    def _authenticate(self, headers: Mapping[str, str], peer: str | None) -> _Caller:
+    def _authenticate(self, headers: Headers | Mapping[str, str], peer: str | None) -> _Caller:
         scheme, _, value = headers.get("Authorization", "").partition(" ")
         scheme, value = scheme.lower(), value.strip()
         if scheme == "bearer" and value:
@@ -576,8 +578,8 @@ class ClearML:
         # One read per set of aggregations asked, so each builds only the arrays it needs;
         # all at once (a store may run them on several connections, and cores).
         groups: dict[tuple[str, ...], list[str]] = {}
-        for metric, chosen in aggregations.items():
-            groups.setdefault(tuple(chosen), []).append(metric)
+        for metric, wanted in aggregations.items():
+            groups.setdefault(tuple(wanted), []).append(metric)
 
         def read(chosen: tuple[str, ...], metrics: list[str]) -> Callable[
                 [], Awaitable[list[StatSeries]]]:

@@ -54,10 +54,10 @@ __all__ = ["QueueConfigurations", "add_polling_routes"]
 #: the seed's default polling interval, in milliseconds
 DEFAULT_INTERVAL_MS = 30_000
 
-_poll_body = Decoder(PollBody)
-_report = Decoder(Report)
-_any = Decoder()
-_configuration = Decoder(dict[str, Any])
+_poll_body: Decoder[PollBody] = Decoder(PollBody)
+_report: Decoder[Report] = Decoder(Report)
+_any: Decoder[Any] = Decoder()
+_configuration: Decoder[dict[str, Any]] = Decoder(dict[str, Any])
 
 
 class QueueConfigurations:

@@ -39,13 +39,13 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from quart import Response, request
 from quart_trio import QuartTrio
-from werkzeug.datastructures import Headers, ImmutableMultiDict
+from werkzeug.datastructures import Headers, MultiDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.routing.exceptions import RoutingException
@@ -70,8 +70,9 @@ class LaneRequest:
 
     method: str
     path: str
-    #: the query, parsed as quart parses it
-    args: ImmutableMultiDict[str, str]
+    #: the query, parsed as quart parses it (an ImmutableMultiDict, which quart's types
+    #: call a MultiDict)
+    args: MultiDict[str, str]
     headers: Headers
     #: the path pattern's parameters
     view_args: dict[str, Any]
@@ -162,12 +163,12 @@ class Lane:
         index, args = found
         return self.routes[index], dict(args)  # the handler's own: it may change them
 
-    def _match(self, method: str, path: str) -> tuple[int, dict[str, Any]] | None:
+    def _match(self, method: str, path: str) -> tuple[int, Mapping[str, Any]] | None:
         """werkzeug's match (remembered as `_matched`: it was a tenth of a lane
         request's time, twice over, as the front door routes each request and then the
         lane server does)."""
         try:
-            return self._adapter.match(path, method)  # type: ignore[no-any-return]
+            return self._adapter.match(path, method)
         except (HTTPException, RoutingException):  # no such rule, method, or a redirect
             return None
 
@@ -175,7 +176,7 @@ class Lane:
         """Run the handler; an exception becomes the app's error answer."""
         try:
             reply = await route.handler(request)
-        except Exception as exc:  # bad input is a 4xx, anything else a logged 500
+        except Exception as exc:  # noqa: BLE001 - bad input is a 4xx, anything else a logged 500
             reply = error_reply(exc, f"{request.method} {request.path}")
         if self.counted is not None:
             self.counted(route.pattern, request.method, reply.status)
@@ -192,7 +193,8 @@ def _mount_one(app: QuartTrio, route: Route) -> None:
     async def view(**view_args: Any) -> Response:
         lane_request = LaneRequest(
             request.method, request.path, request.args, request.headers, view_args,
-            request.remote_addr, lambda: request.get_data(cache=False))
+            request.remote_addr,
+            lambda: request.get_data(cache=False, as_text=False, parse_form_data=False))
         reply = await route.handler(lane_request)  # errors: the app's own handlers
         return to_quart(reply)
 

@@ -81,7 +81,7 @@ class Decoder(Generic[T]):
                 # worker as a text frame must be UTF-8 as well
                 bytes(data).decode("utf-8")
             return self._decoder.decode(data)
-        except UnicodeError as exc:
+        except (UnicodeDecodeError, UnicodeEncodeError) as exc:  # bytes; str with surrogates
             raise msgspec.DecodeError(f"JSON is not valid UTF-8 ({exc.reason})") from None
         except msgspec.DecodeError as exc:
             if str(exc) == "Input data was truncated" and _SURROGATE.search(_text(data)):

@@ -84,10 +84,10 @@ class TaskSpec(msgspec.Struct, forbid_unknown_fields=True):
         )
 
 
-_envelope = Decoder(dict[str, msgspec.Raw])
+_envelope: Decoder[dict[str, msgspec.Raw]] = Decoder(dict[str, msgspec.Raw])
 # the body again, or a part of it, once the envelope has bounded its depth
-_one = Decoder(TaskSpec, bound_depth=False)
-_many = Decoder(list[TaskSpec], bound_depth=False)
+_one: Decoder[TaskSpec] = Decoder(TaskSpec, bound_depth=False)
+_many: Decoder[list[TaskSpec]] = Decoder(list[TaskSpec], bound_depth=False)
 
 
 def decode_submission(body: bytes) -> tuple[list[TaskSpec], bool]:
@@ -123,7 +123,7 @@ class WaitQuery(msgspec.Struct, forbid_unknown_fields=True):
     at_least: Annotated[int, Meta(ge=1)] | None = msgspec.field(default=None, name="min")
 
 
-_wait = Decoder(WaitQuery)
+_wait: Decoder[WaitQuery] = Decoder(WaitQuery)
 
 
 def decode_wait(body: bytes) -> tuple[list[str], float, int]:

@@ -53,8 +53,8 @@ class ErrorFrame(msgspec.Struct):
     error: str
 
 
-_hub_frame = Decoder(TaskFrame | list[TaskFrame])  # type: ignore[arg-type]
-_error_frame = Decoder(ErrorFrame)
+_hub_frame: Decoder[TaskFrame | list[TaskFrame]] = Decoder(TaskFrame | list[TaskFrame])
+_error_frame: Decoder[ErrorFrame] = Decoder(ErrorFrame)
 
 
 def decode_hub_frame(frame: str | bytes) -> list[TaskFrame] | ErrorFrame:
@@ -78,7 +78,7 @@ class Answer(msgspec.Struct):
     error: str | None = None
 
 
-_answers = Decoder(Answer | list[Answer])  # type: ignore[arg-type]
+_answers: Decoder[Answer | list[Answer]] = Decoder(Answer | list[Answer])
 
 
 def decode_answers(frame: str | bytes) -> list[Answer]:
@@ -106,7 +106,7 @@ _pool_fields = msgspec.json.Decoder(list[Declaration])
 def declared_pool(frame: str | bytes) -> tuple[str | None, str | None]:
     """The worker pool and group a declaration array names (every entry that names one
     must agree); (None, None) for none."""
-    if (b"worker_pool" if isinstance(frame, bytes) else "worker_pool") not in frame:
+    if (b"worker_pool" not in frame) if isinstance(frame, bytes) else ("worker_pool" not in frame):
         return None, None
     try:
         entries = _pool_fields.decode(frame)
@@ -128,7 +128,7 @@ class Authorization(msgspec.Struct, tag_field="kind", tag="authorization"):
         return value.removeprefix("Bearer ").strip()
 
 
-_first = Decoder(list[Declaration] | Authorization)  # type: ignore[arg-type]
+_first: Decoder[list[Declaration] | Authorization] = Decoder(list[Declaration] | Authorization)
 
 
 def decode_declarations(frame: str | bytes) -> list[Subscription] | Authorization:

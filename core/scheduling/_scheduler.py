@@ -158,11 +158,11 @@ class Scheduler:
                         continue  # final while waiting: dropped lazily from the heap
                     key = tuple([task.attrs.get(k) for k in keys])
                     if key in memo:
-                        owner = memo[key]
+                        sole = memo[key]
                     else:
-                        owner = memo[key] = self._sole_offer(q, task.attrs, offered)
-                    if owner is not None:
-                        counts[owner] += 1
+                        sole = memo[key] = self._sole_offer(q, task.attrs, offered)
+                    if sole is not None:
+                        counts[sole] += 1
         return counts
 
     def _sole_offer(self, q: _Queue, attrs: Mapping[str, str],

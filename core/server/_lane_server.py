@@ -205,7 +205,10 @@ class LaneServer:
                         if conn.they_are_waiting_for_100_continue:
                             await stream.send_all(conn.send(
                                 h11.InformationalResponse(status_code=100, headers=[])))
-                        conn.receive_data(await stream.receive_some(RECEIVE_BYTES))
+                        # h11 takes any bytes-like object (its docstring), though its
+                        # annotation says bytes: a TLS stream's bytearray goes in uncopied
+                        conn.receive_data(
+                            await stream.receive_some(RECEIVE_BYTES))  # type: ignore[arg-type]
                 elif isinstance(event, h11.Data):
                     size += len(event.data)
                     if size > self.max_body:
@@ -264,7 +267,7 @@ def _closes(reply: LaneResponse) -> bool:
                for name, value in reply.headers)
 
 
-async def _receive(stream: trio.abc.Stream, timeout: float) -> bytes:
+async def _receive(stream: trio.abc.Stream, timeout: float) -> bytes | bytearray:
     """`stream.receive_some` within `timeout` seconds, else `trio.TooSlowError`: a cancel
     scope of its own rather than `trio.fail_after`, whose context manager was a sixth
     of a keep-alive request's time in the lane."""

@@ -177,7 +177,7 @@ def worker_entry(hub: Hub, lean: ConnectionHandler) -> ConnectionHandler:
     if election is None:
         return lean
 
-    async def enter(stream: trio.SocketStream, received: bytes = b"") -> None:
+    async def enter(stream: trio.abc.Stream, received: bytes = b"") -> None:
         if hub.leading:
             await lean(stream, received)
             return

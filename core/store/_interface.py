@@ -273,7 +273,9 @@ class StatBucket(NamedTuple):
     variant: str
     #: the bucket's start, ms since the epoch: `ts // interval * interval`
     start: int
-    count: int
+    #: shadows tuple.count (mypy: an incompatible override); the field is public API, and
+    #: mypy's maintainers say rename it or ignore (python/mypy#3950)
+    count: int  # type: ignore[assignment]
     total: float
     low: float
     high: float

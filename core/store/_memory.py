@@ -230,8 +230,8 @@ class _Stats:
         old = [key for key in store.readings if key[3] < cutoff]
         for key in old:
             del store.readings[key]
-        for key in [key for key in store.reports if key[1] < cutoff]:
-            del store.reports[key]
+        for report in [k for k in store.reports if k[1] < cutoff]:
+            del store.reports[report]
         for span, until in (rollups_before or {}).items():
             for rkey in [k for k in store.rollups if k[0] == span and k[2] < until]:
                 del store.rollups[rkey]

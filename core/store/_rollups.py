@@ -119,12 +119,12 @@ class Rollups(Generic[K]):
                 a = add.get(bucket)
                 if a is None:
                     add[bucket] = [1, value, value, value]
-                else:
+                else:  # not min() and max(): this runs for every reading, in every span
                     a[0] += 1
                     a[1] += value
-                    if value < a[2]:
+                    if value < a[2]:  # noqa: PLR1730
                         a[2] = value
-                    if value > a[3]:
+                    if value > a[3]:  # noqa: PLR1730
                         a[3] = value
 
     def repeat(self, worker: str, ts: int, series: Iterable[K], pooled: Iterable[K]) -> None:

@@ -346,7 +346,7 @@ async def serve_worker_port(
     listener: socket.socket,
     *,
     tls: ssl.SSLContext | None = None,
-    handler: Callable[[trio.SocketStream], Awaitable[None]] | None = None,
+    handler: Callable[[trio.abc.Stream, bytes], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `/work/queue`, and nothing else, on `listener` (a bound, listening socket)
@@ -356,12 +356,12 @@ async def serve_worker_port(
 
     async def handle(stream: trio.SocketStream) -> None:
         if tls is None:
-            await serve(stream)
+            await serve(stream, b"")
             return
         async with stream:
             secure = await open_tls(stream, tls, peer_of(stream))
             if secure is not None:
-                await serve(secure)  # type: ignore[arg-type]
+                await serve(secure, b"")
 
     listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(listener))]
     await trio.serve_listeners(handle, listeners, task_status=task_status)

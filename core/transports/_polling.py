@@ -32,6 +32,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
@@ -279,7 +280,7 @@ class PollingFleet:
 
 
 
-_any = Decoder()
+_any: Decoder[Any] = Decoder()
 
 
 def _error_of(report: Report) -> str | None:

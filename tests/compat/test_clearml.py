@@ -338,7 +338,7 @@ BAD = [
     ("status_report", {"worker": "a", "timestamp": 1, "machine_stats": {"bad key!": 1}},
      400, 12, "field 'machine_stats.bad key!'"),
     ("status_report", {"worker": "a", "timestamp": LONG_AGO}, 400, 12,
-     "field 'timestamp'. %d is older than the statistics' raw retention" % LONG_AGO),
+     f"field 'timestamp'. {LONG_AGO:d} is older than the statistics' raw retention"),
     ("status_report", {"worker": "a", "timestamp": 1e300}, 400, 12, "field 'timestamp'"),
     ("status_report", {"worker": "a", "timestamp": -5}, 400, 12, "field 'timestamp'"),
     ("status_report", {"worker": "a\n", "timestamp": 1}, 400, 12, "field 'worker'"),

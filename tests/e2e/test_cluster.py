@@ -21,7 +21,7 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-from _cluster import (  # noqa: E402
+from _cluster import (
     WAIT,
     HubProcess,
     TcpProxy,
@@ -31,7 +31,7 @@ from _cluster import (  # noqa: E402
     wait_leader,
 )
 
-from workyard.client import AsyncProducer, Job, Worker  # noqa: E402
+from workyard.client import AsyncProducer, Job, Worker
 
 
 @pytest.fixture
