@@ -552,11 +552,12 @@ class _Stats:
                                                 metrics=metrics, workers=workers,
                                                 by_variant=by_variant), aggregations)
         await self._store._rolled_up()
-        kw = {"interval": interval, "metrics": metrics, "workers": workers,
-              "by_variant": by_variant}
 
         async def edge(a: int, b: int) -> list[StatBucket]:
-            return await self.buckets(since=a, until=b, **kw) if a <= b else []
+            if a > b:
+                return []
+            return await self.buckets(since=a, until=b, interval=interval, metrics=metrics,
+                                      workers=workers, by_variant=by_variant)
 
         def part(k: int) -> Callable[[], Awaitable[list[Any]]]:
             sql, args = _middle_sql(span, lo, hi, interval, metrics, workers, by_variant,
@@ -569,7 +570,7 @@ class _Stats:
         middle = [row for rows in parts for row in rows]
         if len({tuple(r[:3]) for r in middle}) < len(middle):  # a metric sent as a number
             # and as a list: its "total" and "" series pool in the general query
-            return as_series(await self.buckets(since=since, until=until, **kw), aggregations)
+            return as_series(await edge(since, until), aggregations)
         return join_series(as_series(head, aggregations), [StatSeries(*r) for r in middle],
                            as_series(tail, aggregations), metrics)
 
