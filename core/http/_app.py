@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from quart import Response, has_request_context, request, websocket
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from .._auth import Auth, Role, bearer
 from .._config import Settings
@@ -86,7 +86,10 @@ def create_app(hub: Hub, settings: Settings) -> QuartTrio:
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
-        return to_quart(error_reply(exc, ""))  # hypercorn would stall a reused 413 one
+        response = to_quart(error_reply(exc, ""))  # hypercorn would stall a reused 413 one
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)  # as RFC 9110 asks
+        return response
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Response:

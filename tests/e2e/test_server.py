@@ -155,6 +155,7 @@ async def test_unknown_route_and_method_are_json_errors(http: httpx.AsyncClient)
     error_of(await http.get("/nothing-here"))
     response = await http.put("/tasks")
     assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) >= {"GET", "POST"}
     error_of(response)
 
 
