@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1000)
     parser.add_argument("--procs", type=int, default=2, help="client processes")
     parser.add_argument("--conns", type=int, default=16, help="connections per process")
-    parser.add_argument("--seconds", type=float, default=10.0, help="ingest seconds per run")
+    parser.add_argument("--seconds", type=float, default=30.0, help="ingest seconds per run")
     parser.add_argument("--stats-workers", type=int, default=100)
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--days", type=float, default=30.0,
