@@ -494,17 +494,23 @@ async def test_a_file_from_a_newer_workyard_is_refused_and_left_alone(hub_db: st
         assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
 
 
+def _file_at_version(path: str, version: int) -> sqlite3.Connection:
+    """A new file with the schema of `version`, as an older workyard left it."""
+    from workyard.store._migrations import MIGRATIONS
+
+    db = sqlite3.connect(path, isolation_level=None)
+    for migration in MIGRATIONS[:version]:
+        for statement in migration.statements:
+            db.execute(statement)
+    db.execute(f"PRAGMA user_version = {version:d}")
+    return db
+
+
 async def test_a_version_4_file_s_samples_are_rolled_up_by_the_upgrade(hub_db: str) -> None:
     """Migration 5 rolls up what a version 4 file holds: reads across whole hours then
     come from rollups and equal the raw samples."""
-    from workyard.store._migrations import MIGRATIONS
-
     hour = 3_600_000
-    with sqlite3.connect(hub_db, isolation_level=None) as db:
-        for migration in MIGRATIONS[:4]:
-            for statement in migration.statements:
-                db.execute(statement)
-        db.execute("PRAGMA user_version = 4")
+    with _file_at_version(hub_db, 4) as db:
         db.executemany("INSERT INTO stat_series VALUES (?, ?, ?, ?)",
                        [(1, "w1", "gpu_usage", "0"), (2, "w1", "gpu_usage", "1"),
                         (3, "w1", "memory_used", "total")])
@@ -530,14 +536,8 @@ async def test_a_version_5_file_s_readings_move_into_their_reports_exactly(
         hub_db: str) -> None:
     """Migration 6 packs each report's readings into its row: raw reads answer as
     before, to the last bit of every value, and the reports keep their tasks."""
-    from workyard.store._migrations import MIGRATIONS
-
     third = 0.1 + 0.2  # 0.30000000000000004: 17 digits, not SQLite JSON's 15
-    with sqlite3.connect(hub_db, isolation_level=None) as db:
-        for migration in MIGRATIONS[:5]:
-            for statement in migration.statements:
-                db.execute(statement)
-        db.execute("PRAGMA user_version = 5")
+    with _file_at_version(hub_db, 5) as db:
         db.executemany("INSERT INTO stat_series VALUES (?, ?, ?, ?)",
                        [(1, "w1", "gpu_usage", "0"), (2, "w1", "gpu_usage", "1"),
                         (3, "w2", "memory_used", "total"), (4, "w1", "gpu_usage", "")])
