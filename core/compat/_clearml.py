@@ -453,6 +453,8 @@ class ClearML:
     async def status_report(self, body: bytes, caller: _Caller) -> dict[str, Any]:
         req = _decode_report(body)
         _check_name(req.worker, "worker")
+        if req.task is not None:  # stored with the report
+            _check_name(req.task, "task")
         now = self.hub.now()
         readings = _readings(req.machine_stats)
         ts = _report_ms(req.timestamp, now, self.settings.stats_retention)

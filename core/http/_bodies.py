@@ -29,7 +29,6 @@ from ..hub import (
 from ..protocol import (
     MAX_BATCH,
     MAX_LIST,
-    MAX_NAME,
     MAX_POLL_TASKS,
     MAX_POLL_WAIT,
     MAX_TASK_WAIT,
@@ -57,8 +56,6 @@ __all__ = [
     "WorkerList",
 ]
 
-QueueName = Annotated[str, Meta(min_length=1, max_length=MAX_NAME, pattern=r"^[^\x00-\x1f\x7f]+$",
-                                description="a task name: 1 to 200 printable characters")]
 Ratio = Annotated[float, Meta(ge=0, le=1)]
 
 

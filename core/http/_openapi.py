@@ -26,7 +26,7 @@ from quart_trio import QuartTrio
 
 from .._auth import Auth, Role
 from .._model import Task
-from ..protocol import PollBody, PolledBatch, Registration, TaskSpec, WaitQuery
+from ..protocol import Name, PollBody, PolledBatch, Registration, TaskSpec, WaitQuery
 from ._bodies import (
     AnyObject,
     AuthInfo,
@@ -39,7 +39,6 @@ from ._bodies import (
     PresqueHeaders,
     QueueDetail,
     QueueList,
-    QueueName,
     QueueSettings,
     QueueSummaries,
     RecentQuery,
@@ -130,7 +129,7 @@ class Operation:
 
 
 #: path parameters by name
-PATH_TYPES: dict[str, Any] = {"queue": QueueName, "name": QueueName}
+PATH_TYPES: dict[str, Any] = {"queue": Name, "name": Name}
 
 _JSON = "application/json"
 _HTML = Media("text/html")

@@ -557,9 +557,12 @@ class Hub:
         session = self.sessions.attached.get(worker_id)
         if session is not None:
             session.last_seen = now
+        error = answer.error
+        if error is not None and "\x00" in error:  # PostgreSQL's text cannot hold it
+            error = error.replace("\x00", "\ufffd")
         effects, ignored = self.scheduler.complete(
             worker_id, answer.task_id, ok=ok, now=now,
-            result=answer.data if ok else None, error=answer.error,
+            result=answer.data if ok else None, error=error,
         )
         if ignored is not None:
             log.info("ignored answer from %s for task %.200r: %s", worker_id, answer.task_id,

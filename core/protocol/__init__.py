@@ -33,7 +33,7 @@ from ._limits import (
     RESERVED_WORKER_PREFIX,
 )
 from ._polling import PollBody, PolledBatch, PolledTask, Registration, Report
-from ._tasks import TaskSpec, WaitQuery, decode_submission, decode_wait
+from ._tasks import Name, TaskSpec, WaitQuery, decode_submission, decode_wait
 from ._workers import (
     RESERVED_PARAMS,
     Answer,
@@ -78,6 +78,7 @@ __all__ = [
     "Declaration",
     "Decoder",
     "ErrorFrame",
+    "Name",
     "PollBody",
     "PolledBatch",
     "PolledTask",

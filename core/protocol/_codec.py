@@ -15,7 +15,7 @@ import msgspec
 
 from ._limits import MAX_DEPTH
 
-__all__ = ["Decoder", "check_depth", "encode", "error_text"]
+__all__ = ["NO_NUL", "PRINTABLE", "Decoder", "check_depth", "encode", "error_text"]
 
 T = TypeVar("T")
 
@@ -98,6 +98,17 @@ def _text(data: str | bytes | bytearray | memoryview) -> bytes:
     return data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
 
 
+#: patterns of the protocol's text types, and how an error says them
+NO_NUL = r"^[^\x00]*$"
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+_SAID = {f"`str` matching regex {pattern!r}": words for pattern, words in (
+    (NO_NUL, "text without NUL"), (PRINTABLE, "printable text"))}
+
+
 def error_text(exc: msgspec.ValidationError | msgspec.DecodeError) -> str:
-    """msgspec's message, which names the offending field as `$.tasks[3].name`."""
-    return str(exc)
+    """msgspec's message, which names the offending field as `$.tasks[3].name`, with
+    the protocol's patterns in words."""
+    text = str(exc)
+    for pattern, words in _SAID.items():
+        text = text.replace(pattern, words)
+    return text

@@ -17,7 +17,7 @@ from msgspec import Meta
 
 from .._errors import InvalidInput
 from .._model import JSON_NULL, Task
-from ._codec import Decoder, error_text
+from ._codec import NO_NUL, PRINTABLE, Decoder, error_text
 from ._limits import (
     MAX_BATCH,
     MAX_NAME,
@@ -28,7 +28,7 @@ from ._limits import (
     MIN_PRIORITY,
 )
 
-__all__ = ["TaskSpec", "WaitQuery", "decode_submission", "decode_wait", "new_task_id"]
+__all__ = ["Name", "TaskSpec", "WaitQuery", "decode_submission", "decode_wait", "new_task_id"]
 
 
 def new_task_id() -> str:
@@ -44,22 +44,27 @@ def new_task_id() -> str:
     value = value & ~(0xF << 76 | 0x3 << 62) | 0x7 << 76 | 0x2 << 62  # version, variant
     return f"{value:032x}"
 
-Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME,
-                           description="the task name workers declare")]
+# Text the stores keep holds no NUL: PostgreSQL's text cannot, and a submission the
+# store refuses would be a 503, which clients retry for ever.
+Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME, pattern=PRINTABLE,
+                           description="the task name workers declare: 1 to 200 printable "
+                                       "characters")]
+AttrText = Annotated[str, Meta(pattern=NO_NUL, description="any text but NUL")]
 Priority = Annotated[int, Meta(ge=MIN_PRIORITY, le=MAX_PRIORITY,
                                description="higher runs first; a signed 64-bit integer")]
 Seconds = Annotated[float, Meta(gt=0, le=MAX_SECONDS,
                                 description="seconds, above 0 and at most a year")]
 Retries = Annotated[int, Meta(ge=0, le=MAX_RETRIES,
                               description="attempts after the first one; each is kept")]
-Key = Annotated[str, Meta(min_length=1, description="idempotency key")]
+Key = Annotated[str, Meta(min_length=1, pattern=NO_NUL,
+                          description="idempotency key: any text but NUL")]
 
 
 class TaskSpec(msgspec.Struct, forbid_unknown_fields=True):
     """One task as a producer submits it."""
 
     name: Name
-    attrs: dict[str, str] = {}
+    attrs: dict[AttrText, AttrText] = {}
     data: msgspec.Raw = JSON_NULL
     priority: Priority = 0
     #: seconds one attempt may take
