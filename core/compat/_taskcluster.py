@@ -62,7 +62,7 @@ PREFIX = "/api/worker-manager/v1"
 QUEUE_PREFIX = "/api/queue/v1"
 POOL_ID = re.compile(r"^[a-zA-Z0-9-_]{1,38}/[a-z]([-a-z0-9]{0,36}[a-z0-9])?$")
 PROVIDER_ID = re.compile(r"^([a-zA-Z0-9-_]*)$")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL = re.compile(r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$")
 MAX_DESCRIPTION = 10240
 #: Taskcluster's default and largest page
 MAX_LIMIT = 1000
@@ -176,10 +176,11 @@ def _body(raw: bytes, *, update: bool, worker_pool_id: str) -> PoolRecord:
         problems.append("data/providerId must be 1 to 38 characters matching "
                         f"{PROVIDER_ID.pattern}")
     description = payload.get("description")
-    if "description" in payload and not (
-            isinstance(description, str) and len(description) <= MAX_DESCRIPTION):
+    if "description" in payload and not (  # NUL: PostgreSQL's text cannot hold it
+            isinstance(description, str) and len(description) <= MAX_DESCRIPTION
+            and "\x00" not in description):
         problems.append(f"data/description must be a string of at most {MAX_DESCRIPTION} "
-                        "characters")
+                        "characters, without NUL")
     if "config" in payload and not isinstance(payload["config"], dict):
         problems.append("data/config must be object")
     owner = payload.get("owner")

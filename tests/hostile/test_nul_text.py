@@ -1,6 +1,6 @@
 """NUL in text the hub stores: PostgreSQL's text cannot hold it, so the hub keeps it
-out the same way on every store. A producer's name, key or attributes with one are
-refused at the door with a 400 naming the field (the store's refusal would have been a
+out the same way on every store. A producer's name, key or attributes with one (and
+a worker pool's description or owner) are refused at the door with a 400 naming the field (the store's refusal would have been a
 503, which clients retry for ever); a worker's error message keeps its task's outcome,
 its NUL shown as U+FFFD."""
 
@@ -57,3 +57,15 @@ async def test_a_worker_error_with_nul_fails_its_task_on_postgresql_with_the_nul
     stored = await store.tasks.get(task_id)
     assert stored is not None and stored.state is TaskState.FAILED
     assert stored.error == "exit\ufffdcode 3"
+
+
+@pytest.mark.parametrize(("field", "value"), [("description", "linux\x00builders"),
+                                              ("owner", "ci\x00@example.com")])
+async def test_a_worker_pool_with_nul_in_its_text_is_refused_naming_the_field(
+        http: httpx.AsyncClient, field: str, value: str) -> None:
+    spec = {"providerId": "aws", "description": "linux builders", "config": {},
+            "owner": "ci@example.com", "emailOnError": False, field: value}
+    response = await http.put("/api/worker-manager/v1/worker-pool/proj/linux", json=spec)
+    assert response.status_code == 400
+    assert response.json()["code"] == "InputValidationError"
+    assert f"data/{field}" in response.json()["message"]
