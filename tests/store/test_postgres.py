@@ -342,7 +342,7 @@ async def test_a_new_schema_gets_the_current_version(postgres_schema: tuple[str,
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
         nursery.cancel_scope.cancel()
-    assert schema_version(url, schema) == VERSION == 5
+    assert schema_version(url, schema) == VERSION == 6
 
 
 async def test_stores_starting_together_on_an_empty_schema_migrate_it_once(
