@@ -656,8 +656,8 @@ class _Statements:
         if missing:
             rows = _encode([_SeriesRow(*key) for key in missing]).decode()
             self.db.execute(SERIES, (rows,))
-            for id_, *key in self.db.execute(SERIES_IDS, (rows,)).fetchall():
-                ids[tuple(key)] = written[tuple(key)] = id_  # type: ignore[index]
+            for id_, worker, metric, variant in self.db.execute(SERIES_IDS, (rows,)).fetchall():
+                ids[worker, metric, variant] = written[worker, metric, variant] = id_
         return ids
 
     def _stored_keys(self, keys: list[str]) -> dict[str, str]:
