@@ -409,6 +409,26 @@ class _Known:
 
     series: dict[tuple[str, str, str], int] = field(default_factory=dict)
     shapes: dict[str, _Shape] = field(default_factory=dict)
+    #: a unit's own, replayed alone (`PostgresStore._apply_one_by_one`): the batch's so far
+    parent: _Known | None = None
+
+    def id_of(self, key: tuple[str, str, str]) -> int | None:
+        known: _Known | None = self
+        while known is not None:
+            id_ = known.series.get(key)
+            if id_ is not None:
+                return id_
+            known = known.parent
+        return None
+
+    def shape_of(self, worker: str) -> _Shape | None:
+        known: _Known | None = self
+        while known is not None:
+            shape = known.shapes.get(worker)
+            if shape is not None:
+                return shape
+            known = known.parent
+        return None
 
     def absorb(self, other: _Known) -> None:
         self.series.update(other.series)
@@ -618,7 +638,7 @@ class _Statements:
         shapes: list[_Shape | None] = []
         changed: list[int] = []
         for i, op in enumerate(reports):
-            shape = written.shapes.get(op.worker) or known.shapes.get(op.worker)
+            shape = written.shape_of(op.worker) or known.shapes.get(op.worker)
             if shape is not None and shape.names == op.names:
                 shapes.append(shape)
             else:
@@ -640,13 +660,13 @@ class _Statements:
     def _series(self, reports: list[_Report]) -> Mapping[tuple[str, str, str], int]:
         """The ids of the series `reports` name, and of the pooled series of their listed
         metrics; those not known yet stored (by whichever hub is first) and read back."""
-        known, written = self.known.series, self.written.series
+        known, written = self.known.series, self.written
         ids: dict[tuple[str, str, str], int] = {}
         missing: dict[tuple[str, str, str], None] = {}
         for op in reports:
             for metric, variant in op.names:
                 for key in ((op.worker, metric, variant), (op.worker, metric, POOLED)):
-                    id_ = written.get(key) or known.get(key)
+                    id_ = written.id_of(key) or known.get(key)
                     if id_ is None:
                         missing[key] = None
                     else:
@@ -657,7 +677,7 @@ class _Statements:
             rows = _encode([_SeriesRow(*key) for key in missing]).decode()
             self.db.execute(SERIES, (rows,))
             for id_, worker, metric, variant in self.db.execute(SERIES_IDS, (rows,)).fetchall():
-                ids[worker, metric, variant] = written[worker, metric, variant] = id_
+                ids[worker, metric, variant] = written.series[worker, metric, variant] = id_
         return ids
 
     def _stored_keys(self, keys: list[str]) -> dict[str, str]:
@@ -1146,7 +1166,7 @@ class PostgresStore(HandOver):
         for unit in batch:
             if unit.error is not None:
                 continue
-            own = _Known(dict(written.series), dict(written.shapes))
+            own = _Known(parent=written)
             try:
                 with db.transaction():  # a savepoint
                     self._apply(db, [unit], channel, own)

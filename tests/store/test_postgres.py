@@ -574,3 +574,34 @@ async def test_a_batch_of_reports_writes_one_row_each_and_learns_each_worker_s_s
     assert got == [StatBucket("w1", "gpu_usage", "", 0, 6, 12.0, 1.0, 3.0)]
     assert await pg.stats.activity(since=0, until=299_999, interval=300_000) == [
         ActivityBucket(0, 2, 1)]
+
+
+async def test_series_added_by_a_unit_that_fails_alone_are_not_remembered(
+        pg: PostgresStore) -> None:
+    """A unit rolled back to its savepoint takes its new series rows with it: the
+    writer must not keep their ids, and the worker's next report adds them again.
+    Another unit of the batch keeps the series it added."""
+    bad = task(priority=2**63)
+    failed: list[BaseException] = []
+
+    async def bad_unit() -> None:
+        try:
+            await pg.commit(RecordStats("w1", 1_000, None, [("cpu_usage", "total", 1.0)]),
+                            InsertTasks([bad]))
+        except StoreError as exc:
+            failed.append(exc)
+
+    async with trio.open_nursery() as nursery:  # one batch
+        nursery.start_soon(bad_unit)
+        nursery.start_soon(pg.stats.record,
+                           RecordStats("w2", 1_000, None, [("cpu_usage", "total", 2.0)]))
+    assert len(failed) == 1
+    assert set(pg._known.shapes) == {"w2"}
+    await pg.stats.record(RecordStats("w1", 2_000, None, [("cpu_usage", "total", 3.0)]))
+    await pg.stats.record(RecordStats("w2", 2_000, None, [("cpu_usage", "total", 4.0)]))
+    got = await pg.stats.buckets(since=0, until=299_999, interval=300_000,
+                                 metrics=["cpu_usage"])
+    assert [(b.worker, b.count, b.total) for b in got] == [("w1", 1, 3.0), ("w2", 2, 6.0)]
+    got = await pg.stats.buckets(since=0, until=9_999, interval=1_000, metrics=["cpu_usage"])
+    assert [(b.worker, b.start, b.total) for b in got] == [
+        ("w1", 2_000, 3.0), ("w2", 1_000, 2.0), ("w2", 2_000, 4.0)]
