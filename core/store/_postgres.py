@@ -25,6 +25,11 @@ worker threads (psycopg's async API needs asyncio; the hub runs on trio):
   a counter row (`outbox_cursor.appended`) moved in the same statement and
   transaction (`APPEND`): rolled back, the numbers are given back; purged, never
   reused. That statement's seqs are its result, so it costs a round trip.
+* **Machine statistics in few rows.** A status report is one row of `stat_reports`,
+  its readings a jsonb object of values by series id, written from its worker's
+  shape (`_Shape`: the writer keeps each worker's series ids, so a report costs no
+  lookups); the server sums the rollup increments of a transaction's new reports
+  from three arrays, so no row of Python dicts is encoded per reading.
 * **Reads beside the writer.** Reads, and purging, use a `psycopg_pool.ConnectionPool`
   of autocommit connections, so they neither wait for nor slow down a group commit.
 * **Several hubs on one database** (`cluster.Election` sets `fence`, `channel` and
