@@ -167,8 +167,9 @@ REPORTS = ("INSERT INTO stat_reports AS r (ts, worker, task, readings) "
 #: index range of the primary key per ts, whatever the table's size.
 STORED_REPORTS = ("SELECT ts, worker FROM stat_reports WHERE ts = ANY(%s::bigint[]) "
                   "AND worker = ANY(%s::text[])")
-#: A report's readings as rows (ts, worker, task, series, value), of `stat_reports x`.
-READINGS = ("(SELECT x.ts, x.worker, x.task, j.key::bigint AS series, j.value::float8 AS value "
+#: A report's readings as rows (ts, series, value), of `stat_reports x`; the caller adds
+#: its WHERE and the closing parenthesis.
+READINGS = ("(SELECT x.ts, j.key::bigint AS series, j.value::float8 AS value "
             "FROM stat_reports x CROSS JOIN LATERAL jsonb_each_text(x.readings) j")
 #: the rollup spans as rows p(span)
 _SPANS = "(VALUES " + ", ".join(f"({span}::bigint)" for span in SPANS) + ") AS p(span)"
