@@ -25,6 +25,11 @@ worker threads (psycopg's async API needs asyncio; the hub runs on trio):
   a counter row (`outbox_cursor.appended`) moved in the same statement and
   transaction (`APPEND`): rolled back, the numbers are given back; purged, never
   reused. That statement's seqs are its result, so it costs a round trip.
+* **Machine statistics in few rows.** A status report is one row of `stat_reports`,
+  its readings a jsonb object of values by series id, written from its worker's
+  shape (`_Shape`: the writer keeps each worker's series ids, so a report costs no
+  lookups); the server sums the rollup increments of a transaction's new reports
+  from three arrays, so no row of Python dicts is encoded per reading.
 * **Reads beside the writer.** Reads, and purging, use a `psycopg_pool.ConnectionPool`
   of autocommit connections, so they neither wait for nor slow down a group commit.
 * **Several hubs on one database** (`cluster.Election` sets `fence`, `channel` and
@@ -46,11 +51,12 @@ through `_read`.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import select
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import msgspec
@@ -82,7 +88,7 @@ from ._interface import (
     StoreError,
 )
 from ._postgres_migrations import migrate, refuse_newer
-from ._rollups import POOLED, SCALAR, SPANS, Rollups, as_series, plan, raw_cutoff
+from ._rollups import POOLED, SCALAR, SPANS, as_series, plan, raw_cutoff
 from ._writes import QueueWrites, TaskWrites
 
 __all__ = ["Deposed", "PostgresStore"]
@@ -133,66 +139,78 @@ APPEND = ("WITH n AS (UPDATE outbox_cursor SET appended = appended + %(count)s W
           "decode(v.body, 'base64'), v.at FROM n, json_to_recordset(%(rows)s::json) AS "
           "v(i bigint, exchange text, routing_key text, body text, at float8) RETURNING seq")
 MARK_DELIVERED = "UPDATE outbox_cursor SET delivered = greatest(delivered, %s) WHERE id = 1"
-#: A transaction's readings: first the series they name (a unique key, so a series is
-#: added once), then the samples by series id (a repeat replaces, as on SQLite).
+#: A transaction's new series (a unique key: each is added once, whichever hub comes
+#: first), then their ids, stored now or before: one index lookup each.
 SERIES = ("INSERT INTO stat_series (worker, metric, variant) "
-          "SELECT DISTINCT worker, metric, variant FROM json_to_recordset(%s::json) AS "
+          "SELECT worker, metric, variant FROM json_to_recordset(%s::json) AS "
           "v(worker text, metric text, variant text) ON CONFLICT DO NOTHING")
-SAMPLES = ("INSERT INTO stat_samples (series, ts, value) SELECT s.id, v.ts, v.value "
-           "FROM json_to_recordset(%s::json) AS v(worker text, metric text, variant text, "
-           "ts bigint, value float8) JOIN stat_series s USING (worker, metric, variant) "
-           "ON CONFLICT (series, ts) DO UPDATE SET value = excluded.value")
+SERIES_IDS = ("SELECT s.id, v.worker, v.metric, v.variant FROM json_to_recordset(%s::json) "
+              "AS v(worker text, metric text, variant text) CROSS JOIN LATERAL (SELECT id "
+              "FROM stat_series s WHERE s.worker = v.worker AND s.metric = v.metric "
+              "AND s.variant = v.variant LIMIT 1) s")
 #: A leader's write transactions begin with this (migration 4): it fails with
 #: `FENCED_STATE` once another hub holds a newer term.
 FENCE = "SELECT workyard_fence(%s)"
 FENCED_STATE = "WY001"
 #: Each NOTIFY payload carries at most this many bytes of task ids (PostgreSQL: 8000).
 NOTIFY_BYTES = 7000
-REPORTS = ("INSERT INTO stat_reports (ts, worker, task) SELECT ts, worker, task "
-           "FROM json_to_recordset(%s::json) AS v(ts bigint, worker text, task text) "
-           "ON CONFLICT (ts, worker) DO UPDATE SET task = excluded.task")
-#: Rollups (see `_rollups.py`): the increments of new reports, then the buckets of
-#: repeated ones computed again from the rows just written.
-STORED_REPORTS = ("SELECT r.ts, r.worker FROM stat_reports r JOIN json_to_recordset(%s::json) "
-                  "AS v(ts bigint, worker text) USING (ts, worker)")
+#: Reports, each one row: its readings a jsonb object of values by series id (jsonb
+#: keeps a number's decimal digits, and a float's shortest text is exact). A repeat's
+#: readings replace the stored ones of the same series and keep the others, as one row
+#: per reading would.
+REPORTS = ("INSERT INTO stat_reports AS r (ts, worker, task, readings) "
+           "SELECT ts, worker, task, readings FROM json_to_recordset(%s::json) AS "
+           "v(ts bigint, worker text, task text, readings jsonb) "
+           "ON CONFLICT (ts, worker) DO UPDATE SET task = excluded.task, "
+           "readings = r.readings || excluded.readings")
+#: Those of a transaction's reports already stored (their keys are among these): an
+#: index range of the primary key per ts, whatever the table's size.
+STORED_REPORTS = ("SELECT ts, worker FROM stat_reports WHERE ts = ANY(%s::bigint[]) "
+                  "AND worker = ANY(%s::text[])")
+#: A report's readings as rows (ts, series, value), of `stat_reports x`; the caller adds
+#: its WHERE and the closing parenthesis.
+READINGS = ("(SELECT x.ts, j.key::bigint AS series, j.value::float8 AS value "
+            "FROM stat_reports x CROSS JOIN LATERAL jsonb_each_text(x.readings) j")
+#: the rollup spans as rows p(span)
+_SPANS = "(VALUES " + ", ".join(f"({span}::bigint)" for span in SPANS) + ") AS p(span)"
+#: Rollups (see `_rollups.py`): the increments of new reports, summed here from their
+#: readings (series, ts, value: arrays; a listed metric's readings once more under its
+#: pooled series), then the buckets of repeated ones computed again from the rows
+#: just written, per (span, start, worker).
 ROLLUPS = ("INSERT INTO stat_rollups AS r (span, series, start, count, total, low, high) "
-           "SELECT v.span, s.id, v.start, v.count, v.total, v.low, v.high "
-           "FROM json_to_recordset(%s::json) AS v(span bigint, worker text, metric text, "
-           "variant text, start bigint, count bigint, total float8, low float8, high float8) "
-           "JOIN stat_series s USING (worker, metric, variant) "
+           "SELECT p.span, v.series, v.ts / p.span * p.span, count(*), sum(v.value), "
+           "min(v.value), max(v.value) FROM unnest(%s::bigint[], %s::bigint[], %s::float8[]) "
+           f"AS v(series, ts, value) CROSS JOIN {_SPANS} GROUP BY 1, 2, 3 "
            "ON CONFLICT (span, series, start) DO UPDATE SET count = r.count + excluded.count, "
            "total = r.total + excluded.total, low = least(r.low, excluded.low), "
            "high = greatest(r.high, excluded.high)")
 ACTIVITY = ("INSERT INTO stat_activity AS a (span, start, worker, active) "
-            "SELECT span, start, worker, active FROM json_to_recordset(%s::json) "
-            "AS v(span bigint, start bigint, worker text, active boolean) "
+            "SELECT p.span, v.ts / p.span * p.span, v.worker, bool_or(v.task IS NOT NULL) "
+            "FROM json_to_recordset(%s::json) AS v(ts bigint, worker text, task text) "
+            f"CROSS JOIN {_SPANS} GROUP BY 1, 2, 3 "
             "ON CONFLICT (span, start, worker) DO UPDATE SET active = a.active OR excluded.active")
-REDO_ROLLUPS = ("INSERT INTO stat_rollups AS r (span, series, start, count, total, low, high) "
-                "SELECT k.span, s.id, k.start, count(*), sum(x.value), min(x.value), "
-                "max(x.value) FROM json_to_recordset(%s::json) AS k(span bigint, worker text, "
-                "metric text, variant text, start bigint) "
-                "JOIN stat_series s USING (worker, metric, variant) "
-                "JOIN stat_samples x ON x.series = s.id AND x.ts >= k.start "
-                "AND x.ts < k.start + k.span GROUP BY k.span, s.id, k.start "
-                "ON CONFLICT (span, series, start) DO UPDATE SET count = excluded.count, "
-                "total = excluded.total, low = excluded.low, high = excluded.high")
-REDO_POOLED = ("INSERT INTO stat_rollups AS r (span, series, start, count, total, low, high) "
-               "SELECT k.span, p.id, k.start, count(*), sum(x.value), min(x.value), "
-               "max(x.value) FROM json_to_recordset(%s::json) AS k(span bigint, worker text, "
-               "metric text, start bigint) "
-               "JOIN stat_series p ON p.worker = k.worker AND p.metric = k.metric "
-               "AND p.variant = '' JOIN stat_series s ON s.worker = k.worker "
-               "AND s.metric = k.metric AND s.variant NOT IN ('', 'total') "
-               "JOIN stat_samples x ON x.series = s.id AND x.ts >= k.start "
-               "AND x.ts < k.start + k.span GROUP BY k.span, p.id, k.start "
-               "ON CONFLICT (span, series, start) DO UPDATE SET count = excluded.count, "
-               "total = excluded.total, low = excluded.low, high = excluded.high")
-REDO_ACTIVITY = ("INSERT INTO stat_activity AS a (span, start, worker, active) "
-                 "SELECT k.span, k.start, k.worker, bool_or(x.task IS NOT NULL) "
-                 "FROM json_to_recordset(%s::json) AS k(span bigint, start bigint, worker text) "
-                 "JOIN stat_reports x ON x.worker = k.worker AND x.ts >= k.start "
-                 "AND x.ts < k.start + k.span GROUP BY 1, 2, 3 "
-                 "ON CONFLICT (span, start, worker) DO UPDATE SET active = excluded.active")
+#: the (span, start, worker) buckets to compute again, and each one's reports
+_AGAIN = ("FROM json_to_recordset(%s::json) AS k(span bigint, start bigint, worker text) "
+          "CROSS JOIN LATERAL " + READINGS + " WHERE x.worker = k.worker AND x.ts >= k.start "
+          "AND x.ts < k.start + k.span) x ")
+ROLL_UP_AGAIN = ("INSERT INTO stat_rollups AS r (span, series, start, count, total, low, high) "
+                 "SELECT k.span, x.series, k.start, count(*), sum(x.value), min(x.value), "
+                 f"max(x.value) {_AGAIN}GROUP BY k.span, k.start, x.series "
+                 "ON CONFLICT (span, series, start) DO UPDATE SET count = excluded.count, "
+                 "total = excluded.total, low = excluded.low, high = excluded.high")
+POOL_AGAIN = ("INSERT INTO stat_rollups AS r (span, series, start, count, total, low, high) "
+              "SELECT k.span, p.id, k.start, count(*), sum(x.value), min(x.value), "
+              f"max(x.value) {_AGAIN}JOIN stat_series s ON s.id = x.series "
+              "AND s.variant NOT IN ('', 'total') JOIN stat_series p ON p.worker = s.worker "
+              "AND p.metric = s.metric AND p.variant = '' GROUP BY k.span, k.start, p.id "
+              "ON CONFLICT (span, series, start) DO UPDATE SET count = excluded.count, "
+              "total = excluded.total, low = excluded.low, high = excluded.high")
+ACTIVITY_AGAIN = ("INSERT INTO stat_activity AS a (span, start, worker, active) "
+                  "SELECT k.span, k.start, k.worker, bool_or(x.task IS NOT NULL) "
+                  "FROM json_to_recordset(%s::json) AS k(span bigint, start bigint, "
+                  "worker text) JOIN stat_reports x ON x.worker = k.worker "
+                  "AND x.ts >= k.start AND x.ts < k.start + k.span GROUP BY 1, 2, 3 "
+                  "ON CONFLICT (span, start, worker) DO UPDATE SET active = excluded.active")
 
 #: seconds a read waits for a pool connection before it connects on its own (the
 #: limiter keeps reads within the pool's size, so only a failing database makes it wait)
@@ -247,18 +265,33 @@ class _EventRow(msgspec.Struct, gc=False):
     at: float
 
 
-class _SampleRow(msgspec.Struct, gc=False):
-    """A reading as SERIES and SAMPLES read it."""
+class _ReportRow(msgspec.Struct, gc=False):
+    """A status report as REPORTS reads it: `readings` a JSON object (`_Shape.template`)."""
+
+    ts: int
+    worker: str
+    task: str | None
+    readings: msgspec.Raw
+
+
+class _SeriesRow(msgspec.Struct, gc=False):
+    """A series as SERIES and SERIES_IDS read it."""
 
     worker: str
     metric: str
     variant: str
-    ts: int
-    value: float
 
 
-class _ReportRow(msgspec.Struct, gc=False):
-    """A status report as REPORTS reads it."""
+class _BucketRow(msgspec.Struct, gc=False):
+    """A (span, start, worker) bucket as the statements that compute it again read it."""
+
+    span: int
+    start: int
+    worker: str
+
+
+class _ActiveRow(msgspec.Struct, gc=False):
+    """A new report as ACTIVITY reads it."""
 
     ts: int
     worker: str
@@ -344,12 +377,68 @@ class _Events:
 
 @dataclass(frozen=True, slots=True)
 class _Report:
-    """A `RecordStats`: its report row and sample rows, each with the key a repeat of it
-    replaces it by (ON CONFLICT cannot change one row twice in a statement)."""
+    """A `RecordStats`: its readings' (metric, variant) in order and their values."""
 
-    report: tuple[tuple[int, str], bytes]
-    samples: list[tuple[tuple[str, str, str, int], bytes]]
-    change: RecordStats
+    ts: int
+    worker: str
+    task: str | None
+    names: tuple[tuple[str, str], ...]
+    values: list[float]
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """The series of a worker's report: its readings' (metric, variant) in order, their
+    stat_series ids, and for the rollups those ids followed by the pooled series of its
+    listed readings (`pool`: their places). A worker sends the same metrics report
+    after report, so the writer keeps its last shape and finds a report's series with
+    one comparison rather than a lookup per reading."""
+
+    names: tuple[tuple[str, str], ...]
+    series: tuple[int, ...]
+    rolled: tuple[int, ...]
+    pool: tuple[int, ...]
+    #: the report's `readings`, a JSON object, as a %-format of its values
+    template: str
+
+
+def _template(series: Sequence[int]) -> str:
+    """`_Shape.template`: `%r` writes a float's shortest exact text."""
+    return "{" + ",".join([f'"{s}":%r' for s in series]) + "}"
+
+
+@dataclass(slots=True)
+class _Known:
+    """The writer's series ids, by (worker, metric, variant), and each worker's last
+    shape: the store's (committed), or a transaction's, added once it commits (ids of
+    a rolled-back one were never stored)."""
+
+    series: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    shapes: dict[str, _Shape] = field(default_factory=dict)
+    #: a unit's own, replayed alone (`PostgresStore._apply_one_by_one`): the batch's so far
+    parent: _Known | None = None
+
+    def id_of(self, key: tuple[str, str, str]) -> int | None:
+        known: _Known | None = self
+        while known is not None:
+            id_ = known.series.get(key)
+            if id_ is not None:
+                return id_
+            known = known.parent
+        return None
+
+    def shape_of(self, worker: str) -> _Shape | None:
+        known: _Known | None = self
+        while known is not None:
+            shape = known.shapes.get(worker)
+            if shape is not None:
+                return shape
+            known = known.parent
+        return None
+
+    def absorb(self, other: _Known) -> None:
+        self.series.update(other.series)
+        self.shapes.update(other.shapes)
 
 
 _Op = (_NewTasks | _Save | ConfigureQueue | SavePool | DeletePool | _Events | MarkDelivered
@@ -362,10 +451,27 @@ def _events(change: AppendEvents) -> _Events:
 
 
 def _report(change: RecordStats) -> _Report:
-    w, ts = change.worker, change.ts
-    return _Report(((ts, w), _encode(_ReportRow(ts, w, change.task))),
-                   [((w, metric, variant, ts), _encode(_SampleRow(w, metric, variant, ts, value)))
-                    for metric, variant, value in change.readings], change)
+    values = [float(value) for _, _, value in change.readings]
+    if not all(map(math.isfinite, values)):  # JSON (and so jsonb) has no inf or nan
+        raise ValueError(f"a reading of worker {change.worker!r} is not a finite number")
+    return _Report(change.ts, change.worker, change.task,
+                   tuple([(metric, variant) for metric, variant, _ in change.readings]), values)
+
+
+def _merged(first: _Report, then: _Report) -> _Report:
+    """A report repeated within one transaction: `then`'s readings replace those of the
+    same series and keep the others (ON CONFLICT cannot change one row twice)."""
+    readings = dict(zip(first.names, first.values, strict=True))
+    for name in then.names:
+        readings.pop(name, None)
+    readings.update(zip(then.names, then.values, strict=True))
+    return _Report(then.ts, then.worker, then.task, tuple(readings), list(readings.values()))
+
+
+def _array(values: list[int] | list[float]) -> str:
+    """A PostgreSQL array literal of numbers: their JSON array (shortest exact text of
+    each float) in braces, encoded in C."""
+    return "{" + _encode(values)[1:-1].decode() + "}"
 
 
 def _new_tasks(change: InsertTasks) -> _NewTasks:
@@ -403,8 +509,11 @@ class _Statements:
     One method per kind of write; `apply` picks it.
     """
 
-    def __init__(self, db: psycopg.Connection) -> None:
+    def __init__(self, db: psycopg.Connection, known: _Known, written: _Known) -> None:
         self.db = db
+        #: the writer's series and shapes, and those this transaction adds
+        self.known = known
+        self.written = written
         #: NOTIFY the ids of inserted tasks on this channel (a follower's submissions)
         self.channel: str | None = None
         self.notify: list[str] = []
@@ -414,13 +523,8 @@ class _Statements:
         self.keys: dict[str, str] = {}
         #: ids in `inserts` twice: the second INSERT must fail, as it would alone
         self.repeats: list[bytes] = []
-        #: stats rows by key, the last one of each (see `_Report`)
-        self.samples: dict[tuple[str, str, str, int], bytes] = {}
-        self.reports: dict[tuple[int, str], bytes] = {}
-        #: per report key: its task and readings, merged over repeats in this transaction
-        self.merged: dict[tuple[int, str], tuple[str | None, dict[tuple[str, str], float]]] = {}
-        #: the pooled rollup series (variant "") the held-back reports need
-        self.pooled: set[tuple[str, str, str]] = set()
+        #: status reports by (ts, worker), a repeat merged into the first (`_merged`)
+        self.reports: dict[tuple[int, str], _Report] = {}
 
     def apply(self, op: _Op) -> Result:
         method = _APPLY.get(type(op))
@@ -481,86 +585,106 @@ class _Statements:
         self.db.execute(MARK_DELIVERED, (op.seq,))
 
     def record_stats(self, op: _Report) -> None:
-        report, row = op.report
-        self.reports.pop(report, None)  # a repeat goes last, as on SQLite
-        self.reports[report] = row
-        for sample, row in op.samples:
-            self.samples.pop(sample, None)
-            self.samples[sample] = row
-        change = op.change
-        for _, metric, variant, _ in (key for key, _ in op.samples):
-            if variant != SCALAR:
-                self.pooled.add((change.worker, metric, POOLED))
-        _, readings = self.merged.get(report, (None, {}))
-        readings.update({(m, v): float(value) for m, v, value in change.readings})
-        self.merged[report] = (change.task, readings)
+        key = (op.ts, op.worker)
+        first = self.reports.pop(key, None)  # a repeat goes last, as on SQLite
+        self.reports[key] = op if first is None else _merged(first, op)
 
     def flush(self) -> None:
         self._flush_inserts()
         self._flush_saves()
-        rollups = self._rollups()
-        if self.samples:
-            rows = _json_array(self.samples.values())
-            self.db.execute(SERIES, (rows,))
-            self.db.execute(SAMPLES, (rows,))
-            self.samples.clear()
         if self.reports:
-            self.db.execute(REPORTS, (_json_array(self.reports.values()),))
-            self.reports.clear()
-        if rollups:
-            self._write_rollups(rollups)
+            self._flush_reports()
         if self.notify:  # delivered at commit, so the leader reads rows that are there
             for payload in _chunks(self.notify, NOTIFY_BYTES):
                 self.db.execute("SELECT pg_notify(%s, %s)", (self.channel, payload))
             self.notify.clear()
 
-    def _rollups(self) -> Rollups[tuple[str, str, str]]:
-        """The rollup writes of the held-back reports, told apart from repeats of stored
-        ones (before their rows are written)."""
-        rollups: Rollups[tuple[str, str, str]] = Rollups()
-        if not self.merged:
-            return rollups
-        keys = _encode([{"ts": ts, "worker": w} for ts, w in self.merged])
-        stored = set(self.db.execute(STORED_REPORTS, (keys.decode(),)).fetchall())
-        for (ts, worker), (task, readings) in self.merged.items():
-            values = [((worker, m, v), value) for (m, v), value in readings.items()]
-            pooled = [((worker, m, POOLED), value) for (m, v), value in readings.items()
-                      if v != SCALAR]
+    def _flush_reports(self) -> None:
+        """The reports, one row each, and their rollups: the increments of new reports,
+        summed by the server from arrays of their readings; the buckets of repeated
+        ones (already stored, found first) computed again once their rows are written."""
+        db, reports = self.db, list(self.reports.values())
+        self.reports.clear()
+        shapes = self._shapes(reports)
+        keys = list(zip(*[(op.ts, op.worker) for op in reports], strict=True))
+        stored = set(db.execute(STORED_REPORTS, (list(keys[0]), list(keys[1]))).fetchall())
+        rows: list[bytes] = []
+        active: list[_ActiveRow] = []
+        again: list[_BucketRow] = []
+        series: list[int] = []
+        stamps: list[int] = []
+        values: list[float] = []
+        for op, shape in zip(reports, shapes, strict=True):
+            ts, worker, task, readings = op.ts, op.worker, op.task, op.values
+            rows.append(_encode(_ReportRow(ts, worker, task, msgspec.Raw(
+                (shape.template % tuple(readings)).encode()))))
             if (ts, worker) in stored:
-                rollups.repeat(worker, ts, [series for series, _ in values],
-                               {series for series, _ in pooled})
-            else:
-                rollups.report(worker, ts, task, values + pooled)
-        self.merged.clear()
-        return rollups
+                again += [_BucketRow(span, ts // span * span, worker) for span in SPANS]
+                continue
+            active.append(_ActiveRow(ts, worker, task))
+            rolled = shape.rolled
+            series += rolled
+            stamps += [ts] * len(rolled)
+            values += readings
+            values += [readings[i] for i in shape.pool]
+        db.execute(REPORTS, (_json_array(rows),))
+        if series:
+            db.execute(ROLLUPS, (_array(series), _array(stamps), _array(values)))
+        if active:
+            db.execute(ACTIVITY, (_encode(active).decode(),))
+        if again:
+            buckets = _encode(again).decode()
+            for statement in (ROLL_UP_AGAIN, POOL_AGAIN, ACTIVITY_AGAIN):
+                db.execute(statement, (buckets,))
 
-    def _write_rollups(self, rollups: Rollups[tuple[str, str, str]]) -> None:
-        db = self.db
-        if self.pooled:
-            db.execute(SERIES, (_encode([{"worker": w, "metric": m, "variant": v}
-                                         for w, m, v in self.pooled]).decode(),))
-            self.pooled.clear()
-        if rollups.add:
-            db.execute(ROLLUPS, (_encode([
-                {"span": span, "worker": w, "metric": m, "variant": v, "start": start,
-                 "count": a[0], "total": a[1], "low": a[2], "high": a[3]}
-                for (span, (w, m, v), start), a in rollups.add.items()]).decode(),))
-        if rollups.active:
-            db.execute(ACTIVITY, (_encode([
-                {"span": span, "start": start, "worker": w, "active": active}
-                for (span, start, w), active in rollups.active.items()]).decode(),))
-        if rollups.redo:
-            db.execute(REDO_ROLLUPS, (_encode([
-                {"span": span, "worker": w, "metric": m, "variant": v, "start": start}
-                for span, (w, m, v), start in rollups.redo]).decode(),))
-        if rollups.redo_pooled:
-            db.execute(REDO_POOLED, (_encode([
-                {"span": span, "worker": w, "metric": m, "start": start}
-                for span, (w, m, _), start in rollups.redo_pooled]).decode(),))
-        if rollups.redo_active:
-            db.execute(REDO_ACTIVITY, (_encode([
-                {"span": span, "start": start, "worker": w}
-                for span, start, w in rollups.redo_active]).decode(),))
+    def _shapes(self, reports: list[_Report]) -> list[_Shape]:
+        """The shape of each report: its worker's last one if its readings name the same
+        series, else made anew, the series not known yet stored and looked up first."""
+        known, written = self.known, self.written
+        shapes: list[_Shape | None] = []
+        changed: list[int] = []
+        for i, op in enumerate(reports):
+            shape = written.shape_of(op.worker) or known.shapes.get(op.worker)
+            if shape is not None and shape.names == op.names:
+                shapes.append(shape)
+            else:
+                changed.append(i)
+                shapes.append(None)
+        if not changed:
+            return shapes  # type: ignore[return-value] # no None in it
+        ids = self._series([reports[i] for i in changed])
+        for i in changed:
+            op = reports[i]
+            worker = op.worker
+            series = tuple([ids[worker, m, v] for m, v in op.names])
+            pool = tuple([k for k, (_, v) in enumerate(op.names) if v != SCALAR])
+            pooled = tuple([ids[worker, op.names[k][0], POOLED] for k in pool])
+            shapes[i] = written.shapes[worker] = _Shape(
+                op.names, series, series + pooled, pool, _template(series))
+        return shapes  # type: ignore[return-value] # every None was replaced
+
+    def _series(self, reports: list[_Report]) -> Mapping[tuple[str, str, str], int]:
+        """The ids of the series `reports` name, and of the pooled series of their listed
+        metrics; those not known yet stored (by whichever hub is first) and read back."""
+        known, written = self.known.series, self.written
+        ids: dict[tuple[str, str, str], int] = {}
+        missing: dict[tuple[str, str, str], None] = {}
+        for op in reports:
+            for metric, variant in op.names:
+                for key in ((op.worker, metric, variant), (op.worker, metric, POOLED)):
+                    id_ = written.id_of(key) or known.get(key)
+                    if id_ is None:
+                        missing[key] = None
+                    else:
+                        ids[key] = id_
+                    if variant == SCALAR:
+                        break
+        if missing:
+            rows = _encode([_SeriesRow(*key) for key in missing]).decode()
+            self.db.execute(SERIES, (rows,))
+            for id_, worker, metric, variant in self.db.execute(SERIES_IDS, (rows,)).fetchall():
+                ids[worker, metric, variant] = written.series[worker, metric, variant] = id_
+        return ids
 
     def _stored_keys(self, keys: list[str]) -> dict[str, str]:
         if not keys:
@@ -734,8 +858,10 @@ class _Stats:
             return []
         p = plan(since, until, interval)
         where = "s.metric = ANY(%(metrics)s::text[])"
+        reports = ""
         if workers is not None:
             where += " AND s.worker = ANY(%(workers)s::text[])"
+            reports = " AND x.worker = ANY(%(workers)s::text[])"
         variant = "s.variant" if by_variant else "''::text"
         parts = []
         args: dict[str, object] = {"metrics": list(metrics), "interval": interval,
@@ -750,11 +876,13 @@ class _Stats:
                          + ("s.variant != ''" if by_variant else "s.variant IN ('', 'total')"))
             args.update(span=p.span, lo=p.lo, hi=p.hi)
         for i, (a, b) in enumerate(p.raw):
+            # the edges: one range of reports (of the workers asked), their readings
+            # matched to the series by id
             parts.append(f"SELECT s.worker, s.metric, {variant} AS variant, "
                          "x.ts / %(interval)s::bigint * %(interval)s::bigint AS b, 1::bigint AS c, "
-                         "x.value AS t, x.value AS l, x.value AS h "
-                         "FROM stat_series s JOIN stat_samples x ON x.series = s.id "
-                         f"AND x.ts BETWEEN %(a{i})s::bigint AND %(b{i})s::bigint WHERE {where}")
+                         f"x.value AS t, x.value AS l, x.value AS h FROM {READINGS} "
+                         f"WHERE x.ts BETWEEN %(a{i})s::bigint AND %(b{i})s::bigint{reports}) x "
+                         f"JOIN stat_series s ON s.id = x.series WHERE {where}")
             args.update({f"a{i}": a, f"b{i}": b})
         query = ("SELECT worker, metric, variant, b, sum(c)::bigint, sum(t), min(l), max(h) "
                  f"FROM ({' UNION ALL '.join(parts)}) u GROUP BY worker, metric, variant, b")
@@ -791,13 +919,15 @@ class _Stats:
         return [ActivityBucket(*r) for r in rows]
 
     async def metric_keys(self, workers: Sequence[str] | None = None) -> list[str]:
+        # The series with rollups: every reading is in them (written in its transaction)
+        # for as long as raw readings are kept (the registry purges rollups no sooner),
+        # and longer.
         if workers is not None and not workers:
             return []
         where = "" if workers is None else "AND s.worker = ANY(%(workers)s::text[])"
-        query = ("SELECT DISTINCT s.metric COLLATE \"C\" FROM stat_series s WHERE (EXISTS "
-                 "(SELECT 1 FROM stat_samples x WHERE x.series = s.id) OR EXISTS "
+        query = ("SELECT DISTINCT s.metric COLLATE \"C\" FROM stat_series s WHERE EXISTS "
                  "(SELECT 1 FROM stat_rollups r WHERE r.span = ANY(%(spans)s::bigint[]) "
-                 f"AND r.series = s.id)) {where} ORDER BY 1")
+                 f"AND r.series = s.id) {where} ORDER BY 1")
         args = {"spans": list(SPANS), "workers": None if workers is None else list(workers)}
         rows = await self._store._read(
             lambda db: db.execute(query, args).fetchall())  # type: ignore[arg-type]
@@ -809,8 +939,12 @@ class _Stats:
 
         def delete(db: psycopg.Connection) -> int:
             with db.transaction():
-                n = db.execute("DELETE FROM stat_samples WHERE ts < %s", (cutoff,)).rowcount
-                db.execute("DELETE FROM stat_reports WHERE ts < %s", (cutoff,))
+                # the readings purged: the keys of the reports' objects
+                row = db.execute("WITH d AS (DELETE FROM stat_reports WHERE ts < %s RETURNING "
+                                 "readings) SELECT coalesce(sum((SELECT count(*) FROM "
+                                 "jsonb_object_keys(d.readings))), 0)::bigint FROM d",
+                                 (cutoff,)).fetchone()
+                n = 0 if row is None else int(row[0])
                 for span, until in (rollups_before or {}).items():
                     db.execute("DELETE FROM stat_rollups WHERE span = %s AND series IN "
                                "(SELECT id FROM stat_series) AND start < %s", (span, until))
@@ -868,6 +1002,8 @@ class PostgresStore(HandOver):
         self.pools = _Pools(self)
         self.outbox = _Outbox(self)
         self.stats = _Stats(self)
+        #: the series and shapes of committed reports (`_Statements._shapes`)
+        self._known = _Known()
         self.commits = 0  # transactions committed: the group-commit ratio is writes / commits
         #: told (units of work, seconds) after each transaction, e.g. by /metrics
         self.on_commit: Callable[[int, float], None] | None = None
@@ -1007,44 +1143,52 @@ class PostgresStore(HandOver):
             if unit.fence is not None and unit.fence != fence:  # handed over in an older term
                 unit.error = Deposed(f"term {unit.fence} of this hub's leadership ended")
         db = self._connection()
+        written = _Known()
         try:
             with db.pipeline(), db.transaction():
                 if fence is not None:
                     db.execute(FENCE, (fence,))
-                self._apply(db, batch, self.channel)
+                self._apply(db, batch, self.channel, written)
         except Exception as exc:
             if db.broken or db.closed:
                 raise  # the connection, not a unit: the whole batch failed
             _refuse_if_fenced(exc, fence, self.where)
             # Rolled back whole: find the failing units, commit the others.
+            written = _Known()
             try:
                 with db.transaction():
                     if fence is not None:
                         db.execute(FENCE, (fence,))
-                    self._apply_one_by_one(db, batch, self.channel)
+                    self._apply_one_by_one(db, batch, self.channel, written)
             except Exception as again:
                 _refuse_if_fenced(again, fence, self.where)
                 raise
+        self._known.absorb(written)
 
     def _apply_one_by_one(self, db: psycopg.Connection, batch: list[Unit],
-                          channel: str | None) -> None:
-        """Apply each unit in its own SAVEPOINT; a unit that raises is rolled back alone."""
+                          channel: str | None, written: _Known) -> None:
+        """Apply each unit in its own SAVEPOINT; a unit that raises is rolled back alone
+        (and so are the series it added)."""
         for unit in batch:
             if unit.error is not None:
                 continue
+            own = _Known(parent=written)
             try:
                 with db.transaction():  # a savepoint
-                    self._apply(db, [unit], channel)
+                    self._apply(db, [unit], channel, own)
             except Exception as exc:  # any failure is this unit's alone
                 if db.broken or db.closed:
                     raise
                 unit.error, unit.results = exc, []
+            else:
+                written.absorb(own)
 
-    @staticmethod
-    def _apply(db: psycopg.Connection, units: list[Unit], channel: str | None) -> None:
+    def _apply(self, db: psycopg.Connection, units: list[Unit], channel: str | None,
+               written: _Known) -> None:
         """Apply `units` in order, as few statements as the order allows; a follower's
-        (no fence) inserts are announced on `channel`."""
-        statements = _Statements(db)
+        (no fence) inserts are announced on `channel`; the series and shapes they add
+        go to `written`."""
+        statements = _Statements(db, self._known, written)
         for unit in units:
             if unit.error is None:
                 statements.channel = channel if unit.fence is None else None

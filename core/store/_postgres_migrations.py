@@ -9,7 +9,8 @@ schema with a newer version than this code knows is refused: an older workyard m
 not write to a schema it does not know.
 
 The tables and columns mirror the SQLite schema's (its versions 3, 4 and 5 are 2, 3
-and 4 here: version 1 already had SQLite's version 2 index). Payloads (`data`, `result`,
+and 4 here: version 1 already had SQLite's version 2 index; its 6, a report's readings
+in its row, is 6 here, in jsonb). Payloads (`data`, `result`,
 `body`, `config`) are bytea, kept byte for byte; `attrs` and `attempts` are `json`
 (not `jsonb`, which rewrites the text and refuses `\\u0000`), so an operator can query
 them and they still read back as written. Never edit a released step; add the next one.
@@ -162,6 +163,31 @@ WHERE p.variant = '' GROUP BY p.id, x.ts / {span}""" for span in (300_000, 3_600
         *(f"""INSERT INTO stat_activity (span, start, worker, active)
 SELECT {span}, ts / {span} * {span}, worker, bool_or(task IS NOT NULL)
 FROM stat_reports GROUP BY ts / {span}, worker""" for span in (300_000, 3_600_000)),
+    )),
+    Migration(6, "a report's readings in its own row, as a jsonb object of values by series "
+                 "id: a report writes one row (and one entry per index) instead of one row "
+                 "per reading", (
+        """CREATE TABLE stat_reports_6 (
+    ts BIGINT NOT NULL,
+    worker TEXT NOT NULL,
+    task TEXT,
+    readings JSONB NOT NULL,
+    CONSTRAINT stat_reports_6_pkey PRIMARY KEY (ts, worker)
+)""",
+        # float8 as text is its shortest exact form (extra_float_digits >= 1), and jsonb
+        # keeps a number's decimal digits: each value reads back to the last bit
+        "SET LOCAL extra_float_digits = 1",
+        """INSERT INTO stat_reports_6 (ts, worker, task, readings)
+SELECT r.ts, r.worker, r.task, coalesce((SELECT jsonb_object_agg(x.series::text,
+    x.value::text::jsonb) FROM stat_series s JOIN stat_samples x ON x.series = s.id
+    AND x.ts = r.ts WHERE s.worker = r.worker), '{}')
+FROM stat_reports r ORDER BY r.ts, r.worker""",
+        "DROP TABLE stat_reports",
+        "DROP TABLE stat_samples",
+        "ALTER TABLE stat_reports_6 RENAME TO stat_reports",
+        "ALTER TABLE stat_reports RENAME CONSTRAINT stat_reports_6_pkey TO stat_reports_pkey",
+        # a repeat's buckets are computed again from one worker's reports of each span
+        "CREATE INDEX stat_reports_worker ON stat_reports (worker, ts)",
     )),
 )
 

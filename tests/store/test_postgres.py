@@ -16,7 +16,16 @@ import trio
 from conftest import NET_TIMEOUT
 
 from workyard import Attempt, Task, TaskState
-from workyard.store import AppendEvents, InsertTasks, OutboxEvent, PostgresStore, StoreError
+from workyard.store import (
+    ActivityBucket,
+    AppendEvents,
+    InsertTasks,
+    OutboxEvent,
+    PostgresStore,
+    RecordStats,
+    StatBucket,
+    StoreError,
+)
 from workyard.store._postgres_migrations import VERSION
 
 _ids = itertools.count(1)
@@ -342,7 +351,7 @@ async def test_a_new_schema_gets_the_current_version(postgres_schema: tuple[str,
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
         nursery.cancel_scope.cancel()
-    assert schema_version(url, schema) == VERSION == 5
+    assert schema_version(url, schema) == VERSION == 6
 
 
 async def test_stores_starting_together_on_an_empty_schema_migrate_it_once(
@@ -416,3 +425,183 @@ async def test_a_followers_inserts_are_announced_to_listeners_at_commit(
         await pg.commit(InsertTasks(tasks))
         heard = [n.payload for n in listener.notifies(timeout=NET_TIMEOUT, stop_after=1)]
     assert heard == [",".join(t.id for t in tasks)]
+
+
+async def test_a_version_5_schema_s_readings_move_into_their_reports_exactly(
+        postgres_schema: tuple[str, str]) -> None:
+    """Migration 6 packs each report's readings into its row: raw reads answer as
+    before, to the last bit of every value, and the reports keep their tasks."""
+    from workyard.store._postgres_migrations import MIGRATIONS
+
+    url, schema = postgres_schema
+    third = 0.1 + 0.2  # 0.30000000000000004: 17 digits
+    with psycopg.connect(url, options=f"-c search_path={schema}") as db:
+        db.execute(f"CREATE SCHEMA {schema}")  # type: ignore[arg-type]
+        for migration in MIGRATIONS[:5]:
+            for statement in migration.statements:
+                db.execute(statement)  # type: ignore[arg-type]
+        db.execute("CREATE TABLE workyard_schema (version INTEGER NOT NULL)")
+        db.execute("INSERT INTO workyard_schema VALUES (5)")
+        db.cursor().executemany("INSERT INTO stat_series VALUES (%s, %s, %s, %s)",
+                                  [(1, "w1", "gpu_usage", "0"), (2, "w1", "gpu_usage", "1"),
+                        (3, "w2", "memory_used", "total"), (4, "w1", "gpu_usage", "")])
+        db.cursor().executemany("INSERT INTO stat_samples VALUES (%s, %s, %s)",
+                       [(1, 10, third), (2, 10, 3.0), (1, 20, 1e-300), (3, 10, 5e-324),
+                        (3, 20, -1.7976931348623157e308)])
+        db.cursor().executemany("INSERT INTO stat_reports VALUES (%s, %s, %s)",
+                       [(10, "w1", "t"), (20, "w1", None), (10, "w2", None),
+                        (20, "w2", None), (30, "w2", "idle-of-readings")])
+    store = PostgresStore(url, schema=schema)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        got = await store.stats.buckets(since=0, until=99, interval=10,
+                                        metrics=["gpu_usage", "memory_used"])
+        big = -1.7976931348623157e308
+        assert got == [StatBucket("w1", "gpu_usage", "0", 10, 1, third, third, third),
+                       StatBucket("w1", "gpu_usage", "0", 20, 1, 1e-300, 1e-300, 1e-300),
+                       StatBucket("w1", "gpu_usage", "1", 10, 1, 3.0, 3.0, 3.0),
+                       StatBucket("w2", "memory_used", "total", 10, 1, 5e-324, 5e-324, 5e-324),
+                       StatBucket("w2", "memory_used", "total", 20, 1, big, big, big)]
+        assert await store.stats.activity(since=0, until=99, interval=100) == [
+            ActivityBucket(0, 2, 2)]
+        # a repeat of a moved report: its readings merge with the moved ones
+        await store.stats.record(RecordStats("w1", 10, "t", [("gpu_usage", "1", 4.0)]))
+        got = await store.stats.buckets(since=0, until=10, interval=10, metrics=["gpu_usage"])
+        assert [(b.variant, b.total) for b in got] == [("0", third), ("1", 4.0)]
+        assert await store.stats.purge(3_600_000) == 5  # the repeat replaced one of 5
+        nursery.cancel_scope.cancel()
+    assert schema_version(url, schema) == VERSION
+    with admin(url) as db:
+        tables = {name for (name,) in db.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            (schema,))}
+        assert "stat_samples" not in tables and "stat_reports_6" not in tables
+        assert "stat_reports" in tables
+
+
+async def test_a_version_5_schema_s_reports_keep_their_readings_and_tasks(
+        postgres_schema: tuple[str, str]) -> None:
+    """The rows migration 6 writes: one per report, its readings keyed by series id,
+    an idle report's readings an empty object; the keys are the old ones."""
+    from workyard.store._postgres_migrations import MIGRATIONS
+
+    url, schema = postgres_schema
+    with psycopg.connect(url, options=f"-c search_path={schema}") as db:
+        db.execute(f"CREATE SCHEMA {schema}")  # type: ignore[arg-type]
+        for migration in MIGRATIONS[:5]:
+            for statement in migration.statements:
+                db.execute(statement)  # type: ignore[arg-type]
+        db.execute("CREATE TABLE workyard_schema (version INTEGER NOT NULL)")
+        db.execute("INSERT INTO workyard_schema VALUES (5)")
+        db.cursor().executemany("INSERT INTO stat_series VALUES (%s, %s, %s, %s)",
+                       [(1, "w1", "cpu_usage", "total"), (2, "w2", "cpu_usage", "total")])
+        db.cursor().executemany("INSERT INTO stat_samples VALUES (%s, %s, %s)",
+                       [(1, 10, 0.5), (2, 10, 2.5)])
+        db.cursor().executemany("INSERT INTO stat_reports VALUES (%s, %s, %s)",
+                       [(10, "w1", "t"), (10, "w2", None), (20, "w1", None)])
+    store = PostgresStore(url, schema=schema)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        nursery.cancel_scope.cancel()
+    with admin(url) as db:
+        assert db.execute(f"SELECT ts, worker, task, readings::text FROM {schema}.stat_reports "
+                          "ORDER BY ts, worker").fetchall() == [  # type: ignore[arg-type]
+            (10, "w1", "t", '{"1": 0.5}'), (10, "w2", None, '{"2": 2.5}'),
+            (20, "w1", None, "{}")]
+        assert db.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s AND "
+                          "tablename = 'stat_reports' ORDER BY 1", (schema,)).fetchall() == [
+            ("stat_reports_pkey",), ("stat_reports_worker",)]
+
+
+# -- machine statistics ----------------------------------------------------------------
+
+
+async def test_readings_read_back_to_the_last_bit(pg: PostgresStore) -> None:
+    """A report's readings go through JSON into jsonb (decimal digits): the shortest
+    text of each float is exact, whatever its digits or exponent."""
+    values = [0.1 + 0.2, 1e-300, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308,
+              -123456.78901234567, 1 / 3]
+    await pg.stats.record(RecordStats("w1", 1_000, None, [
+        ("gpu_usage", str(i), v) for i, v in enumerate(values)]))
+    got = await pg.stats.buckets(since=0, until=9_999, interval=1_000, metrics=["gpu_usage"])
+    assert [b.total for b in got] == values
+    assert [b.low for b in got] == values and [b.high for b in got] == values
+
+
+async def test_a_reading_that_is_not_a_finite_number_fails_its_report_alone(
+        pg: PostgresStore) -> None:
+    """jsonb has no inf or nan: such a report is refused naming its worker, and the
+    reports committed with it are stored."""
+    outcomes: dict[str, str] = {}
+
+    async def record(worker: str, value: float) -> None:
+        try:
+            await pg.stats.record(RecordStats(worker, 1_000, None,
+                                              [("cpu_usage", "total", value)]))
+        except StoreError as exc:
+            outcomes[worker] = str(exc)
+        else:
+            outcomes[worker] = "stored"
+
+    async with trio.open_nursery() as nursery:  # one batch
+        for worker, value in (("w1", 1.0), ("w2", float("inf")), ("w3", float("nan"))):
+            nursery.start_soon(record, worker, value)
+    assert outcomes["w1"] == "stored"
+    assert "'w2'" in outcomes["w2"] and "finite" in outcomes["w2"]
+    assert "'w3'" in outcomes["w3"] and "finite" in outcomes["w3"]
+    assert [b.worker for b in await pg.stats.buckets(
+        since=0, until=9_999, interval=1_000, metrics=["cpu_usage"])] == ["w1"]
+
+
+async def test_a_batch_of_reports_writes_one_row_each_and_learns_each_worker_s_series_once(
+        pg: PostgresStore, postgres_schema: tuple[str, str]) -> None:
+    """A worker's first report stores its series; the next ones find them in the
+    writer's shapes. Reports of one worker in one batch sum into the same buckets."""
+    url, schema = postgres_schema
+    readings = [("gpu_usage", "0", 1.0), ("gpu_usage", "1", 3.0), ("cpu_usage", "total", 2.0)]
+    async with trio.open_nursery() as nursery:  # one batch: two reports of each worker
+        for worker in ("w1", "w2"):
+            for ts in (1_000, 2_000):
+                nursery.start_soon(pg.stats.record, RecordStats(worker, ts, None, readings))
+    await pg.stats.record(RecordStats("w1", 3_000, "t", readings))
+    assert set(pg._known.shapes) == {"w1", "w2"}
+    with admin(url) as db:
+        assert db.execute(f"SELECT count(*) FROM {schema}.stat_reports").fetchone() == (5,)
+        # per worker: two variants, their pooled series, and the number's
+        assert db.execute(f"SELECT count(*) FROM {schema}.stat_series").fetchone() == (8,)
+    got = await pg.stats.buckets(since=0, until=299_999, interval=300_000,
+                                 metrics=["gpu_usage"], workers=["w1"], by_variant=False)
+    assert got == [StatBucket("w1", "gpu_usage", "", 0, 6, 12.0, 1.0, 3.0)]
+    assert await pg.stats.activity(since=0, until=299_999, interval=300_000) == [
+        ActivityBucket(0, 2, 1)]
+
+
+async def test_series_added_by_a_unit_that_fails_alone_are_not_remembered(
+        pg: PostgresStore) -> None:
+    """A unit rolled back to its savepoint takes its new series rows with it: the
+    writer must not keep their ids, and the worker's next report adds them again.
+    Another unit of the batch keeps the series it added."""
+    bad = task(priority=2**63)
+    failed: list[BaseException] = []
+
+    async def bad_unit() -> None:
+        try:
+            await pg.commit(RecordStats("w1", 1_000, None, [("cpu_usage", "total", 1.0)]),
+                            InsertTasks([bad]))
+        except StoreError as exc:
+            failed.append(exc)
+
+    async with trio.open_nursery() as nursery:  # one batch
+        nursery.start_soon(bad_unit)
+        nursery.start_soon(pg.stats.record,
+                           RecordStats("w2", 1_000, None, [("cpu_usage", "total", 2.0)]))
+    assert len(failed) == 1
+    assert set(pg._known.shapes) == {"w2"}
+    await pg.stats.record(RecordStats("w1", 2_000, None, [("cpu_usage", "total", 3.0)]))
+    await pg.stats.record(RecordStats("w2", 2_000, None, [("cpu_usage", "total", 4.0)]))
+    got = await pg.stats.buckets(since=0, until=299_999, interval=300_000,
+                                 metrics=["cpu_usage"])
+    assert [(b.worker, b.count, b.total) for b in got] == [("w1", 1, 3.0), ("w2", 2, 6.0)]
+    got = await pg.stats.buckets(since=0, until=9_999, interval=1_000, metrics=["cpu_usage"])
+    assert [(b.worker, b.start, b.total) for b in got] == [
+        ("w1", 2_000, 3.0), ("w2", 1_000, 2.0), ("w2", 2_000, 4.0)]
