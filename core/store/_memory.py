@@ -179,9 +179,9 @@ class _Stats:
                 a[2] = min(a[2], low)
                 a[3] = max(a[3], high)
 
-        if p.span is not None:
+        if p.rollups:
             for (span, (worker, metric, variant), start), r in store.rollups.items():
-                if (span == p.span and p.lo <= start < p.hi and metric in wanted
+                if (metric in wanted and p.reads(span, start)
                         and (variant != POOLED if by_variant else variant in (POOLED, SCALAR))
                         and (among is None or worker in among)):
                     add(worker, metric, variant, start, *r)
@@ -209,9 +209,9 @@ class _Stats:
             bucket = seen.setdefault(start // interval * interval, {})
             bucket[worker] = bucket.get(worker, False) or active
 
-        if p.span is not None:
+        if p.rollups:
             for (span, start, worker), active in store.activity.items():
-                if span == p.span and p.lo <= start < p.hi:
+                if p.reads(span, start):
                     add(worker, start, active)
         for (worker, ts), task in store.reports.items():
             if any(a <= ts <= b for a, b in p.raw):

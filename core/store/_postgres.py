@@ -866,15 +866,15 @@ class _Stats:
         parts = []
         args: dict[str, object] = {"metrics": list(metrics), "interval": interval,
                                    "workers": None if workers is None else list(workers)}
-        if p.span is not None:
+        for i, (span, lo, hi) in enumerate(p.rollups):
             parts.append(f"SELECT s.worker, s.metric, {variant} AS variant, "
                          "r.start / %(interval)s::bigint * %(interval)s::bigint AS b, "
                          "r.count AS c, r.total AS t, r.low AS l, r.high AS h "
-                         "FROM stat_series s JOIN stat_rollups r ON r.span = %(span)s::bigint "
-                         "AND r.series = s.id AND r.start >= %(lo)s::bigint "
-                         f"AND r.start < %(hi)s::bigint WHERE {where} AND "
+                         f"FROM stat_series s JOIN stat_rollups r ON r.span = %(span{i})s::bigint "
+                         f"AND r.series = s.id AND r.start >= %(lo{i})s::bigint "
+                         f"AND r.start < %(hi{i})s::bigint WHERE {where} AND "
                          + ("s.variant != ''" if by_variant else "s.variant IN ('', 'total')"))
-            args.update(span=p.span, lo=p.lo, hi=p.hi)
+            args.update({f"span{i}": span, f"lo{i}": lo, f"hi{i}": hi})
         for i, (a, b) in enumerate(p.raw):
             # the edges: one range of reports (of the workers asked), their readings
             # matched to the series by id
@@ -902,11 +902,11 @@ class _Stats:
     async def activity(self, *, since: int, until: int, interval: int) -> list[ActivityBucket]:
         p = plan(since, until, interval)
         parts, args = [], {"interval": interval}
-        if p.span is not None:
+        for i, (span, lo, hi) in enumerate(p.rollups):
             parts.append("SELECT start / %(interval)s::bigint * %(interval)s::bigint AS b, "
-                         "worker, active FROM stat_activity WHERE span = %(span)s::bigint "
-                         "AND start >= %(lo)s::bigint AND start < %(hi)s::bigint")
-            args.update(span=p.span, lo=p.lo, hi=p.hi)
+                         f"worker, active FROM stat_activity WHERE span = %(span{i})s::bigint "
+                         f"AND start >= %(lo{i})s::bigint AND start < %(hi{i})s::bigint")
+            args.update({f"span{i}": span, f"lo{i}": lo, f"hi{i}": hi})
         for i, (a, b) in enumerate(p.raw):
             parts.append("SELECT ts / %(interval)s::bigint * %(interval)s::bigint AS b, worker, "
                          "task IS NOT NULL AS active FROM stat_reports "

@@ -10,8 +10,9 @@ rolls those up again from the raw rows when it starts, so they always agree.
 
 A bucket of a query is a whole number of spans when the span divides the interval,
 so a query reads the coarsest such span for the part of its range that covers whole
-spans (`plan`) and raw samples only for the ragged edges: results are exactly what
-the raw samples give, as long as the raw samples of the edges are kept.
+spans, the finer ones for what that leaves at its ends (`plan`), and raw samples only
+for the ragged edges finer than any span: results are exactly what the raw samples
+give, as long as rollups are kept at least as long as raw samples.
 
 A metric sent as a list (variants "0", "1", ...; a number's variant is "total") has
 one more rollup series, its variant "" (`POOLED`): its variants pooled, so a query
@@ -60,25 +61,38 @@ def span_for(interval: int) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """Where a query's readings come from: rollups of `span` for `lo <= start < hi`
-    (whole spans), raw samples for the inclusive ranges in `raw`."""
+    """Where a query's readings come from: for each (span, lo, hi) of `rollups`, the
+    rollups of that span for `lo <= start < hi` (whole spans), coarsest first; raw
+    readings for the inclusive ranges in `raw` (ragged ends finer than any span)."""
 
-    span: int | None
-    lo: int
-    hi: int
+    rollups: tuple[tuple[int, int, int], ...]
     raw: tuple[tuple[int, int], ...]
+
+    def reads(self, span: int, start: int) -> bool:
+        """Whether the query reads the rollup of `span` that starts at `start`."""
+        return any(s == span and lo <= start < hi for s, lo, hi in self.rollups)
 
 
 def plan(since: int, until: int, interval: int) -> Plan:
-    """Split the inclusive range `since..until` for buckets of `interval` ms."""
-    span = span_for(interval)
-    if span is not None:
-        lo = -(-since // span) * span
-        hi = (until + 1) // span * span
-        if lo < hi:
-            raw = tuple((a, b) for a, b in ((since, lo - 1), (hi, until)) if a <= b)
-            return Plan(span, lo, hi, raw)
-    return Plan(None, 0, 0, ((since, until),))
+    """Split the inclusive range `since..until` for buckets of `interval` ms: whole
+    spans of the coarsest rollup that divides the interval, then of each finer one for
+    what is left at the ends, raw readings only for the rest. A span that divides the
+    interval lies within one bucket, so any mix of them sums to the same buckets."""
+    rollups: list[tuple[int, int, int]] = []
+    ranges = [(since, until)]
+    for span in reversed(SPANS):
+        if interval % span:
+            continue
+        rest = []
+        for a, b in ranges:
+            lo, hi = -(-a // span) * span, (b + 1) // span * span
+            if lo < hi:
+                rollups.append((span, lo, hi))
+                rest += [(x, y) for x, y in ((a, lo - 1), (hi, b)) if x <= y]
+            else:
+                rest.append((a, b))
+        ranges = rest
+    return Plan(tuple(rollups), tuple(ranges))
 
 
 def raw_cutoff(before: int) -> int:

@@ -578,10 +578,11 @@ class _Stats:
         await self._store._rolled_up()
         p = plan(since, until, interval)
         parts, args = [], {"interval": interval}
-        if p.span is not None:
+        for i, (span, lo, hi) in enumerate(p.rollups):
             parts.append("SELECT start / :interval * :interval AS b, worker, active "
-                         "FROM stat_activity WHERE span = :span AND start >= :lo AND start < :hi")
-            args.update(span=p.span, lo=p.lo, hi=p.hi)
+                         f"FROM stat_activity WHERE span = :span{i} AND start >= :lo{i} "
+                         f"AND start < :hi{i}")
+            args.update({f"span{i}": span, f"lo{i}": lo, f"hi{i}": hi})
         for i, (a, b) in enumerate(p.raw):
             parts.append("SELECT ts / :interval * :interval AS b, worker, "
                          "task IS NOT NULL AS active "
@@ -698,8 +699,8 @@ def _middle_sql(span: int, lo: int, hi: int, interval: int, metrics: Sequence[st
 
 def _buckets_sql(p: Plan, interval: int, metrics: Sequence[str],
                  workers: Sequence[str] | None, by_variant: bool) -> tuple[str, dict[str, object]]:
-    """One statement: the rollups of the whole spans and the raw readings of the edges,
-    pooled per series (or per metric) and bucket. CROSS JOIN keeps SQLite's order: for
+    """One statement: the rollups of the whole spans (of each span in `p`) and the raw
+    readings of the edges, pooled per series (or per metric) and bucket. CROSS JOIN keeps SQLite's order: for
     rollups the series first (by metric, or worker and metric), then one key range of
     each; for readings the reports of the range (of the workers asked), then theirs."""
     args: dict[str, object] = {"interval": interval}
@@ -707,13 +708,13 @@ def _buckets_sql(p: Plan, interval: int, metrics: Sequence[str],
     reports = "" if workers is None else f" AND r.worker IN {_named('w', len(workers))}"
     variant = "s.variant" if by_variant else "''"
     parts = []
-    if p.span is not None:
+    for i, (span, lo, hi) in enumerate(p.rollups):
         parts.append(f"SELECT s.worker, s.metric, {variant} AS variant, "
                      "r.start / :interval * :interval AS b, r.count AS c, r.total AS t, "
                      "r.low AS l, r.high AS h FROM stat_series s CROSS JOIN stat_rollups r "
-                     "ON r.span = :span AND r.series = s.id AND r.start >= :lo AND r.start < :hi "
-                     f"WHERE {where} AND {_rollup_variants(by_variant)}")
-        args.update(span=p.span, lo=p.lo, hi=p.hi)
+                     f"ON r.span = :span{i} AND r.series = s.id AND r.start >= :lo{i} "
+                     f"AND r.start < :hi{i} WHERE {where} AND {_rollup_variants(by_variant)}")
+        args.update({f"span{i}": span, f"lo{i}": lo, f"hi{i}": hi})
     for i, (a, b) in enumerate(p.raw):
         parts.append(f"SELECT s.worker, s.metric, {variant} AS variant, "
                      "r.ts / :interval * :interval AS b, 1 AS c, j.value AS t, j.value AS l, "

@@ -531,6 +531,30 @@ async def test_rollups_are_purged_per_span_at_their_own_cutoff(store: Store) -> 
         ActivityBucket(3 * HOUR, 1, 0)]
 
 
+def test_a_query_reads_whole_hours_then_whole_5_minute_spans_then_raw_readings() -> None:
+    from workyard.store._rollups import plan
+
+    five = 300_000
+    p = plan(7 * five + 1, 2 * HOUR + 3 * five + 2, HOUR)
+    assert p.rollups == ((HOUR, HOUR, 2 * HOUR), (five, 8 * five, HOUR),
+                         (five, 2 * HOUR, 2 * HOUR + 3 * five))
+    assert p.raw == ((7 * five + 1, 8 * five - 1), (2 * HOUR + 3 * five, 2 * HOUR + 3 * five + 2))
+    assert plan(0, HOUR - 1, 45_000).rollups == ()  # no span divides 45 s: all raw
+
+
+async def test_a_ragged_hour_is_answered_from_5_minute_rollups_once_raw_readings_are_gone(
+        store: Store) -> None:
+    """The part of a range finer than an hour reads 5-minute rollups, so it is answered
+    for as long as they are kept, not only while the raw readings are."""
+    for ts, value in ((600_000, 1.0), (3_000_000, 3.0), (HOUR + 100, 8.0)):
+        await store.stats.record(RecordStats("w1", ts, None, [("cpu_usage", "total", value)]))
+    await store.stats.purge(2 * HOUR)  # raw readings gone, rollups kept
+    got = await store.stats.buckets(since=300_000, until=2 * HOUR - 1, interval=HOUR,
+                                    metrics=["cpu_usage"])
+    assert got == [StatBucket("w1", "cpu_usage", "total", 0, 2, 4.0, 1.0, 3.0),
+                   StatBucket("w1", "cpu_usage", "total", HOUR, 1, 8.0, 8.0, 8.0)]
+
+
 def _reports(n: int) -> list[RecordStats]:
     """`n` reports of three workers over ~7 hours: ragged times, lists and scalars,
     some repeated (same worker and ms: a replacement), integer values so sums are exact."""
