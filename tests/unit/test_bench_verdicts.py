@@ -61,9 +61,10 @@ def test_the_clearml_rows_say_met_or_missed_for_each_of_its_four_targets(
                "inprocess_cpu_us_per_report": 200, "get_stats_p50_ms": 99.0,
                "get_stats_month_p50_ms": 250.0}
     fake = {"machine": {}, "summary": summary,
-            "settings": {"workers": 1000, "stats_workers": 100, "days": 30.0}}
+            "settings": {"workers": 1000, "stats_workers": 100, "days": 30.0, "seconds": 30.0}}
     monkeypatch.setattr(report, "_load", lambda name: fake if name == "clearml" else None)
     lines, _ = report.rows()
     clearml = [line for line in lines if "clearml" in line]
+    assert "1,000 workers, 14 metrics, 30 s runs |" in clearml[0]
     assert [line.rsplit("|", 2)[-2].strip() for line in clearml] == [
         "**missed**", "-", "met", "**missed**"]
