@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
@@ -384,6 +385,8 @@ class MemoryStore:
             w, ts = change.worker, change.ts
             values = [((w, metric, variant), float(value))
                       for metric, variant, value in change.readings]
+            if not all(math.isfinite(value) for _, value in values):  # as the others: JSON
+                raise StoreError(f"a reading of worker {w!r} is not a finite number")
             rollups: Rollups[tuple[str, str, str]] = Rollups()
             pooled = [((w, m, POOLED), value) for (_, m, v), value in values if v != SCALAR]
             if (w, ts) in self.reports:

@@ -88,7 +88,7 @@ from ._interface import (
     StoreError,
 )
 from ._postgres_migrations import migrate, refuse_newer
-from ._rollups import POOLED, SCALAR, SPANS, as_series, plan, raw_cutoff
+from ._rollups import POOLED, SCALAR, SPANS, as_series, plan, raw_cutoff, readings_template
 from ._writes import QueueWrites, TaskWrites
 
 __all__ = ["Deposed", "PostgresStore"]
@@ -402,11 +402,6 @@ class _Shape:
     template: str
 
 
-def _template(series: Sequence[int]) -> str:
-    """`_Shape.template`: `%r` writes a float's shortest exact text."""
-    return "{" + ",".join([f'"{s}":%r' for s in series]) + "}"
-
-
 @dataclass(slots=True)
 class _Known:
     """The writer's series ids, by (worker, metric, variant), and each worker's last
@@ -660,7 +655,7 @@ class _Statements:
             pool = tuple([k for k, (_, v) in enumerate(op.names) if v != SCALAR])
             pooled = tuple([ids[worker, op.names[k][0], POOLED] for k in pool])
             shapes[i] = written.shapes[worker] = _Shape(
-                op.names, series, series + pooled, pool, _template(series))
+                op.names, series, series + pooled, pool, readings_template(series))
         return shapes  # type: ignore[return-value] # every None was replaced
 
     def _series(self, reports: list[_Report]) -> Mapping[tuple[str, str, str], int]:

@@ -37,7 +37,7 @@ import msgspec
 from ._interface import AGGREGATIONS, StatBucket, StatSeries
 
 __all__ = ["POOLED", "SCALAR", "SPANS", "Backlog", "Plan", "Rollups", "as_series", "join_series",
-           "plan", "raw_cutoff", "span_for"]
+           "plan", "raw_cutoff", "readings_template", "span_for"]
 
 _encode = msgspec.json.Encoder().encode
 
@@ -49,6 +49,12 @@ POOLED = ""
 SCALAR = "total"
 
 K = TypeVar("K", bound=Hashable)
+
+
+def readings_template(series: Sequence[int]) -> str:
+    """A report's readings as the SQL stores keep them, a JSON object of values by
+    series id, as a %-format of its values: `%r` writes a float's shortest exact text."""
+    return "{" + ",".join([f'"{s}":%r' for s in series]) + "}"
 
 
 def span_for(interval: int) -> int | None:

@@ -73,6 +73,7 @@ from ._rollups import (
     join_series,
     plan,
     raw_cutoff,
+    readings_template,
     span_for,
 )
 from ._wal import WAL_LIMIT, Checkpoints
@@ -349,11 +350,6 @@ class _Shape:
     template: str
 
 
-def _template(series: Sequence[int]) -> str:
-    """`_Shape.template`: `%r` writes a float's shortest exact text."""
-    return "{" + ",".join([f'"{s}":%r' for s in series]) + "}"
-
-
 @dataclass(slots=True)
 class _Written:
     """What a transaction adds to the writer's own state once it commits."""
@@ -618,7 +614,7 @@ class _Stats:
         def delete(db: sqlite3.Connection) -> int:
             db.execute("BEGIN IMMEDIATE")
             try:
-                # the readings: one ':' each in a report's JSON object (`_template`)
+                # the readings: one ':' each in a report's JSON object (`readings_template`)
                 (n,) = db.execute("SELECT coalesce(sum(length(readings) - length(replace("
                                   "readings, ':', ''))), 0) FROM stat_reports WHERE ts < ?",
                                   (cutoff,)).fetchone()
@@ -1110,7 +1106,7 @@ class SQLiteStore(HandOver):
                 pooled = frozenset([series.get(k) or new[k] for k in {
                     (worker, m, POOLED) for m, v in names if v != SCALAR}])
                 shapes[i] = written.shapes[worker] = _Shape(names, ids, pooled,
-                                                            _template(ids))
+                                                            readings_template(ids))
         return shapes  # type: ignore[return-value] # every None was replaced
 
     def _add_series(self, db: sqlite3.Connection, reports: list[RecordStats],

@@ -531,6 +531,31 @@ async def test_rollups_are_purged_per_span_at_their_own_cutoff(store: Store) -> 
         ActivityBucket(3 * HOUR, 1, 0)]
 
 
+async def test_a_reading_that_is_not_a_finite_number_fails_its_report_alone(
+        store: Store) -> None:
+    """A store keeps readings as JSON numbers, which have no inf or nan: such a report is
+    refused naming its worker, and the reports committed with it are stored."""
+    outcomes: dict[str, str] = {}
+
+    async def record(worker: str, value: float) -> None:
+        try:
+            await store.stats.record(RecordStats(worker, 1_000, None,
+                                                 [("cpu_usage", "total", value)]))
+        except StoreError as exc:
+            outcomes[worker] = str(exc)
+        else:
+            outcomes[worker] = "stored"
+
+    async with trio.open_nursery() as nursery:  # one batch
+        for worker, value in (("w1", 1.0), ("w2", float("inf")), ("w3", float("nan"))):
+            nursery.start_soon(record, worker, value)
+    assert outcomes["w1"] == "stored"
+    assert "'w2'" in outcomes["w2"] and "finite" in outcomes["w2"]
+    assert "'w3'" in outcomes["w3"] and "finite" in outcomes["w3"]
+    assert [b.worker for b in await store.stats.buckets(
+        since=0, until=9_999, interval=1_000, metrics=["cpu_usage"])] == ["w1"]
+
+
 def test_a_query_reads_whole_hours_then_whole_5_minute_spans_then_raw_readings() -> None:
     from workyard.store._rollups import plan
 

@@ -415,31 +415,6 @@ async def test_a_failing_callback_is_logged_and_the_writer_goes_on(
     assert await sqlite_store.tasks.insert([after]) == [after.id]
 
 
-async def test_a_reading_that_is_not_a_finite_number_fails_its_report_alone(
-        sqlite_store: SQLiteStore) -> None:
-    """A report's readings are a JSON object, which has no inf or nan: such a report
-    is refused naming its worker, and the reports committed with it are stored."""
-    outcomes: dict[str, str] = {}
-
-    async def record(worker: str, value: float) -> None:
-        try:
-            await sqlite_store.stats.record(RecordStats(worker, 1_000, None,
-                                                        [("cpu_usage", "total", value)]))
-        except StoreError as exc:
-            outcomes[worker] = str(exc)
-        else:
-            outcomes[worker] = "stored"
-
-    async with trio.open_nursery() as nursery:  # one batch
-        for worker, value in (("w1", 1.0), ("w2", float("inf")), ("w3", float("nan"))):
-            nursery.start_soon(record, worker, value)
-    assert outcomes["w1"] == "stored"
-    assert "'w2'" in outcomes["w2"] and "finite" in outcomes["w2"]
-    assert "'w3'" in outcomes["w3"] and "finite" in outcomes["w3"]
-    assert [b.worker for b in await sqlite_store.stats.buckets(
-        since=0, until=9_999, interval=1_000, metrics=["cpu_usage"])] == ["w1"]
-
-
 # -- schema versions ----------------------------------------------------------------
 
 
