@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import sqlite3
 import sys
 import tempfile
@@ -180,12 +181,13 @@ def _series() -> list[tuple[str, list[str]]]:
 
 def ingest_inprocess(args: argparse.Namespace) -> dict[str, Any]:
     """status_report through `ClearML.handle` in this process, no HTTP: `--conns` x
-    `--procs` concurrent senders, the hub on a SQLite file; what the handler and the
-    store's group commit cost on their own."""
+    `--procs` concurrent senders, the hub on a SQLite file (or `--inprocess-db`'s
+    PostgreSQL); what the handler and the store's group commit cost on their own."""
     import trio
 
     from workyard import Hub, Settings, SQLiteStore
     from workyard.compat import ClearML
+    from workyard.store import PostgresStore
 
     workers = [f"agent-{i:04d}" for i in range(args.workers)]
     senders = args.conns * args.procs
@@ -193,9 +195,12 @@ def ingest_inprocess(args: argparse.Namespace) -> dict[str, Any]:
     counter = [0, 0]
     last: dict[str, int] = {}
 
+    postgres = args.inprocess_db
+
     async def main(db: str) -> tuple[float, float]:
+        store = SQLiteStore(db) if postgres is None else PostgresStore(postgres, schema=schema)
         async with trio.open_nursery() as nursery:
-            hub = Hub(store=SQLiteStore(db))  # it runs its store
+            hub = Hub(store=store)  # it runs its store
             await nursery.start(hub.run)
             clearml = ClearML(hub, Settings(db=db))
             deadline = time.monotonic() + args.seconds
@@ -222,11 +227,20 @@ def ingest_inprocess(args: argparse.Namespace) -> dict[str, Any]:
             nursery.cancel_scope.cancel()
         return elapsed, cpu
 
+    schema = f"bench_clearml_{os.getpid()}"  # PostgreSQL: a schema of its own, dropped
     with tempfile.TemporaryDirectory() as tmp:
         db = str(Path(tmp) / "inprocess.db")
         elapsed, cpu = trio.run(main, db)
-        with sqlite3.connect(db) as conn:
-            stored = conn.execute("SELECT count(*) FROM stat_reports").fetchone()[0]
+        if postgres is None:
+            with sqlite3.connect(db) as conn:
+                stored = conn.execute("SELECT count(*) FROM stat_reports").fetchone()[0]
+        else:
+            import psycopg
+
+            with psycopg.connect(postgres, autocommit=True) as conn:
+                row = conn.execute(f"SELECT count(*) FROM {schema}.stat_reports").fetchone()
+                stored = 0 if row is None else row[0]
+                conn.execute(f"DROP SCHEMA {schema} CASCADE")
     return {"reports_per_s": round(counter[0] / elapsed), "answered": counter[0],
             "errors": counter[1], "stored_reports": stored,
             "p50_ms": round(percentile(latencies, 50) * 1000, 2),
@@ -355,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--no-ingest", action="store_true", help="measure get_stats only")
     parser.add_argument("--no-stats", action="store_true", help="measure ingest only")
+    parser.add_argument("--inprocess-db", metavar="POSTGRESQL_URL",
+                        help="run the in-process ingest on this PostgreSQL database (in a "
+                        "schema of its own) instead of a SQLite file")
     parser.add_argument("--stats-db", help="the get_stats file: prefilled unless it exists "
                         "(then reused as it is, e.g. for several runs of one commit)")
     parser.add_argument("--profile", help="py-spy collapsed stacks of the ingest hub (a file)")
