@@ -309,18 +309,15 @@ class MemoryStore:
             undo.set(self.rollups, key, (count, total, low, high))
         for akey, active in rollups.active.items():
             undo.set(self.activity, akey, self.activity.get(akey, False) or active)
-        for span, series, start in rollups.redo:  # a repeat: scan (rare, and in memory)
-            values = [v for (w, m, var, ts), v in self.readings.items()
-                      if (w, m, var) == series and start <= ts < start + span]
-            undo.set(self.rollups, (span, series, start),
-                     (len(values), sum(values), min(values), max(values)))
-        for span, (worker, metric, _), start in rollups.redo_pooled:
-            values = [v for (w, m, var, ts), v in self.readings.items()
-                      if w == worker and m == metric and var != SCALAR
-                      and start <= ts < start + span]
-            undo.set(self.rollups, (span, (worker, metric, POOLED), start),
-                     (len(values), sum(values), min(values), max(values)))
-        for span, start, worker in rollups.redo_active:
+        for span, start, worker in rollups.redo:  # a repeat: scan (rare, and in memory)
+            values: dict[tuple[str, str, str], list[float]] = {}
+            for (w, m, var, ts), v in self.readings.items():
+                if w == worker and start <= ts < start + span:
+                    values.setdefault((w, m, var), []).append(v)
+                    if var != SCALAR:
+                        values.setdefault((w, m, POOLED), []).append(v)
+            for series, vs in values.items():
+                undo.set(self.rollups, (span, series, start), (len(vs), sum(vs), min(vs), max(vs)))
             undo.set(self.activity, (span, start, worker), any(
                 task is not None for (w, ts), task in self.reports.items()
                 if w == worker and start <= ts < start + span))
@@ -390,8 +387,7 @@ class MemoryStore:
             rollups: Rollups[tuple[str, str, str]] = Rollups()
             pooled = [((w, m, POOLED), value) for (_, m, v), value in values if v != SCALAR]
             if (w, ts) in self.reports:
-                rollups.repeat(w, ts, [series for series, _ in values],
-                               {series for series, _ in pooled})
+                rollups.repeat(w, ts)
             else:
                 rollups.report(w, ts, change.task, values + pooled)
             undo.set(self.reports, (w, ts), change.task)

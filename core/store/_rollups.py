@@ -114,14 +114,11 @@ class Rollups(Generic[K]):
 
     #: (span, series, start) -> [count, total, low, high]
     add: dict[tuple[int, K, int], list[float]] = field(default_factory=dict)
-    #: (span, series, start) to compute again from the raw samples
-    redo: set[tuple[int, K, int]] = field(default_factory=set)
-    #: (span, pooled series, start) to compute again from the raw samples of its variants
-    redo_pooled: set[tuple[int, K, int]] = field(default_factory=set)
     #: (span, start, worker) -> whether it reported with a task
     active: dict[tuple[int, int, str], bool] = field(default_factory=dict)
-    #: (span, start, worker) to compute again from the raw reports
-    redo_active: set[tuple[int, int, str]] = field(default_factory=set)
+    #: (span, start, worker): every rollup of the worker's in that bucket (its series,
+    #: pooled series and activity) to compute again from its raw readings and reports
+    redo: set[tuple[int, int, str]] = field(default_factory=set)
 
     def report(self, worker: str, ts: int, task: str | None,
                readings: Iterable[tuple[K, float]]) -> None:
@@ -147,15 +144,10 @@ class Rollups(Generic[K]):
                     if value > a[3]:  # noqa: PLR1730
                         a[3] = value
 
-    def repeat(self, worker: str, ts: int, series: Iterable[K], pooled: Iterable[K]) -> None:
+    def repeat(self, worker: str, ts: int) -> None:
         """A report that replaces a stored one: its buckets are computed again once its
         readings are written."""
-        keys, pools = list(series), list(pooled)
-        for span in SPANS:
-            start = ts // span * span
-            self.redo_active.add((span, start, worker))
-            self.redo.update((span, s, start) for s in keys)
-            self.redo_pooled.update((span, s, start) for s in pools)
+        self.redo.update((span, ts // span * span, worker) for span in SPANS)
 
     def absorb(self, other: Rollups[K]) -> None:
         """Add `other`'s writes to these (a later transaction's, kept back together)."""
@@ -172,12 +164,9 @@ class Rollups(Generic[K]):
         for akey, busy in other.active.items():
             self.active[akey] = self.active.get(akey, False) or busy
         self.redo |= other.redo
-        self.redo_pooled |= other.redo_pooled
-        self.redo_active |= other.redo_active
 
     def __bool__(self) -> bool:
-        return bool(self.add or self.redo or self.redo_pooled or self.active
-                    or self.redo_active)
+        return bool(self.add or self.active or self.redo)
 
 
 @dataclass(slots=True)

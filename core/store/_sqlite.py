@@ -505,7 +505,7 @@ def _write_increments(db: sqlite3.Connection, backlog: Backlog[int],
 def _redo_rollups(db: sqlite3.Connection, rollups: Rollups[int]) -> None:
     """The buckets of repeated reports computed again, once their rows are written:
     all of the worker's series in each (its reports of the bucket are read once)."""
-    buckets = sorted(rollups.redo_active)  # (span, start, worker)
+    buckets = sorted(rollups.redo)  # (span, start, worker)
     for sql in (ROLL_UP_AGAIN, POOL_AGAIN, ACTIVITY_AGAIN):
         db.executemany(sql, buckets)
 
@@ -1065,7 +1065,7 @@ class SQLiteStore(HandOver):
                                          "finite number")
                     reports.append((ts, worker, op.task, readings))
                     if (ts, worker) in seen:
-                        written.repeats.repeat(worker, ts, series, shape.pooled)
+                        written.repeats.repeat(worker, ts)
                     else:
                         seen.add((ts, worker))
                         written.reports.append((worker, ts, op.task, series, values))
